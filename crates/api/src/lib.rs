@@ -1,0 +1,145 @@
+//! The HTTP(S) front door. One axum router serves plain HTTP and HTTPS: service info and health
+//! today, the REST, SSE and WebSocket APIs as they land, and MQTT over WebSocket at `/mqtt`,
+//! which hands the upgraded socket to the same connection task as MQTT over TCP.
+
+mod ws_io;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use switchyard_broker::Broker;
+use switchyard_transport::{ListenerLimits, TlsSource};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+pub use ws_io::WsIo;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub broker: Broker,
+    pub limits: ListenerLimits,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+/// The router with every route.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/", get(info))
+        .route("/health", get(health))
+        .route("/mqtt", get(mqtt_ws))
+        .with_state(state)
+}
+
+async fn info() -> Json<serde_json::Value> {
+    Json(json!({"name": "switchyard", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn health(State(state): State<ApiState>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"}))).into_response();
+    }
+    let stats = state.broker.stats();
+    let connections = stats.connections.load(std::sync::atomic::Ordering::Relaxed);
+    Json(json!({"status": "ok", "connections": connections})).into_response()
+}
+
+/// MQTT over WebSocket (subprotocol `mqtt`): upgrade, then run the common connection task.
+async fn mqtt_ws(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Ok(permit) = Arc::clone(&state.limits.connections).try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "connection limit reached"}))).into_response();
+    };
+    let max = state.broker.config().max_packet_size as usize + 8;
+    let tasks = state.tasks.clone();
+    ws.protocols(["mqtt"]).max_message_size(max).on_upgrade(move |socket| {
+        tasks.track_future(async move {
+            let timeout = state.limits.connect_timeout;
+            switchyard_transport::serve(WsIo::new(socket), Some(peer), state.broker, timeout, state.shutdown).await;
+            drop(permit);
+        })
+    })
+}
+
+/// Serve `app` on `listener` until shutdown; with `tls`, every connection is HTTPS, its handshake
+/// done in the connection's own task under `handshake_timeout`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<TlsSource>>,
+    app: Router,
+    handshake_timeout: Duration,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => { backoff = Duration::from_millis(5); pair }
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed; backing off");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            match tls {
+                None => serve_http(stream, peer, app, shutdown).await,
+                Some(tls) => match tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream)).await {
+                    Ok(Ok(stream)) => serve_http(stream, peer, app, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTPS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
+                },
+            }
+        });
+    }
+}
+
+async fn serve_http<S>(stream: S, peer: SocketAddr, app: Router, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(req)
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "HTTP connection error");
+            }
+        }
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The authentication and authorization hook, and the anonymous (plain-MQTT) policy.
+//!
+//! Connections call [`Authenticator::authenticate`] with the CONNECT credentials before the core
+//! sees them; the answer is a [`Principal`] whose [`Namespace`] scopes every session, topic and
+//! retained message it touches. Tenant identity plugs in here without the core knowing tenants.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchyard_codec::{reason, topic};
+
+/// A topic namespace: one per tenant, plus the anonymous one. Nothing crosses namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Namespace(Arc<str>);
+
+impl Namespace {
+    /// The namespace anonymous clients share, outside every tenant.
+    pub fn anonymous() -> Namespace {
+        Namespace(Arc::from(""))
+    }
+    /// A tenant's namespace, named by its domain.
+    pub fn tenant(domain: &str) -> Namespace {
+        Namespace(Arc::from(domain))
+    }
+    /// The name used in storage keys ("" for the anonymous namespace).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who a connection is, as far as the core cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Where its sessions, subscriptions and retained messages live.
+    pub namespace: Namespace,
+    /// Stable identity name: a session belongs to the identity that created it, and another
+    /// identity presenting the same client id is refused.
+    pub identity: Arc<str>,
+}
+
+/// What a client presented in CONNECT, plus where it came from.
+#[derive(Debug, Clone)]
+pub struct ConnectCredentials<'a> {
+    pub client_id: &'a str,
+    pub username: Option<&'a str>,
+    pub password: Option<&'a Bytes>,
+    pub peer: Option<SocketAddr>,
+}
+
+/// A refusal: the 5.0 CONNACK reason code (translated for 3.1.1 clients).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal(pub u8);
+
+/// A boxed future, so the hook stays object-safe.
+pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, Refusal>> + Send + 'a>>;
+
+/// Decides who may connect and what each principal may publish and subscribe to.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Authenticate a CONNECT.
+    fn authenticate<'a>(&'a self, creds: ConnectCredentials<'a>) -> AuthFuture<'a>;
+    /// May `who` publish to `topic`?
+    fn may_publish(&self, who: &Principal, topic: &str) -> bool;
+    /// May `who` subscribe to `filter` (shared-subscription prefix already removed)?
+    fn may_subscribe(&self, who: &Principal, filter: &str) -> bool;
+}
+
+/// One `[[mqtt.anonymous_deny]]` rule: a filter anonymous clients may not use for that action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyRule {
+    Subscribe(String),
+    Publish(String),
+}
+
+/// Plain-MQTT policy: anonymous clients allowed (or not) in one shared namespace, minus the
+/// deny rules. With `allow_anonymous = false` every CONNECT is refused until a real
+/// authenticator replaces this one.
+#[derive(Debug, Clone, Default)]
+pub struct AnonymousAuth {
+    pub allow_anonymous: bool,
+    pub deny: Vec<DenyRule>,
+}
+
+impl Authenticator for AnonymousAuth {
+    fn authenticate<'a>(&'a self, _creds: ConnectCredentials<'a>) -> AuthFuture<'a> {
+        let answer = if self.allow_anonymous {
+            Ok(Principal { namespace: Namespace::anonymous(), identity: Arc::from("") })
+        } else {
+            Err(Refusal(reason::NOT_AUTHORIZED))
+        };
+        Box::pin(std::future::ready(answer))
+    }
+
+    fn may_publish(&self, _who: &Principal, topic_name: &str) -> bool {
+        !self.deny.iter().any(|rule| match rule {
+            DenyRule::Publish(filter) => topic::matches(filter, topic_name),
+            DenyRule::Subscribe(_) => false,
+        })
+    }
+
+    fn may_subscribe(&self, _who: &Principal, filter: &str) -> bool {
+        !self.deny.iter().any(|rule| match rule {
+            // A subscription is denied when it could receive anything the rule names: the
+            // same filter, or a wider one that matches the rule's topic.
+            DenyRule::Subscribe(denied) => denied == filter || topic::matches(filter, denied),
+            DenyRule::Publish(_) => false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_rules_apply_per_action() {
+        let auth = AnonymousAuth {
+            allow_anonymous: true,
+            deny: vec![DenyRule::Subscribe("test/nosubscribe".into()), DenyRule::Publish("ro/#".into())],
+        };
+        let who = Principal { namespace: Namespace::anonymous(), identity: Arc::from("") };
+        for (filter, allowed) in
+            [("test/nosubscribe", false), ("test/#", false), ("#", false), ("test/other", true), ("ro/x", true)]
+        {
+            assert_eq!(auth.may_subscribe(&who, filter), allowed, "{filter}");
+        }
+        for (name, allowed) in [("ro/x", false), ("ro", false), ("test/nosubscribe", true)] {
+            assert_eq!(auth.may_publish(&who, name), allowed, "{name}");
+        }
+    }
+}

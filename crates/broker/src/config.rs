@@ -1,0 +1,58 @@
+//! Broker limits and their overflow policies, already parsed and checked by the caller.
+
+/// What happens when a subscriber's queue of QoS 1/2 messages is full.
+///
+/// QoS 0 messages are always dropped oldest-first when a queue is over its byte budget; QoS 1
+/// and 2 messages are never dropped silently: the policy below is applied and counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueFullPolicy {
+    /// A connected subscriber that cannot keep up is disconnected (5.0: DISCONNECT 0x97 Quota
+    /// exceeded) and keeps its session; for an offline session the new message is refused for
+    /// that session. A 5.0 publisher whose message no subscriber could take gets PUBACK 0x97.
+    #[default]
+    DisconnectSubscriber,
+    /// The new message is refused for that session (counted and logged); the subscriber stays.
+    RefuseNew,
+}
+
+/// Limits of the broker core. Every bound is here, with its policy.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Largest packet accepted from a client, in bytes (also advertised in CONNACK, 5.0).
+    pub max_packet_size: u32,
+    /// QoS 1/2 publishes a client may have unacknowledged towards us (advertised, 5.0).
+    pub receive_maximum: u16,
+    /// 0: honour the client's keep-alive; N: cap it at N seconds (advertised, 5.0).
+    pub server_keep_alive: u16,
+    /// Per session: QoS 1/2 messages sent and not yet acknowledged.
+    pub max_inflight_messages: u16,
+    /// Per session: messages waiting beyond the inflight window.
+    pub max_queued_messages: usize,
+    /// Per session: payload bytes waiting beyond the inflight window.
+    pub max_queued_bytes: usize,
+    /// Policy when a session's queue is full of QoS 1/2 messages.
+    pub queue_full: QueueFullPolicy,
+    /// Topic aliases a client may set towards us (advertised, 5.0).
+    pub topic_alias_maximum: u16,
+    /// Longest session expiry granted, in seconds.
+    pub max_session_expiry: u32,
+    /// Events the router buffers from connections before senders wait.
+    pub event_queue: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            max_packet_size: 262_144,
+            receive_maximum: 32,
+            server_keep_alive: 0,
+            max_inflight_messages: 32,
+            max_queued_messages: 10_000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            queue_full: QueueFullPolicy::default(),
+            topic_alias_maximum: 64,
+            max_session_expiry: u32::MAX,
+            event_queue: 4096,
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The broker core. One router owns every session, subscription, retained message and QoS
+//! state; connections of every protocol reach it only through a [`Broker`] handle, sending
+//! [`Event`]s and draining their [`Outbox`]. The core does no network I/O and knows storage only
+//! as the [`SessionStore`] trait.
+//!
+//! - [`auth`]: the authentication hook and the plain-MQTT policy.
+//! - [`message`]: messages, deliveries and the event vocabulary.
+//! - [`outbox`]: the bounded, non-blocking path from the core to a connection.
+//! - `router`: the state owner and its event loop; `session`, `subtree`, `persist`: its parts.
+
+pub mod auth;
+mod config;
+pub mod message;
+pub mod outbox;
+mod persist;
+mod router;
+mod session;
+mod subtree;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use switchyard_storage::{SessionStore, StorageError};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use auth::{AnonymousAuth, Authenticator, DenyRule, Namespace, Principal, Refusal};
+pub use config::{BrokerConfig, QueueFullPolicy};
+pub use message::{ConnId, ConnectRequest, Delivery, Event, Message, WillAction, now_ms};
+pub use outbox::{Outbox, Outgoing};
+
+/// Counters kept by the core, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub sessions: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub qos0_dropped: AtomicU64,
+    pub queue_refused: AtomicU64,
+    pub oversized_dropped: AtomicU64,
+    pub storage_errors: AtomicU64,
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("cannot read stored broker state")]
+    Load(#[source] StorageError),
+    #[error("cannot start the router thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// The core went away (shut down); the connection should close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("broker is shut down")]
+pub struct Closed;
+
+/// A cheap, cloneable handle to the core: what every connection holds.
+#[derive(Clone)]
+pub struct Broker {
+    events: mpsc::Sender<Event>,
+    next_conn: Arc<AtomicU64>,
+    config: Arc<BrokerConfig>,
+    auth: Arc<dyn Authenticator>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// The router's thread; join it after shutdown to know state is flushed.
+#[derive(Debug)]
+pub struct RouterThread(std::thread::JoinHandle<()>);
+
+impl RouterThread {
+    /// Wait for the router to finish its final flush.
+    pub fn join(self) {
+        if self.0.join().is_err() {
+            tracing::error!("router thread panicked");
+        }
+    }
+}
+
+impl Broker {
+    /// Load stored state and start the router. It runs until `shutdown` is cancelled, then
+    /// publishes due wills, tells clients, flushes storage and ends.
+    pub fn start(
+        config: BrokerConfig,
+        store: Arc<dyn SessionStore>,
+        auth: Arc<dyn Authenticator>,
+        shutdown: CancellationToken,
+    ) -> Result<(Broker, RouterThread), BrokerError> {
+        let config = Arc::new(config);
+        let stats = Arc::new(Stats::default());
+        let snapshot = store.load().map_err(BrokerError::Load)?;
+        let restored = snapshot.sessions.len();
+        let mut router = router::Router::new(Arc::clone(&config), store, Arc::clone(&stats));
+        router.restore(snapshot);
+        tracing::info!(sessions = restored, "broker state loaded");
+        let (tx, rx) = mpsc::channel(config.event_queue);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(BrokerError::Thread)?;
+        let thread = std::thread::Builder::new()
+            .name("switchyard-router".into())
+            .spawn(move || runtime.block_on(router.run(rx, shutdown)))
+            .map_err(BrokerError::Thread)?;
+        let broker = Broker { events: tx, next_conn: Arc::new(AtomicU64::new(1)), config, auth, stats };
+        Ok((broker, RouterThread(thread)))
+    }
+
+    /// Send an event to the core, waiting while its queue is full.
+    pub async fn send(&self, event: Event) -> Result<(), Closed> {
+        self.events.send(event).await.map_err(|_| Closed)
+    }
+
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub fn auth(&self) -> &dyn Authenticator {
+        &*self.auth
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}

@@ -1,0 +1,141 @@
+//! Messages as the core routes them, and the events and deliveries that cross its boundary.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use switchyard_codec::{Connect, Properties, Publish, QoS, Subscribe, Unsubscribe};
+
+use crate::auth::Principal;
+use crate::outbox::Outbox;
+
+/// Identifies one network (or in-process) connection for its lifetime.
+pub type ConnId = u64;
+
+/// An application message once accepted: immutable and shared by every delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    pub qos: QoS,
+    pub retain: bool,
+    /// Absolute expiry (ms since the Unix epoch), from the 5.0 message expiry interval.
+    pub expires_at_ms: Option<u64>,
+    /// Properties forwarded to subscribers: payload format, content type, response topic,
+    /// correlation data and user properties. Never aliases, expiry or subscription ids.
+    pub properties: Properties,
+}
+
+impl Message {
+    /// Build from an incoming PUBLISH (topic already resolved from any alias), at `now_ms`.
+    pub fn from_publish(publish: Publish, now_ms: u64) -> Message {
+        let props = publish.properties;
+        let expires_at_ms = props.message_expiry_interval.map(|s| now_ms + u64::from(s) * 1000);
+        let properties = Properties {
+            payload_format_indicator: props.payload_format_indicator,
+            content_type: props.content_type,
+            response_topic: props.response_topic,
+            correlation_data: props.correlation_data,
+            user_properties: props.user_properties,
+            ..Properties::default()
+        };
+        Message {
+            topic: Arc::from(publish.topic),
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            expires_at_ms,
+            properties,
+        }
+    }
+
+    /// True when the message has expired at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| at <= now_ms)
+    }
+
+    /// Bytes this message costs in a queue (payload and topic).
+    pub fn cost(&self) -> usize {
+        self.payload.len() + self.topic.len()
+    }
+
+    /// The PUBLISH carrying this message to a subscriber, with the remaining expiry interval.
+    pub fn to_publish(&self, delivery: &Delivery, now_ms: u64) -> Publish {
+        let mut properties = self.properties.clone();
+        if let Some(at) = self.expires_at_ms {
+            let remaining = at.saturating_sub(now_ms).div_ceil(1000);
+            properties.message_expiry_interval = Some(u32::try_from(remaining).unwrap_or(u32::MAX));
+        }
+        properties.subscription_identifiers.clone_from(&delivery.subscription_ids);
+        Publish {
+            dup: delivery.dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: self.topic.to_string(),
+            packet_id: delivery.packet_id,
+            payload: self.payload.clone(),
+            properties,
+        }
+    }
+}
+
+/// One message on its way to one session, at the QoS and with the flags that session gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    pub qos: QoS,
+    pub retain: bool,
+    pub dup: bool,
+    /// 0 for QoS 0.
+    pub packet_id: u16,
+    pub subscription_ids: Vec<u32>,
+}
+
+/// How a connection ended, as far as its will message is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WillAction {
+    /// Normal DISCONNECT: the will is discarded.
+    Discard,
+    /// Network loss, protocol error, keep-alive timeout, or DISCONNECT 0x04: the will is sent.
+    Publish,
+}
+
+/// A connection asking to attach to its session.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    pub conn: ConnId,
+    pub principal: Principal,
+    /// The CONNECT as received, with `client_id` already assigned when it was empty.
+    pub connect: Box<Connect>,
+    /// Where the core sends this connection's packets.
+    pub outbox: Arc<Outbox>,
+    /// CONNACK properties the connection negotiated (limits, assigned client id, keep-alive);
+    /// the core adds the session part.
+    pub connack_properties: Properties,
+    /// The client's receive maximum (5.0; 65535 when absent).
+    pub client_receive_maximum: u16,
+    /// The client's maximum packet size (5.0; unlimited when absent).
+    pub client_max_packet_size: u32,
+}
+
+/// The closed vocabulary into the core: every connection, of every protocol, speaks only this.
+#[derive(Debug)]
+pub enum Event {
+    Connect(Box<ConnectRequest>),
+    /// An authorized PUBLISH with its topic resolved.
+    Publish { conn: ConnId, publish: Publish },
+    PubAck { conn: ConnId, packet_id: u16 },
+    PubRec { conn: ConnId, packet_id: u16 },
+    PubRel { conn: ConnId, packet_id: u16 },
+    PubComp { conn: ConnId, packet_id: u16 },
+    /// `allowed[i]` is the authorization decision for `subscribe.filters[i]`.
+    Subscribe { conn: ConnId, subscribe: Subscribe, allowed: Vec<bool> },
+    Unsubscribe { conn: ConnId, unsubscribe: Unsubscribe },
+    /// The connection is gone. `session_expiry` is a 5.0 DISCONNECT's new expiry interval.
+    Disconnected { conn: ConnId, will: WillAction, session_expiry: Option<u32> },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,219 @@
+//! Attaching connections to sessions (create, resume, take over, refuse), detaching them, session
+//! expiry and will messages.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use switchyard_codec::{ConnAck, Packet, Protocol, PubResp, Publish, reason};
+use switchyard_storage::SessionOp;
+
+use super::{Router, Timer};
+use crate::message::{ConnId, ConnectRequest, Message, WillAction, now_ms};
+use crate::outbox::Outgoing;
+use crate::session::{Attached, Flow, Session};
+use crate::subtree::SessionId;
+
+impl Router {
+    pub(super) fn connect(&mut self, req: ConnectRequest) {
+        let ConnectRequest { conn, principal, connect, outbox, mut connack_properties, .. } = req;
+        let protocol = connect.protocol;
+        let key = (principal.namespace.clone(), Arc::<str>::from(connect.client_id.as_str()));
+
+        // A session belongs to the identity that created it.
+        if let Some(&id) = self.by_key.get(&key)
+            && self.sessions[&id].owner != principal.identity
+        {
+            tracing::warn!(client_id = %connect.client_id, "client id in use by another identity; refused");
+            let code = match protocol {
+                Protocol::V5 => reason::CLIENT_IDENTIFIER_NOT_VALID,
+                Protocol::V311 => reason::v311::IDENTIFIER_REJECTED,
+            };
+            self.send(&outbox, Outgoing::Control(Packet::ConnAck(ConnAck { code, ..ConnAck::default() })));
+            self.send(&outbox, Outgoing::Close(reason::CLIENT_IDENTIFIER_NOT_VALID));
+            return;
+        }
+
+        let mut session_present = false;
+        let id = match self.by_key.get(&key).copied() {
+            Some(id) => {
+                self.take_over(id);
+                if connect.clean_start {
+                    // The old session ends here: its pending will goes out now.
+                    self.end_session(id);
+                    self.new_session(&key, &principal.identity)
+                } else {
+                    session_present = true;
+                    id
+                }
+            }
+            None => self.new_session(&key, &principal.identity),
+        };
+
+        let requested_expiry = match protocol {
+            Protocol::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            Protocol::V311 if connect.clean_start => 0,
+            Protocol::V311 => u32::MAX,
+        };
+        let expiry = requested_expiry.min(self.cfg.max_session_expiry);
+        if protocol == Protocol::V5 && expiry != requested_expiry {
+            connack_properties.session_expiry_interval = Some(expiry);
+        }
+        let window = usize::from(req.client_receive_maximum.min(self.cfg.max_inflight_messages).max(1));
+        let session = self.sessions.get_mut(&id).expect("session just found or made");
+        let was_persistent = session.stored;
+        session.protocol = protocol;
+        session.expiry = expiry;
+        session.will = connect.will.clone();
+        session.generation += 1;
+        session.offline_since_ms = None;
+        session.attached = Some(Attached {
+            conn,
+            outbox: Arc::clone(&outbox),
+            window,
+            max_packet_size: req.client_max_packet_size,
+        });
+        if session.persistent() {
+            self.dirty.insert(id);
+        } else if was_persistent {
+            let key = session.store_key();
+            session.stored = false;
+            self.ops.push(SessionOp::DeleteSession { session: key });
+        }
+        self.conns.insert(conn, id);
+        self.stats.connections.fetch_add(1, Ordering::Relaxed);
+
+        let connack = ConnAck { session_present, code: reason::SUCCESS, properties: connack_properties };
+        self.send(&outbox, Outgoing::Control(Packet::ConnAck(connack)));
+        self.resend_inflight(id);
+        self.fill_window(id);
+    }
+
+    fn new_session(&mut self, key: &(crate::auth::Namespace, Arc<str>), owner: &Arc<str>) -> SessionId {
+        let id = self.next_session;
+        self.next_session += 1;
+        let session = Session::new(key.0.clone(), Arc::clone(&key.1), Arc::clone(owner));
+        self.by_key.insert(key.clone(), id);
+        self.sessions.insert(id, session);
+        self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
+        id
+    }
+
+    /// Close the connection currently attached to `id`, if any ("session taken over"). Its will
+    /// follows the ordinary rules: published now, or later after its delay.
+    fn take_over(&mut self, id: SessionId) {
+        let Some(attached) = self.sessions.get(&id).and_then(|s| s.attached.clone()) else { return };
+        self.send(&attached.outbox, Outgoing::Close(reason::SESSION_TAKEN_OVER));
+        self.detach(attached.conn, id, WillAction::Publish);
+    }
+
+    /// Resend what was in flight when the session was last attached: PUBLISH with DUP set, or
+    /// PUBREL for messages already received.
+    fn resend_inflight(&mut self, id: SessionId) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
+        let mut items = Vec::with_capacity(session.inflight.len());
+        for held in &mut session.inflight {
+            match held.flow {
+                Flow::Released => {
+                    items.push(Outgoing::Control(Packet::PubRel(PubResp::new(held.delivery.packet_id))))
+                }
+                _ => {
+                    held.delivery.dup = true;
+                    items.push(Outgoing::Publish(held.delivery.clone()));
+                }
+            }
+        }
+        for item in items {
+            self.send(&outbox, item);
+        }
+    }
+
+    pub(super) fn disconnected(&mut self, conn: ConnId, will: WillAction, session_expiry: Option<u32>) {
+        let Some(id) = self.conns.get(&conn).copied() else { return };
+        if let Some(expiry) = session_expiry
+            && let Some(session) = self.sessions.get_mut(&id)
+        {
+            session.expiry = expiry.min(self.cfg.max_session_expiry);
+        }
+        self.detach(conn, id, will);
+    }
+
+    /// Detach `conn` from session `id`: the session ends, or waits offline for its expiry.
+    fn detach(&mut self, conn: ConnId, id: SessionId, will: WillAction) {
+        self.conns.remove(&conn);
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+        let now = now_ms();
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        if session.attached.as_ref().is_none_or(|a| a.conn != conn) {
+            return;
+        }
+        session.attached = None;
+        session.generation += 1;
+        session.offline_since_ms = Some(now);
+        let generation = session.generation;
+        let expiry = session.expiry;
+        if will == WillAction::Discard {
+            session.will = None;
+        }
+        // Messages that were only queued for the live connection keep their place.
+        for held in &mut session.inflight {
+            held.delivery.dup = held.flow != Flow::Queued;
+        }
+        let delay = session.will.as_ref().map(|w| w.properties.will_delay_interval.unwrap_or(0));
+        match delay {
+            Some(delay) if delay > 0 && expiry > 0 => {
+                let after = u64::from(delay.min(expiry)) * 1000;
+                self.schedule(now + after, Timer::Will(id, generation));
+            }
+            Some(_) => self.publish_will(id),
+            None => {}
+        }
+        if expiry == 0 {
+            self.end_session(id);
+        } else {
+            if expiry != u32::MAX {
+                self.schedule(now + u64::from(expiry) * 1000, Timer::SessionExpiry(id, generation));
+            }
+            self.dirty.insert(id);
+        }
+    }
+
+    /// The session ends: its pending will is published, its subscriptions and storage removed.
+    pub(super) fn end_session(&mut self, id: SessionId) {
+        if self.sessions.get(&id).is_some_and(|s| s.will.is_some()) {
+            self.publish_will(id);
+        }
+        let Some(session) = self.sessions.remove(&id) else { return };
+        if let Some(attached) = &session.attached {
+            self.conns.remove(&attached.conn);
+        }
+        let ns = session.namespace.clone();
+        for filter in session.subscriptions.keys() {
+            self.remove_subscription(&ns, id, filter);
+        }
+        if session.stored {
+            self.ops.push(SessionOp::DeleteSession { session: session.store_key() });
+        }
+        self.dirty.remove(&id);
+        self.by_key.remove(&(ns, Arc::clone(&session.client_id)));
+        self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Publish and forget the will of session `id`.
+    pub(super) fn publish_will(&mut self, id: SessionId) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let Some(will) = session.will.take() else { return };
+        let ns = session.namespace.clone();
+        let publish = Publish {
+            dup: false,
+            qos: will.qos,
+            retain: will.retain,
+            topic: will.topic,
+            packet_id: 0,
+            payload: will.payload,
+            properties: will.properties,
+        };
+        let message = Message::from_publish(publish, now_ms());
+        self.accept(&ns, Arc::new(message), None);
+    }
+}

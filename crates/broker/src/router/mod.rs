@@ -1,0 +1,303 @@
+//! The router: the one owner of broker state. It takes [`Event`]s in batches, applies them,
+//! group-commits what must be durable, and only then releases the packets that acknowledge it.
+//!
+//! It never waits on a connection: everything it sends goes through non-blocking outboxes. It
+//! runs on a thread of its own, so a storage commit delays only the router, never the sockets.
+
+mod connect;
+mod publish;
+mod subscribe;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use switchyard_codec::reason;
+use switchyard_storage::{SessionOp, SessionStore, Snapshot};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Namespace;
+use crate::config::BrokerConfig;
+use crate::message::{ConnId, Event, Message, now_ms};
+use crate::outbox::{Outbox, Outgoing};
+use crate::persist;
+use crate::session::{Session, SessionRecord, store_key};
+use crate::subtree::{SessionId, SubTree};
+use crate::Stats;
+
+/// Events taken from the queue per batch (and so per group commit at most).
+const BATCH: usize = 512;
+
+/// Subscriptions and retained messages of one namespace.
+#[derive(Debug, Default)]
+pub(crate) struct Space {
+    pub subs: SubTree,
+    pub retained: HashMap<String, Arc<Message>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    SessionExpiry(SessionId, u64),
+    Will(SessionId, u64),
+}
+
+pub(crate) struct Router {
+    cfg: Arc<BrokerConfig>,
+    store: Arc<dyn SessionStore>,
+    stats: Arc<Stats>,
+    sessions: HashMap<SessionId, Session>,
+    by_key: HashMap<(Namespace, Arc<str>), SessionId>,
+    conns: HashMap<ConnId, SessionId>,
+    spaces: HashMap<Namespace, Space>,
+    shared_cursor: HashMap<Arc<str>, usize>,
+    next_session: SessionId,
+    timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    /// Store operations of the current batch.
+    ops: Vec<SessionOp>,
+    /// Sessions whose record must be rewritten at the end of the batch.
+    dirty: HashSet<SessionId>,
+    /// Packets held until the batch is durable, in order.
+    held: Vec<(Arc<Outbox>, Outgoing)>,
+}
+
+impl Router {
+    pub fn new(cfg: Arc<BrokerConfig>, store: Arc<dyn SessionStore>, stats: Arc<Stats>) -> Router {
+        Router {
+            cfg,
+            store,
+            stats,
+            sessions: HashMap::new(),
+            by_key: HashMap::new(),
+            conns: HashMap::new(),
+            spaces: HashMap::new(),
+            shared_cursor: HashMap::new(),
+            next_session: 1,
+            timers: BinaryHeap::new(),
+            ops: Vec::new(),
+            dirty: HashSet::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Rebuild state from storage: offline sessions with their queues, and retained messages.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        let now = now_ms();
+        for (key, record) in snapshot.retained {
+            let Some((ns, topic)) = key.split_once('\u{0}') else { continue };
+            match persist::decode_retained(&record) {
+                Ok(message) if !message.expired(now) => {
+                    self.space(&Namespace::tenant(ns)).retained.insert(topic.to_owned(), Arc::new(message));
+                }
+                Ok(_) => self.ops.push(SessionOp::DeleteRetained { topic: key }),
+                Err(e) => tracing::warn!(error = %e, "skipping unreadable retained message"),
+            }
+        }
+        for stored in snapshot.sessions {
+            let record: SessionRecord = match serde_json::from_slice(&stored.record) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping unreadable session record");
+                    continue;
+                }
+            };
+            let id = self.restore_session(record, now);
+            for (seq, bytes) in stored.messages {
+                match persist::decode_held(seq, &bytes) {
+                    Ok(held) => self.restore_held(id, held),
+                    Err(e) => tracing::warn!(error = %e, "skipping unreadable queued message"),
+                }
+            }
+        }
+        self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The event loop: until shutdown, or until every sender is gone.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let sleep = self.next_timer().map(|at| at.saturating_sub(now_ms()));
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                n = events.recv_many(&mut batch, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for event in batch.drain(..) {
+                        self.handle(event);
+                    }
+                }
+                () = tokio::time::sleep(Duration::from_millis(sleep.unwrap_or(3_600_000))), if sleep.is_some() => {}
+            }
+            self.fire_timers();
+            self.finish_batch();
+        }
+        // Whatever is already queued is handled before the drain.
+        while let Ok(event) = events.try_recv() {
+            self.handle(event);
+        }
+        self.shutdown();
+        self.finish_batch();
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Connect(req) => self.connect(*req),
+            Event::Publish { conn, publish } => self.publish(conn, publish),
+            Event::PubAck { conn, packet_id } => self.puback(conn, packet_id),
+            Event::PubRec { conn, packet_id } => self.pubrec(conn, packet_id),
+            Event::PubRel { conn, packet_id } => self.pubrel(conn, packet_id),
+            Event::PubComp { conn, packet_id } => self.pubcomp(conn, packet_id),
+            Event::Subscribe { conn, subscribe, allowed } => self.subscribe(conn, subscribe, allowed),
+            Event::Unsubscribe { conn, unsubscribe } => self.unsubscribe(conn, unsubscribe),
+            Event::Disconnected { conn, will, session_expiry } => self.disconnected(conn, will, session_expiry),
+        }
+    }
+
+    /// Write dirty session records, commit, then release held packets. A failed commit sends
+    /// no acknowledgement: the publishers waiting for one are disconnected and will resend.
+    fn finish_batch(&mut self) {
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(session) = self.sessions.get_mut(&id)
+                && session.persistent()
+            {
+                let record = serde_json::to_vec(&SessionRecord::of(session)).unwrap_or_default();
+                self.ops.push(SessionOp::PutSession { session: session.store_key(), record: record.into() });
+                session.stored = true;
+            }
+        }
+        let mut failed = false;
+        if !self.ops.is_empty() {
+            let ops = std::mem::take(&mut self.ops);
+            if let Err(e) = self.store.commit(&ops) {
+                tracing::error!(error = %e, ops = ops.len(), "storage commit failed; acknowledgements withheld");
+                self.stats.storage_errors.fetch_add(1, Ordering::Relaxed);
+                failed = true;
+            }
+        }
+        for (outbox, item) in self.held.drain(..) {
+            if failed && is_ack(&item) {
+                outbox.push(Outgoing::Close(reason::UNSPECIFIED_ERROR));
+            } else {
+                let dropped = outbox.push(item);
+                if dropped > 0 {
+                    self.stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Hold `item` for `outbox` until the batch is durable.
+    fn send(&mut self, outbox: &Arc<Outbox>, item: Outgoing) {
+        self.held.push((Arc::clone(outbox), item));
+    }
+
+    fn space(&mut self, ns: &Namespace) -> &mut Space {
+        self.spaces.entry(ns.clone()).or_default()
+    }
+
+    fn session_of(&self, conn: ConnId) -> Option<SessionId> {
+        self.conns.get(&conn).copied()
+    }
+
+    fn schedule(&mut self, at_ms: u64, timer: Timer) {
+        self.timers.push(Reverse((at_ms, timer)));
+    }
+
+    fn next_timer(&self) -> Option<u64> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+
+    fn fire_timers(&mut self) {
+        let now = now_ms();
+        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match timer {
+                Timer::SessionExpiry(id, generation) => {
+                    if self.sessions.get(&id).is_some_and(|s| s.generation == generation && s.attached.is_none()) {
+                        self.end_session(id);
+                    }
+                }
+                Timer::Will(id, generation) => {
+                    if self.sessions.get(&id).is_some_and(|s| s.generation == generation) {
+                        self.publish_will(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn restore_session(&mut self, record: SessionRecord, now: u64) -> SessionId {
+        let id = self.next_session;
+        self.next_session += 1;
+        let ns = Namespace::tenant(&record.namespace);
+        let client_id: Arc<str> = Arc::from(record.client_id.as_str());
+        let mut session = Session::new(ns.clone(), Arc::clone(&client_id), Arc::from(record.owner.as_str()));
+        session.protocol =
+            if record.protocol == 4 { switchyard_codec::Protocol::V311 } else { switchyard_codec::Protocol::V5 };
+        session.expiry = record.expiry;
+        session.stored = true;
+        let since = record.offline_since_ms.unwrap_or(now);
+        session.offline_since_ms = Some(since);
+        for (filter, sub) in &record.subscriptions {
+            self.insert_subscription(&ns, id, filter, sub.options(), sub.id);
+        }
+        session.subscriptions = record.subscriptions;
+        if session.expiry != u32::MAX {
+            self.schedule(since + u64::from(session.expiry) * 1000, Timer::SessionExpiry(id, 0));
+        }
+        self.by_key.insert((ns, client_id), id);
+        self.sessions.insert(id, session);
+        id
+    }
+
+    fn restore_held(&mut self, id: SessionId, held: crate::session::Held) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        if let Some(seq) = held.seq {
+            session.next_seq = session.next_seq.max(seq);
+        }
+        if held.flow == crate::session::Flow::Queued {
+            session.queued_bytes += held.delivery.message.cost();
+            session.queue.push_back(held);
+        } else {
+            session.inflight.push_back(held);
+        }
+    }
+
+    /// Server shutdown: wills that are due now are published, every client is told, and
+    /// every persistent session is written with the time it went offline.
+    fn shutdown(&mut self) {
+        let now = now_ms();
+        let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        for id in ids {
+            let Some(session) = self.sessions.get_mut(&id) else { continue };
+            let Some(attached) = session.attached.take() else { continue };
+            attached.outbox.push(Outgoing::Close(reason::SERVER_SHUTTING_DOWN));
+            session.offline_since_ms = Some(now);
+            let immediate = session
+                .will
+                .as_ref()
+                .is_some_and(|w| w.properties.will_delay_interval.unwrap_or(0) == 0);
+            if immediate {
+                self.publish_will(id);
+            }
+            self.dirty.insert(id);
+        }
+    }
+
+    /// Key used to store a retained message.
+    fn retained_key(ns: &Namespace, topic: &str) -> String {
+        store_key(ns, topic)
+    }
+}
+
+fn is_ack(item: &Outgoing) -> bool {
+    use switchyard_codec::Packet;
+    matches!(item, Outgoing::Control(Packet::PubAck(_) | Packet::PubRec(_) | Packet::ConnAck(_) | Packet::SubAck(_)))
+}

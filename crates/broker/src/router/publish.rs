@@ -1,0 +1,313 @@
+//! Accepting a PUBLISH, routing it to matching sessions (once per session at the highest
+//! granted QoS, one member per shared group), the outbound window, and the QoS 1/2 flows.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use switchyard_codec::{Packet, Protocol, PubResp, Publish, QoS, reason};
+use switchyard_storage::SessionOp;
+
+use super::Router;
+use crate::auth::Namespace;
+use crate::config::QueueFullPolicy;
+use crate::message::{ConnId, Delivery, Message, WillAction, now_ms};
+use crate::outbox::Outgoing;
+use crate::persist;
+use crate::session::{Flow, Held};
+use crate::subtree::SessionId;
+
+/// How a message fared with its subscribers.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Routed {
+    pub matched: usize,
+    pub refused: usize,
+}
+
+impl Router {
+    pub(super) fn publish(&mut self, conn: ConnId, publish: Publish) {
+        let Some(id) = self.session_of(conn) else { return };
+        let session = &self.sessions[&id];
+        let ns = session.namespace.clone();
+        let protocol = session.protocol;
+        let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
+        let (qos, packet_id) = (publish.qos, publish.packet_id);
+        if qos == QoS::ExactlyOnce && session.incoming_qos2.contains(&packet_id) {
+            // A resend of a message already accepted: acknowledge again, route nothing.
+            self.send(&outbox, Outgoing::Control(Packet::PubRec(PubResp::new(packet_id))));
+            return;
+        }
+        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        let message = Arc::new(Message::from_publish(publish, now_ms()));
+        let routed = self.accept(&ns, message, Some(id));
+        if qos == QoS::AtMostOnce {
+            return;
+        }
+        let code = match protocol {
+            Protocol::V311 => reason::SUCCESS,
+            Protocol::V5 if routed.matched == 0 => reason::NO_MATCHING_SUBSCRIBERS,
+            Protocol::V5 if routed.refused == routed.matched => reason::QUOTA_EXCEEDED,
+            Protocol::V5 => reason::SUCCESS,
+        };
+        let ack = PubResp { packet_id, reason: code, ..PubResp::default() };
+        if qos == QoS::AtLeastOnce {
+            self.send(&outbox, Outgoing::Control(Packet::PubAck(ack)));
+        } else {
+            if code < 0x80
+                && let Some(session) = self.sessions.get_mut(&id)
+            {
+                session.incoming_qos2.insert(packet_id);
+            }
+            self.send(&outbox, Outgoing::Control(Packet::PubRec(ack)));
+        }
+    }
+
+    /// Store a retained message (or clear it) and route `message` to its subscribers.
+    pub(super) fn accept(&mut self, ns: &Namespace, message: Arc<Message>, origin: Option<SessionId>) -> Routed {
+        if message.retain {
+            let key = Self::retained_key(ns, &message.topic);
+            if message.payload.is_empty() {
+                if self.space(ns).retained.remove(&*message.topic).is_some() {
+                    self.ops.push(SessionOp::DeleteRetained { topic: key });
+                }
+            } else {
+                self.ops.push(SessionOp::PutRetained { topic: key, record: persist::encode_retained(&message) });
+                self.space(ns).retained.insert(message.topic.to_string(), Arc::clone(&message));
+            }
+        }
+        self.route(ns, &message, origin)
+    }
+
+    fn route(&mut self, ns: &Namespace, message: &Arc<Message>, origin: Option<SessionId>) -> Routed {
+        let Some(space) = self.spaces.get(ns) else { return Routed::default() };
+        let mut entries = Vec::new();
+        space.subs.matches(&message.topic, &mut entries);
+        if entries.is_empty() {
+            return Routed::default();
+        }
+        entries.sort_by(|a, b| (&a.share, a.session).cmp(&(&b.share, b.session)));
+        let mut targets: Vec<Delivery> = Vec::new();
+        let mut target_sessions: Vec<SessionId> = Vec::new();
+        let mut i = 0;
+        while i < entries.len() {
+            let entry = entries[i];
+            if let Some(share) = &entry.share {
+                // One member of the group: round robin, preferring members online now.
+                let group: Vec<_> = entries[i..].iter().take_while(|e| e.share.as_ref() == Some(share)).collect();
+                i += group.len();
+                let cursor = self.shared_cursor.entry(Arc::clone(share)).or_insert(0);
+                let online: Vec<_> = group
+                    .iter()
+                    .filter(|e| self.sessions.get(&e.session).is_some_and(|s| s.attached.is_some()))
+                    .collect();
+                let pick = if online.is_empty() {
+                    group[*cursor % group.len()]
+                } else {
+                    online[*cursor % online.len()]
+                };
+                *cursor = cursor.wrapping_add(1);
+                targets.push(Delivery {
+                    message: Arc::clone(message),
+                    qos: message.qos.min(pick.options.qos),
+                    retain: pick.options.retain_as_published && message.retain,
+                    dup: false,
+                    packet_id: 0,
+                    subscription_ids: pick.subscription_id.into_iter().collect(),
+                });
+                target_sessions.push(pick.session);
+                continue;
+            }
+            // Every plain subscription of one session: one delivery at the highest QoS,
+            // carrying every matching subscription identifier.
+            let session = entry.session;
+            let mut delivery: Option<Delivery> = None;
+            while i < entries.len() && entries[i].share.is_none() && entries[i].session == session {
+                let e = entries[i];
+                i += 1;
+                if e.options.no_local && origin == Some(session) {
+                    continue;
+                }
+                let d = delivery.get_or_insert_with(|| Delivery {
+                    message: Arc::clone(message),
+                    qos: QoS::AtMostOnce,
+                    retain: false,
+                    dup: false,
+                    packet_id: 0,
+                    subscription_ids: Vec::new(),
+                });
+                d.qos = d.qos.max(message.qos.min(e.options.qos));
+                d.retain |= e.options.retain_as_published && message.retain;
+                d.subscription_ids.extend(e.subscription_id);
+            }
+            if let Some(d) = delivery {
+                targets.push(d);
+                target_sessions.push(session);
+            }
+        }
+        let mut routed = Routed { matched: targets.len(), refused: 0 };
+        for (session, delivery) in target_sessions.into_iter().zip(targets) {
+            if !self.deliver(session, delivery) {
+                routed.refused += 1;
+            }
+        }
+        routed
+    }
+
+    /// Hand one delivery to a session. False when the session's queue refused it.
+    pub(super) fn deliver(&mut self, id: SessionId, delivery: Delivery) -> bool {
+        let now = now_ms();
+        let Some(session) = self.sessions.get_mut(&id) else { return true };
+        if delivery.message.expired(now) {
+            return true;
+        }
+        if let Some(attached) = &session.attached
+            && attached.max_packet_size < u32::MAX
+        {
+            let publish = delivery.message.to_publish(&delivery, now);
+            let size = switchyard_codec::encoded_len(&Packet::Publish(publish), session.protocol);
+            if size > attached.max_packet_size as usize {
+                // Larger than the client accepts: discarded as if delivered (MQTT 5.0 3.1.2.25).
+                self.stats.oversized_dropped.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+        if delivery.qos == QoS::AtMostOnce {
+            // QoS 0 goes to live connections only; the outbox budget bounds it.
+            if let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) {
+                self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                self.send(&outbox, Outgoing::Publish(delivery));
+            }
+            return true;
+        }
+        let cost = delivery.message.cost();
+        if session.queue.is_empty() && session.window_room() > 0 {
+            let held = Held { delivery, flow: Flow::Queued, seq: None };
+            self.send_held(id, held);
+            return true;
+        }
+        if session.queue.len() >= self.cfg.max_queued_messages
+            || session.queued_bytes + cost > self.cfg.max_queued_bytes
+        {
+            self.stats.queue_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client_id = %session.client_id, "session queue full; message refused for it");
+            if self.cfg.queue_full == QueueFullPolicy::DisconnectSubscriber
+                && let Some(attached) = session.attached.clone()
+            {
+                tracing::warn!(client_id = %session.client_id, "subscriber cannot keep up; disconnecting it");
+                self.send(&attached.outbox, Outgoing::Close(reason::QUOTA_EXCEEDED));
+                self.disconnected(attached.conn, WillAction::Publish, None);
+            }
+            return false;
+        }
+        let mut held = Held { delivery, flow: Flow::Queued, seq: None };
+        if session.persistent() {
+            let seq = session.next_seq();
+            held.seq = Some(seq);
+            self.ops.push(SessionOp::PutMessage { session: session.store_key(), seq, record: persist::encode_held(&held) });
+        }
+        session.queued_bytes += cost;
+        session.queue.push_back(held);
+        true
+    }
+
+    /// Put a message in flight: allocate its packet id, store it, send it.
+    fn send_held(&mut self, id: SessionId, mut held: Held) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let Some(attached) = session.attached.clone() else { return };
+        let now = now_ms();
+        if held.delivery.message.expired(now) {
+            if let Some(seq) = held.seq {
+                self.ops.push(SessionOp::DeleteMessage { session: session.store_key(), seq });
+            }
+            return;
+        }
+        held.delivery.packet_id = session.allocate_packet_id();
+        held.flow = Flow::Sent;
+        if session.persistent() {
+            let seq = *held.seq.get_or_insert_with(|| session.next_seq());
+            self.ops.push(SessionOp::PutMessage { session: session.store_key(), seq, record: persist::encode_held(&held) });
+        }
+        let delivery = held.delivery.clone();
+        session.inflight.push_back(held);
+        self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+        self.send(&attached.outbox, Outgoing::Publish(delivery));
+    }
+
+    /// Move queued messages into the inflight window while there is room.
+    pub(super) fn fill_window(&mut self, id: SessionId) {
+        loop {
+            let Some(session) = self.sessions.get_mut(&id) else { return };
+            if session.window_room() == 0 {
+                return;
+            }
+            let Some(held) = session.queue.pop_front() else { return };
+            session.queued_bytes -= held.delivery.message.cost();
+            self.send_held(id, held);
+        }
+    }
+
+    /// Remove the inflight message `packet_id` if it is in `flow`; returns it.
+    fn complete(&mut self, id: SessionId, packet_id: u16, flow: Flow, qos: QoS) -> Option<Held> {
+        let session = self.sessions.get_mut(&id)?;
+        let pos = session
+            .inflight
+            .iter()
+            .position(|h| h.delivery.packet_id == packet_id && h.flow == flow && h.delivery.qos == qos)?;
+        let held = session.inflight.remove(pos)?;
+        if let Some(seq) = held.seq {
+            self.ops.push(SessionOp::DeleteMessage { session: session.store_key(), seq });
+        }
+        Some(held)
+    }
+
+    pub(super) fn puback(&mut self, conn: ConnId, packet_id: u16) {
+        let Some(id) = self.session_of(conn) else { return };
+        if self.complete(id, packet_id, Flow::Sent, QoS::AtLeastOnce).is_some() {
+            self.fill_window(id);
+        }
+    }
+
+    pub(super) fn pubrec(&mut self, conn: ConnId, packet_id: u16) {
+        let Some(id) = self.session_of(conn) else { return };
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
+        let found = session
+            .inflight
+            .iter_mut()
+            .find(|h| h.delivery.packet_id == packet_id && h.delivery.qos == QoS::ExactlyOnce);
+        let code = match found {
+            Some(held) => {
+                held.flow = Flow::Released;
+                if let Some(seq) = held.seq {
+                    let record = persist::encode_held(held);
+                    self.ops.push(SessionOp::PutMessage { session: session.store_key(), seq, record });
+                }
+                reason::SUCCESS
+            }
+            None => reason::PACKET_IDENTIFIER_NOT_FOUND,
+        };
+        let code = if session.protocol == Protocol::V5 { code } else { reason::SUCCESS };
+        let rel = PubResp { packet_id, reason: code, ..PubResp::default() };
+        self.send(&outbox, Outgoing::Control(Packet::PubRel(rel)));
+    }
+
+    pub(super) fn pubcomp(&mut self, conn: ConnId, packet_id: u16) {
+        let Some(id) = self.session_of(conn) else { return };
+        if self.complete(id, packet_id, Flow::Released, QoS::ExactlyOnce).is_some() {
+            self.fill_window(id);
+        }
+    }
+
+    pub(super) fn pubrel(&mut self, conn: ConnId, packet_id: u16) {
+        let Some(id) = self.session_of(conn) else { return };
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
+        let known = session.incoming_qos2.remove(&packet_id);
+        let code = if known || session.protocol == Protocol::V311 {
+            reason::SUCCESS
+        } else {
+            reason::PACKET_IDENTIFIER_NOT_FOUND
+        };
+        let comp = PubResp { packet_id, reason: code, ..PubResp::default() };
+        self.send(&outbox, Outgoing::Control(Packet::PubComp(comp)));
+    }
+}

@@ -1,0 +1,191 @@
+//! A session: its subscriptions, its outbound QoS 1/2 state (inflight window and queue), its
+//! inbound QoS 2 packet ids, and its will. Owned by the router alone.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use switchyard_codec::{Protocol, QoS, SubOptions, Will};
+
+use crate::auth::Namespace;
+use crate::message::{ConnId, Delivery};
+use crate::outbox::Outbox;
+
+/// A session's subscription as stored: the options and identifier it was made with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubRecord {
+    pub qos: u8,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    pub retain_handling: u8,
+    pub id: Option<u32>,
+}
+
+impl SubRecord {
+    pub fn new(options: SubOptions, id: Option<u32>) -> SubRecord {
+        SubRecord {
+            qos: options.qos as u8,
+            no_local: options.no_local,
+            retain_as_published: options.retain_as_published,
+            retain_handling: options.retain_handling,
+            id,
+        }
+    }
+
+    pub fn options(&self) -> SubOptions {
+        SubOptions {
+            qos: QoS::from_u8(self.qos).unwrap_or_default(),
+            no_local: self.no_local,
+            retain_as_published: self.retain_as_published,
+            retain_handling: self.retain_handling,
+        }
+    }
+}
+
+/// The connection a session is attached to, with the limits that client announced.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub conn: ConnId,
+    pub outbox: Arc<Outbox>,
+    /// Effective inflight window: the client's receive maximum capped by ours.
+    pub window: usize,
+    pub max_packet_size: u32,
+}
+
+/// Where an outbound QoS 1/2 message is in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Waiting beyond the inflight window; no packet id yet.
+    Queued,
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Sent,
+    /// PUBREC received and PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+/// One outbound QoS 1/2 message held by a session.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub delivery: Delivery,
+    pub flow: Flow,
+    /// Storage key, for a persistent session.
+    pub seq: Option<u64>,
+}
+
+/// Session state owned by the router.
+#[derive(Debug)]
+pub struct Session {
+    pub namespace: Namespace,
+    pub client_id: Arc<str>,
+    pub owner: Arc<str>,
+    pub protocol: Protocol,
+    /// Session expiry interval in seconds; `u32::MAX` never expires, 0 ends with the connection.
+    pub expiry: u32,
+    pub subscriptions: BTreeMap<String, SubRecord>,
+    pub attached: Option<Attached>,
+    /// Sent and not yet completed, in send order.
+    pub inflight: VecDeque<Held>,
+    /// Waiting beyond the window, in arrival order.
+    pub queue: VecDeque<Held>,
+    pub queued_bytes: usize,
+    pub next_packet_id: u16,
+    /// Inbound QoS 2 packet ids whose PUBREL has not arrived yet.
+    pub incoming_qos2: HashSet<u16>,
+    pub will: Option<Will>,
+    /// Bumped at every attach and detach, so timers set earlier can tell they are stale.
+    pub generation: u64,
+    pub next_seq: u64,
+    /// When the session went offline (ms since the epoch), for expiry across restarts.
+    pub offline_since_ms: Option<u64>,
+    /// True once the session record has been written to storage.
+    pub stored: bool,
+}
+
+impl Session {
+    pub fn new(namespace: Namespace, client_id: Arc<str>, owner: Arc<str>) -> Session {
+        Session {
+            namespace,
+            client_id,
+            owner,
+            protocol: Protocol::V5,
+            expiry: 0,
+            subscriptions: BTreeMap::new(),
+            attached: None,
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            next_packet_id: 1,
+            incoming_qos2: HashSet::new(),
+            will: None,
+            generation: 0,
+            next_seq: 0,
+            offline_since_ms: None,
+            stored: false,
+        }
+    }
+
+    /// Sessions outliving their connection are stored.
+    pub fn persistent(&self) -> bool {
+        self.expiry > 0
+    }
+
+    /// The storage key: namespace and client id, which cannot contain U+0000.
+    pub fn store_key(&self) -> String {
+        store_key(&self.namespace, &self.client_id)
+    }
+
+    /// A packet id not used by any inflight message.
+    pub fn allocate_packet_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.inflight.iter().any(|h| h.delivery.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Room left in the inflight window (0 when offline).
+    pub fn window_room(&self) -> usize {
+        self.attached.as_ref().map_or(0, |a| a.window.saturating_sub(self.inflight.len()))
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+}
+
+/// Storage key of a session.
+pub fn store_key(namespace: &Namespace, client_id: &str) -> String {
+    format!("{}\u{0}{}", namespace.as_str(), client_id)
+}
+
+/// The stored form of a session (messages are stored apart, one record each).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub namespace: String,
+    pub client_id: String,
+    pub owner: String,
+    pub protocol: u8,
+    pub expiry: u32,
+    pub subscriptions: BTreeMap<String, SubRecord>,
+    pub offline_since_ms: Option<u64>,
+}
+
+impl SessionRecord {
+    pub fn of(session: &Session) -> SessionRecord {
+        SessionRecord {
+            namespace: session.namespace.as_str().to_owned(),
+            client_id: session.client_id.to_string(),
+            owner: session.owner.to_string(),
+            protocol: match session.protocol {
+                Protocol::V311 => 4,
+                Protocol::V5 => 5,
+            },
+            expiry: session.expiry,
+            subscriptions: session.subscriptions.clone(),
+            offline_since_ms: session.offline_since_ms,
+        }
+    }
+}

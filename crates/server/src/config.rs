@@ -1,0 +1,314 @@
+//! Configuration: TOML file, then `SWITCHYARD_*` environment variables, then flags, parsed into
+//! typed [`Settings`] before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use switchyard_broker::{BrokerConfig, DenyRule, QueueFullPolicy};
+use switchyard_transport::TlsFiles;
+
+/// A commented, complete configuration; `switchyard config example` prints it.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Raw {
+    server: RawServer,
+    mqtt: RawMqtt,
+    tls: Option<RawTls>,
+    http: RawHttp,
+    tenant: RawTenant,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawServer {
+    data_dir: PathBuf,
+    log_format: String,
+    shutdown_timeout_secs: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer { data_dir: "./data".into(), log_format: "text".into(), shutdown_timeout_secs: 10 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawMqtt {
+    listen: String,
+    tls_listen: String,
+    allow_anonymous: bool,
+    max_packet_size: u32,
+    receive_maximum: u16,
+    server_keep_alive: u16,
+    max_inflight_messages: u16,
+    max_queued_messages: usize,
+    max_queued_bytes: usize,
+    queue_full: String,
+    max_connections: usize,
+    connect_timeout_secs: u64,
+    topic_alias_maximum: u16,
+    anonymous_deny: Vec<RawDeny>,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        let core = BrokerConfig::default();
+        RawMqtt {
+            listen: "0.0.0.0:1883".into(),
+            tls_listen: "0.0.0.0:8883".into(),
+            allow_anonymous: false,
+            max_packet_size: core.max_packet_size,
+            receive_maximum: core.receive_maximum,
+            server_keep_alive: core.server_keep_alive,
+            max_inflight_messages: core.max_inflight_messages,
+            max_queued_messages: core.max_queued_messages,
+            max_queued_bytes: core.max_queued_bytes,
+            queue_full: "disconnect".into(),
+            max_connections: 100_000,
+            connect_timeout_secs: 10,
+            topic_alias_maximum: core.topic_alias_maximum,
+            anonymous_deny: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawDeny {
+    subscribe: Option<String>,
+    publish: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+    tls_listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp { listen: "0.0.0.0:8080".into(), tls_listen: "0.0.0.0:8443".into() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTenant {
+    domain: String,
+}
+
+impl Default for RawTenant {
+    fn default() -> Self {
+        RawTenant { domain: "localhost".into() }
+    }
+}
+
+/// Command-line values that override the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub mqtt_listen: Option<String>,
+    pub http_listen: Option<String>,
+}
+
+/// Checked settings, ready to use.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub json_logs: bool,
+    pub shutdown_timeout: Duration,
+    pub mqtt_listen: SocketAddr,
+    pub mqtt_tls_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    pub http_tls_listen: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    pub allow_anonymous: bool,
+    pub anonymous_deny: Vec<DenyRule>,
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    pub broker: BrokerConfig,
+    pub tenant_domain: String,
+}
+
+impl Settings {
+    /// Read `file` (if any), apply `env` (`SWITCHYARD_SECTION_KEY=value`) and `flags`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> anyhow::Result<Settings> {
+        let mut table: toml::Table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("SWITCHYARD_") else { continue };
+            let rest = rest.to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once('_') else { continue };
+            if !["server", "mqtt", "tls", "http", "tenant"].contains(&section) {
+                continue;
+            }
+            let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
+            let Some(section_table) = entry.as_table_mut() else { bail!("[{section}] is not a table") };
+            section_table.insert(key.to_owned(), scalar(&value));
+        }
+        let mut raw: Raw = toml::Value::Table(table).try_into().context("invalid configuration")?;
+        if let Some(dir) = &flags.data_dir {
+            raw.server.data_dir.clone_from(dir);
+        }
+        if let Some(addr) = &flags.mqtt_listen {
+            raw.mqtt.listen.clone_from(addr);
+        }
+        if let Some(addr) = &flags.http_listen {
+            raw.http.listen.clone_from(addr);
+        }
+        Settings::check(raw)
+    }
+
+    fn check(raw: Raw) -> anyhow::Result<Settings> {
+        let addr = |what: &str, s: &str| -> anyhow::Result<SocketAddr> {
+            s.parse().with_context(|| format!("{what} = {s:?} is not an address like 0.0.0.0:1883"))
+        };
+        let m = &raw.mqtt;
+        if m.max_packet_size < 64 {
+            bail!("mqtt.max_packet_size must be at least 64 bytes");
+        }
+        if m.receive_maximum == 0 || m.max_inflight_messages == 0 {
+            bail!("mqtt.receive_maximum and mqtt.max_inflight_messages must be at least 1");
+        }
+        if m.max_connections == 0 {
+            bail!("mqtt.max_connections must be at least 1");
+        }
+        let queue_full = match m.queue_full.as_str() {
+            "disconnect" => QueueFullPolicy::DisconnectSubscriber,
+            "refuse" => QueueFullPolicy::RefuseNew,
+            other => bail!("mqtt.queue_full = {other:?}: expected \"disconnect\" or \"refuse\""),
+        };
+        let mut deny = Vec::new();
+        for rule in &m.anonymous_deny {
+            match (&rule.subscribe, &rule.publish) {
+                (Some(f), None) => deny.push(DenyRule::Subscribe(f.clone())),
+                (None, Some(f)) => deny.push(DenyRule::Publish(f.clone())),
+                _ => bail!("each [[mqtt.anonymous_deny]] rule needs exactly one of subscribe or publish"),
+            }
+        }
+        let broker = BrokerConfig {
+            max_packet_size: m.max_packet_size,
+            receive_maximum: m.receive_maximum,
+            server_keep_alive: m.server_keep_alive,
+            max_inflight_messages: m.max_inflight_messages,
+            max_queued_messages: m.max_queued_messages,
+            max_queued_bytes: m.max_queued_bytes,
+            queue_full,
+            topic_alias_maximum: m.topic_alias_maximum,
+            ..BrokerConfig::default()
+        };
+        let json_logs = match raw.server.log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            other => bail!("server.log_format = {other:?}: expected \"text\" or \"json\""),
+        };
+        Ok(Settings {
+            data_dir: raw.server.data_dir,
+            json_logs,
+            shutdown_timeout: Duration::from_secs(raw.server.shutdown_timeout_secs),
+            mqtt_listen: addr("mqtt.listen", &m.listen)?,
+            mqtt_tls_listen: addr("mqtt.tls_listen", &m.tls_listen)?,
+            http_listen: addr("http.listen", &raw.http.listen)?,
+            http_tls_listen: addr("http.tls_listen", &raw.http.tls_listen)?,
+            tls: raw.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
+            allow_anonymous: m.allow_anonymous,
+            anonymous_deny: deny,
+            max_connections: m.max_connections,
+            connect_timeout: Duration::from_secs(m.connect_timeout_secs.max(1)),
+            broker,
+            tenant_domain: raw.tenant.domain,
+        })
+    }
+}
+
+/// An environment value as TOML: booleans and integers typed, anything else a string.
+fn scalar(value: &str) -> toml::Value {
+    if let Ok(b) = value.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn example_parses_and_matches_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        // The example enables TLS with files that need not exist to parse.
+        std::fs::write(&path, EXAMPLE).unwrap();
+        let s = Settings::load(Some(&path), [], &Overrides::default()).unwrap();
+        assert_eq!(s.mqtt_listen, "0.0.0.0:1883".parse().unwrap());
+        assert_eq!(s.broker.max_packet_size, 262_144);
+        assert_eq!(s.anonymous_deny, [DenyRule::Subscribe("test/nosubscribe".into())]);
+        assert!(!s.allow_anonymous);
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[mqtt]\nlisten = \"127.0.0.1:1\"\nallow_anonymous = false\n").unwrap();
+        let vars = env(&[
+            ("SWITCHYARD_MQTT_LISTEN", "127.0.0.1:2"),
+            ("SWITCHYARD_MQTT_ALLOW_ANONYMOUS", "true"),
+            ("SWITCHYARD_HTTP_LISTEN", "127.0.0.1:3"),
+            ("OTHER", "x"),
+        ]);
+        let flags = Overrides { http_listen: Some("127.0.0.1:4".into()), ..Overrides::default() };
+        let s = Settings::load(Some(&path), vars, &flags).unwrap();
+        assert_eq!(s.mqtt_listen.port(), 2);
+        assert!(s.allow_anonymous);
+        assert_eq!(s.http_listen.port(), 4);
+    }
+
+    #[test]
+    fn bad_values_are_named_in_the_error() {
+        let cases = [
+            ("[mqtt]\nlisten = \"nowhere\"\n", "mqtt.listen"),
+            ("[mqtt]\nqueue_full = \"drop\"\n", "queue_full"),
+            ("[mqtt]\nmax_packet_size = 10\n", "max_packet_size"),
+            ("[mqtt]\nnot_a_key = 1\n", "not_a_key"),
+            ("[[mqtt.anonymous_deny]]\n", "anonymous_deny"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expected) in cases {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let err = Settings::load(Some(&path), [], &Overrides::default()).unwrap_err();
+            assert!(format!("{err:#}").contains(expected), "{text}: {err:#}");
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The `switchyard` binary: parses the command line and runs the chosen command.
+//!
+//! - `serve`: the broker, wired from typed settings (see `serve.rs`).
+//! - `config example`: prints a commented, complete configuration.
+
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Multi-tenant IoT broker: MQTT 3.1.1/5.0, HTTP and WebSocket")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (embedded storage in ./data by default; no config file needed).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Directory for embedded storage.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// MQTT listen address, e.g. 0.0.0.0:1883.
+        #[arg(long)]
+        mqtt_listen: Option<String>,
+        /// HTTP listen address, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        http_listen: Option<String>,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a commented, complete configuration file.
+    Example,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, data_dir, mqtt_listen, http_listen } => {
+            let flags = config::Overrides { data_dir, mqtt_listen, http_listen };
+            config::Settings::load(config.as_deref(), std::env::vars(), &flags).and_then(serve::run)
+        }
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{}", config::EXAMPLE);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

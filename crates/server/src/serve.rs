@@ -1,0 +1,159 @@
+//! `switchyard serve`: open storage, start the core, bind every listener, wait for a signal,
+//! then drain within the deadline: stop accepting, close connections (wills go out), flush.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_broker::{AnonymousAuth, Broker};
+use switchyard_storage_embedded::EmbeddedStore;
+use switchyard_transport::{ListenerLimits, TlsSource};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+
+/// How often certificate files are checked for changes.
+const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+pub fn run(settings: Settings) -> anyhow::Result<()> {
+    init_logs(settings.json_logs);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    runtime.block_on(serve(settings))
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let store = EmbeddedStore::open(&settings.data_dir)
+        .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
+    let auth = AnonymousAuth { allow_anonymous: settings.allow_anonymous, deny: settings.anonymous_deny.clone() };
+    if !settings.allow_anonymous {
+        tracing::warn!("mqtt.allow_anonymous is false and no tenant authentication is configured yet: every MQTT client will be refused");
+    }
+    let tls = match &settings.tls {
+        Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate")?),
+        None => None,
+    };
+
+    // Bind everything before starting work, so a taken port fails fast.
+    let mqtt = bind(settings.mqtt_listen, "MQTT").await?;
+    let http = bind(settings.http_listen, "HTTP").await?;
+    let (mqtts, https) = match &tls {
+        Some(_) => (
+            Some(bind(settings.mqtt_tls_listen, "MQTTS").await?),
+            Some(bind(settings.http_tls_listen, "HTTPS").await?),
+        ),
+        None => (None, None),
+    };
+
+    let shutdown = CancellationToken::new();
+    let router_stop = CancellationToken::new();
+    let (broker, router) =
+        Broker::start(settings.broker.clone(), Arc::new(store), Arc::new(auth), router_stop.clone())
+            .context("starting the broker core")?;
+    let limits = ListenerLimits {
+        connect_timeout: settings.connect_timeout,
+        connections: Arc::new(Semaphore::new(settings.max_connections)),
+    };
+    let tasks = TaskTracker::new();
+    let listeners = TaskTracker::new();
+    let app = switchyard_api::router(switchyard_api::ApiState {
+        broker: broker.clone(),
+        limits: limits.clone(),
+        shutdown: shutdown.clone(),
+        tasks: tasks.clone(),
+    });
+
+    listeners.spawn(switchyard_transport::run_listener(
+        mqtt,
+        None,
+        broker.clone(),
+        limits.clone(),
+        tasks.clone(),
+        shutdown.clone(),
+    ));
+    listeners.spawn(switchyard_api::serve(
+        http,
+        None,
+        app.clone(),
+        settings.connect_timeout,
+        tasks.clone(),
+        shutdown.clone(),
+    ));
+    if let (Some(tls), Some(mqtts), Some(https)) = (&tls, mqtts, https) {
+        listeners.spawn(Arc::clone(tls).watch(TLS_RELOAD_EVERY, shutdown.clone()));
+        listeners.spawn(switchyard_transport::run_listener(
+            mqtts,
+            Some(Arc::clone(tls)),
+            broker.clone(),
+            limits.clone(),
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+        listeners.spawn(switchyard_api::serve(
+            https,
+            Some(Arc::clone(tls)),
+            app,
+            settings.connect_timeout,
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+    }
+    drop(broker);
+    tracing::info!(data_dir = %settings.data_dir.display(), tenant = %settings.tenant_domain, "switchyard ready");
+
+    wait_for_signal().await;
+    tracing::info!(deadline_s = settings.shutdown_timeout.as_secs(), "shutting down");
+    shutdown.cancel();
+    listeners.close();
+    tasks.close();
+    let drained = tokio::time::timeout(settings.shutdown_timeout, async {
+        listeners.wait().await;
+        tasks.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(open = tasks.len(), "connections still open at the deadline; closing anyway");
+    }
+    router_stop.cancel();
+    let joined = tokio::time::timeout(settings.shutdown_timeout, tokio::task::spawn_blocking(move || router.join())).await;
+    if joined.is_err() {
+        tracing::error!("broker core did not finish flushing before the deadline");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener on {addr}"))?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(listener = what, addr = %local, "listening");
+    Ok(listener)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,338 @@
+//! One connection, whatever carries it (TCP, TLS, WebSocket): a single task that reads and
+//! decodes packets, enforces per-connection rules (keep-alive, topic aliases, receive maximum,
+//! authorization), turns packets into core events, and writes what the core queues for it.
+//! Reading and writing proceed together, so a client blocked on its own writes never deadlocks
+//! with us.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use switchyard_broker::{Broker, Event, Outbox, Outgoing, WillAction, now_ms};
+use switchyard_codec::{Disconnect, Packet, Protocol, Publish, QoS, reason, topic};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::handshake::{self, Accepted, Refused};
+
+/// Bytes queued for the socket before we stop taking more from the outbox.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// How long a closing connection may take to flush its last packets.
+const CLOSE_FLUSH: Duration = Duration::from_secs(5);
+
+/// Why the loop ended, and what the core must do about the will.
+struct Ending {
+    will: WillAction,
+    session_expiry: Option<u32>,
+    /// 5.0 DISCONNECT reason to send before closing, if any.
+    disconnect: Option<u8>,
+    why: &'static str,
+}
+
+impl Ending {
+    fn error(code: u8, why: &'static str) -> Ending {
+        Ending { will: WillAction::Publish, session_expiry: None, disconnect: Some(code), why }
+    }
+}
+
+/// Serve one MQTT connection until it ends. Every transport calls this after its own handshake.
+pub async fn serve<S>(stream: S, peer: Option<SocketAddr>, broker: Broker, connect_timeout: Duration, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let conn = broker.next_conn_id();
+    let max_in = broker.config().max_packet_size as usize;
+    let mut rbuf = BytesMut::with_capacity(1024);
+    let outbox = Arc::new(Outbox::new(broker.config().max_queued_bytes));
+    let phase = async {
+        let connect = handshake::read_connect(&mut reader, &mut rbuf, max_in).await?;
+        handshake::accept(&broker, conn, connect, peer, &outbox).await
+    };
+    let accepted = match tokio::time::timeout(connect_timeout, phase).await {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(Refused::ConnAck(protocol, code))) => {
+            let mut out = BytesMut::new();
+            if switchyard_codec::encode(&handshake::refusal_connack(code), protocol, &mut out).is_ok() {
+                let _ = tokio::time::timeout(CLOSE_FLUSH, writer.write_all(&out)).await;
+            }
+            let _ = writer.shutdown().await;
+            return;
+        }
+        Ok(Err(Refused::Close(why))) => {
+            tracing::debug!(?peer, why, "connection closed during CONNECT");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(?peer, "no CONNECT within the connect timeout");
+            return;
+        }
+    };
+    tracing::debug!(client_id = %accepted.client_id, ?peer, "client connected");
+    let mut conn_state = Connection {
+        broker: broker.clone(),
+        conn,
+        accepted,
+        outbox,
+        inbound_aliases: HashMap::new(),
+        outbound_aliases: HashMap::new(),
+        inbound_unacked: HashSet::new(),
+        wbuf: BytesMut::new(),
+        pending: Vec::new(),
+        closing: None,
+    };
+    let ending = conn_state.run(&mut reader, &mut writer, rbuf, shutdown).await;
+    conn_state.finish(&mut writer, ending).await;
+}
+
+struct Connection {
+    broker: Broker,
+    conn: u64,
+    accepted: Accepted,
+    outbox: Arc<Outbox>,
+    inbound_aliases: HashMap<u16, String>,
+    outbound_aliases: HashMap<String, u16>,
+    /// Inbound QoS 1/2 packet ids not yet acknowledged (PUBACK / PUBCOMP), for receive maximum.
+    inbound_unacked: HashSet<u16>,
+    wbuf: BytesMut,
+    pending: Vec<Outgoing>,
+    /// Set when the core asked us to close (after flushing what precedes it).
+    closing: Option<Ending>,
+}
+
+impl Connection {
+    fn protocol(&self) -> Protocol {
+        self.accepted.protocol
+    }
+
+    async fn run<R, W>(&mut self, reader: &mut R, writer: &mut W, mut rbuf: BytesMut, shutdown: CancellationToken) -> Ending
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let keep_alive = Duration::from_millis(u64::from(self.accepted.keep_alive) * 1500);
+        let mut deadline = Instant::now() + keep_alive;
+        let max_in = self.broker.config().max_packet_size as usize;
+        // Packets the client sent together with CONNECT.
+        if let Err(ending) = self.decode_all(&mut rbuf, max_in).await {
+            return ending;
+        }
+        loop {
+            if let Some(ending) = self.closing.take()
+                && self.wbuf.is_empty()
+            {
+                return ending;
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    return Ending { will: WillAction::Publish, session_expiry: None, disconnect: Some(reason::SERVER_SHUTTING_DOWN), why: "server shutting down" };
+                }
+                written = writer.write(&self.wbuf), if !self.wbuf.is_empty() => match written {
+                    Ok(0) | Err(_) => return Ending { will: WillAction::Publish, session_expiry: None, disconnect: None, why: "write failed" },
+                    Ok(n) => {
+                        self.wbuf.advance(n);
+                        if self.wbuf.is_empty() {
+                            let _ = writer.flush().await;
+                        }
+                    }
+                },
+                () = self.outbox.notified(), if self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none() => {
+                    self.drain_outbox();
+                }
+                read = reader.read_buf(&mut rbuf), if self.closing.is_none() => {
+                    match read {
+                        Ok(0) | Err(_) => return Ending { will: WillAction::Publish, session_expiry: None, disconnect: None, why: "connection lost" },
+                        Ok(_) => {
+                            deadline = Instant::now() + keep_alive;
+                            if let Err(ending) = self.decode_all(&mut rbuf, max_in).await {
+                                return ending;
+                            }
+                            if rbuf.is_empty() && rbuf.capacity() > 16 * 1024 {
+                                rbuf = BytesMut::with_capacity(1024);
+                            } else {
+                                rbuf.reserve(1024);
+                            }
+                        }
+                    }
+                }
+                () = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => {
+                    return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
+                }
+            }
+        }
+    }
+
+    /// Decode and handle every complete packet in `rbuf`.
+    async fn decode_all(&mut self, rbuf: &mut BytesMut, max_in: usize) -> Result<(), Ending> {
+        loop {
+            match switchyard_codec::decode(rbuf, Some(self.protocol()), max_in) {
+                Ok(Some(packet)) => self.handle(packet).await?,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(client_id = %self.accepted.client_id, error = %e, "bad packet; closing");
+                    return Err(Ending::error(e.reason_code(), "bad packet"));
+                }
+            }
+        }
+    }
+
+    async fn to_core(&self, event: Event) -> Result<(), Ending> {
+        self.broker.send(event).await.map_err(|_| Ending::error(reason::SERVER_SHUTTING_DOWN, "core gone"))
+    }
+
+    async fn handle(&mut self, packet: Packet) -> Result<(), Ending> {
+        let conn = self.conn;
+        match packet {
+            Packet::Publish(publish) => self.inbound_publish(publish).await,
+            Packet::PubAck(r) => self.to_core(Event::PubAck { conn, packet_id: r.packet_id }).await,
+            Packet::PubRec(r) => self.to_core(Event::PubRec { conn, packet_id: r.packet_id }).await,
+            Packet::PubRel(r) => self.to_core(Event::PubRel { conn, packet_id: r.packet_id }).await,
+            Packet::PubComp(r) => self.to_core(Event::PubComp { conn, packet_id: r.packet_id }).await,
+            Packet::Subscribe(subscribe) => {
+                let mut allowed = Vec::with_capacity(subscribe.filters.len());
+                for f in &subscribe.filters {
+                    let shared = topic::parse_shared(&f.filter);
+                    if shared.is_some() && f.options.no_local && self.protocol() == Protocol::V5 {
+                        return Err(Ending::error(reason::PROTOCOL_ERROR, "no-local on a shared subscription"));
+                    }
+                    let inner = shared.map_or(f.filter.as_str(), |(_, inner)| inner);
+                    allowed.push(self.broker.auth().may_subscribe(&self.accepted.principal, inner));
+                }
+                self.to_core(Event::Subscribe { conn, subscribe, allowed }).await
+            }
+            Packet::Unsubscribe(unsubscribe) => self.to_core(Event::Unsubscribe { conn, unsubscribe }).await,
+            Packet::PingReq => {
+                let _ = switchyard_codec::encode(&Packet::PingResp, self.protocol(), &mut self.wbuf);
+                Ok(())
+            }
+            Packet::Disconnect(d) => {
+                let expiry = d.properties.session_expiry_interval;
+                if expiry.is_some_and(|e| e > 0) && self.accepted.zero_expiry {
+                    return Err(Ending::error(reason::PROTOCOL_ERROR, "session expiry raised at DISCONNECT"));
+                }
+                let will = if d.reason == reason::DISCONNECT_WITH_WILL { WillAction::Publish } else { WillAction::Discard };
+                Err(Ending { will, session_expiry: expiry, disconnect: None, why: "client disconnected" })
+            }
+            Packet::Connect(_) => Err(Ending::error(reason::PROTOCOL_ERROR, "second CONNECT")),
+            Packet::Auth(_) => Err(Ending::error(reason::PROTOCOL_ERROR, "AUTH without an authentication method")),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(Ending::error(reason::PROTOCOL_ERROR, "server-only packet from a client"))
+            }
+        }
+    }
+
+    async fn inbound_publish(&mut self, mut publish: Publish) -> Result<(), Ending> {
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return Err(Ending::error(reason::PROTOCOL_ERROR, "subscription identifier in a client PUBLISH"));
+        }
+        if let Some(alias) = publish.properties.topic_alias.take() {
+            if alias == 0 || alias > self.broker.config().topic_alias_maximum {
+                return Err(Ending::error(reason::TOPIC_ALIAS_INVALID, "topic alias out of range"));
+            }
+            if publish.topic.is_empty() {
+                match self.inbound_aliases.get(&alias) {
+                    Some(name) => publish.topic.clone_from(name),
+                    None => return Err(Ending::error(reason::PROTOCOL_ERROR, "unknown topic alias")),
+                }
+            } else {
+                self.inbound_aliases.insert(alias, publish.topic.clone());
+            }
+        }
+        if !topic::valid_topic_name(&publish.topic) {
+            return Err(Ending::error(reason::TOPIC_NAME_INVALID, "invalid topic name"));
+        }
+        if publish.qos != QoS::AtMostOnce {
+            self.inbound_unacked.insert(publish.packet_id);
+            if self.inbound_unacked.len() > usize::from(self.broker.config().receive_maximum) {
+                return Err(Ending::error(reason::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"));
+            }
+        }
+        if !self.broker.auth().may_publish(&self.accepted.principal, &publish.topic) {
+            tracing::info!(client_id = %self.accepted.client_id, topic = %publish.topic, "publish not authorized; closing");
+            return Err(Ending::error(reason::NOT_AUTHORIZED, "publish not authorized"));
+        }
+        self.to_core(Event::Publish { conn: self.conn, publish }).await
+    }
+
+    /// Encode what the core queued, until the write buffer is full enough.
+    fn drain_outbox(&mut self) {
+        self.outbox.drain(&mut self.pending);
+        let protocol = self.protocol();
+        let mut items = std::mem::take(&mut self.pending);
+        let now = now_ms();
+        for item in items.drain(..) {
+            if self.closing.is_some() {
+                break;
+            }
+            let packet = match item {
+                Outgoing::Control(packet) => {
+                    match &packet {
+                        Packet::PubAck(r) | Packet::PubComp(r) => {
+                            self.inbound_unacked.remove(&r.packet_id);
+                        }
+                        Packet::PubRec(r) if r.reason >= 0x80 => {
+                            self.inbound_unacked.remove(&r.packet_id);
+                        }
+                        Packet::ConnAck(c) if c.code != 0 => {
+                            self.closing = Some(Ending { will: WillAction::Discard, session_expiry: None, disconnect: None, why: "connection refused" });
+                        }
+                        _ => {}
+                    }
+                    packet
+                }
+                Outgoing::Publish(delivery) => {
+                    let mut publish = delivery.message.to_publish(&delivery, now);
+                    self.apply_outbound_alias(&mut publish);
+                    Packet::Publish(publish)
+                }
+                Outgoing::Close(code) => {
+                    self.closing = Some(Ending { will: WillAction::Discard, session_expiry: None, disconnect: Some(code), why: "closed by the broker" });
+                    continue;
+                }
+            };
+            if let Err(e) = switchyard_codec::encode(&packet, protocol, &mut self.wbuf) {
+                tracing::warn!(error = %e, "cannot encode an outgoing packet; skipped");
+            }
+        }
+        self.pending = items;
+    }
+
+    fn apply_outbound_alias(&mut self, publish: &mut Publish) {
+        let max = self.accepted.client_alias_max;
+        if max == 0 || self.protocol() != Protocol::V5 {
+            return;
+        }
+        if let Some(&alias) = self.outbound_aliases.get(&publish.topic) {
+            publish.properties.topic_alias = Some(alias);
+            publish.topic.clear();
+        } else if self.outbound_aliases.len() < usize::from(max) {
+            let alias = self.outbound_aliases.len() as u16 + 1;
+            self.outbound_aliases.insert(publish.topic.clone(), alias);
+            publish.properties.topic_alias = Some(alias);
+        }
+    }
+
+    /// Tell the core, send the final DISCONNECT (5.0) and flush, within a deadline.
+    async fn finish<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, ending: Ending) {
+        tracing::debug!(client_id = %self.accepted.client_id, why = ending.why, "connection ending");
+        let _ = self
+            .broker
+            .send(Event::Disconnected { conn: self.conn, will: ending.will, session_expiry: ending.session_expiry })
+            .await;
+        if let Some(code) = ending.disconnect
+            && self.protocol() == Protocol::V5
+        {
+            let packet = Packet::Disconnect(Disconnect { reason: code, ..Disconnect::default() });
+            let _ = switchyard_codec::encode(&packet, Protocol::V5, &mut self.wbuf);
+        }
+        let flush = async {
+            writer.write_all(&self.wbuf).await?;
+            writer.shutdown().await
+        };
+        let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
+    }
+}

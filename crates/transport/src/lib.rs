@@ -1,0 +1,103 @@
+//! How bytes reach the core: TCP and TLS listeners with bounded accept, and [`serve`], the one
+//! per-connection task that every transport (including WebSocket, from the HTTP crate) runs.
+//!
+//! TLS handshakes run inside each connection's task under the connect timeout, never in the
+//! accept loop, so a slow handshake cannot stall other clients.
+
+mod conn;
+mod handshake;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_broker::Broker;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use conn::serve;
+pub use tls::{TlsError, TlsFiles, TlsSource};
+
+/// Limits of the listeners.
+#[derive(Debug, Clone)]
+pub struct ListenerLimits {
+    /// Time allowed for the TLS / WebSocket handshake plus CONNECT and authentication.
+    pub connect_timeout: Duration,
+    /// Shared by every listener: connections beyond it are closed at once after accept.
+    pub connections: Arc<Semaphore>,
+}
+
+/// Accept MQTT connections on `listener` until shutdown; with `tls`, each one is TLS.
+/// Connection tasks are tracked by `tasks` so the caller can wait for them to drain.
+pub async fn run_listener(
+    listener: TcpListener,
+    tls: Option<Arc<TlsSource>>,
+    broker: Broker,
+    limits: ListenerLimits,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(5);
+                pair
+            }
+            Err(e) => {
+                // Out of file descriptors or similar: wait rather than spin.
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&limits.connections).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; connection closed");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let broker = broker.clone();
+        let tls = tls.clone();
+        let shutdown = shutdown.clone();
+        let timeout = limits.connect_timeout;
+        tasks.spawn(async move {
+            handle(stream, peer, tls, broker, timeout, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<TlsSource>>,
+    broker: Broker,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    match tls {
+        None => serve(stream, Some(peer), broker, timeout, shutdown).await,
+        Some(tls) => {
+            let started = tokio::time::Instant::now();
+            match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let left = timeout.saturating_sub(started.elapsed());
+                    serve(stream, Some(peer), broker, left, shutdown).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+"""Topic matching: + and #, $-topics, shared subscriptions."""
+
+import time
+
+import pytest
+
+from mqttc import V5, VERSIONS, Client
+
+TOPICS = ["x", "x/y", "x/y/z", "x/", "xy", "w/y", "x//z"]
+CASES = {  # filter -> the TOPICS it matches
+    "x": ["x"],
+    "x/+": ["x/y", "x/"],
+    "+/y": ["x/y", "w/y"],
+    "x/+/z": ["x/y/z", "x//z"],
+    "x/#": ["x", "x/y", "x/y/z", "x/", "x//z"],
+    "+": ["x", "xy"],
+    "#": TOPICS,
+    "+/+": ["x/y", "x/", "w/y"],
+}
+
+
+def collect_until_sentinel(client, deadline_s=5.0):
+    deadline = time.monotonic() + deadline_s
+    got = []
+    while True:
+        m = client.get(timeout=max(0.0, deadline - time.monotonic()))
+        if m.payload == b"sentinel":
+            return got
+        got.append(m)
+
+
+@pytest.mark.parametrize("rel_filter", list(CASES))
+def test_wildcards(broker, topic, rel_filter):
+    with Client(broker, V5) as sub, Client(broker, "3.1.1") as pub:
+        assert sub.subscribe(f"{topic}/{rel_filter}", 1) == [1]
+        for t in TOPICS:
+            pub.publish(f"{topic}/{t}", t, 1)
+        pub.publish(f"{topic}/{CASES[rel_filter][0]}", b"sentinel", 1)
+        got = collect_until_sentinel(sub)
+        assert sorted(m.topic for m in got) == sorted(f"{topic}/{t}" for t in CASES[rel_filter])
+        assert all(m.payload.decode() == m.topic[len(topic) + 1 :] for m in got)
+
+
+def test_dollar_topics_not_matched_by_root_wildcards(fresh_broker):
+    b = fresh_broker
+    with Client(b, V5) as control, Client(b, V5) as pub:
+        assert control.subscribe("$itest/#", 1) == [1]
+        wild = []
+        for f in ("#", "+/x", "+/#"):
+            c = Client(b, V5)
+            assert c.subscribe(f, 1) == [1]
+            wild.append(c)
+        try:
+            pub.publish("$itest/x", b"dollar", 1)
+            pub.publish("plain/x", b"sentinel", 1)
+            m = control.get()
+            assert (m.topic, m.payload) == ("$itest/x", b"dollar")
+            for c in wild:
+                assert [m.topic for m in collect_until_sentinel(c)] == []
+        finally:
+            for c in wild:
+                c.disconnect()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_shared_subscription_splits_messages(broker, topic, version):
+    t, n = f"{topic}/shared", 20
+    members = [Client(broker, version) for _ in range(2)]
+    try:
+        with Client(broker, version) as plain, Client(broker, version) as pub:
+            for m in members:
+                assert m.subscribe(f"$share/g/{t}", 1) == [1]
+            plain.subscribe(t, 1)
+            for i in range(n):
+                pub.publish(t, str(i), 1)
+            assert sorted(int(m.payload) for m in plain.get_n(n)) == list(range(n))
+            received = {id(m): [] for m in members}
+            deadline = time.monotonic() + 5
+            while sum(map(len, received.values())) < n and time.monotonic() < deadline:
+                for m in members:
+                    while not m.messages.empty():
+                        received[id(m)].append(int(m.get().payload))
+                time.sleep(0.02)
+            for m in members:
+                m.expect_none(0.2)
+            everything = sorted(sum(received.values(), []))
+            assert everything == list(range(n)), "each message exactly once in the group"
+            assert all(received.values()), f"one member got nothing: {received}"
+    finally:
+        for m in members:
+            m.disconnect()
