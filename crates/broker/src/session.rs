@@ -129,7 +129,7 @@ impl Session {
         self.expiry > 0
     }
 
-    /// The storage key: namespace and client id, which cannot contain U+0000.
+    /// The storage key: namespace and client id.
     pub fn store_key(&self) -> String {
         store_key(&self.namespace, &self.client_id)
     }
@@ -156,9 +156,19 @@ impl Session {
     }
 }
 
-/// Storage key of a session.
-pub fn store_key(namespace: &Namespace, client_id: &str) -> String {
-    format!("{}\u{0}{}", namespace.as_str(), client_id)
+/// Storage key of a session (or of a retained topic): the namespace, length-prefixed so no
+/// client id or topic can make two keys collide, then the name.
+pub fn store_key(namespace: &Namespace, name: &str) -> String {
+    format!("{}:{}/{}", namespace.as_str().len(), namespace.as_str(), name)
+}
+
+/// The namespace and name of a key made by [`store_key`].
+pub fn split_key(key: &str) -> Option<(Namespace, &str)> {
+    let (len, rest) = key.split_once(':')?;
+    let len: usize = len.parse().ok()?;
+    let ns = rest.get(..len)?;
+    let name = rest.get(len..)?.strip_prefix('/')?;
+    Some((Namespace::tenant(ns), name))
 }
 
 /// The stored form of a session (messages are stored apart, one record each).
@@ -187,5 +197,24 @@ impl SessionRecord {
             subscriptions: session.subscriptions.clone(),
             offline_since_ms: session.offline_since_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_keys_cannot_collide_and_split_back() {
+        let cases = [("", "a/b"), ("x", "y"), ("a.com", "1:b/c"), ("a.com/1:b", "c"), ("é", "ü/")];
+        let mut keys = std::collections::HashSet::new();
+        for (ns, name) in cases {
+            let key = store_key(&Namespace::tenant(ns), name);
+            assert!(keys.insert(key.clone()), "{key} collides");
+            let (back_ns, back_name) = split_key(&key).unwrap();
+            assert_eq!((back_ns.as_str(), back_name), (ns, name));
+        }
+        assert!(split_key("junk").is_none());
+        assert!(split_key("9:short").is_none());
     }
 }

@@ -32,7 +32,8 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
     let start = out.len();
     out.reserve(1 + varint_len(remaining) + remaining);
     out.put_u8(first_byte(packet));
-    let written = put_varint(out, remaining as u32).and_then(|()| write_body(packet, protocol, out));
+    let written =
+        put_varint(out, remaining as u32).and_then(|()| write_body(packet, protocol, out));
     if written.is_err() {
         out.truncate(start);
     }
@@ -55,9 +56,7 @@ fn first_byte(packet: &Packet) -> u8 {
     match packet {
         Packet::Connect(_) => 0x10,
         Packet::ConnAck(_) => 0x20,
-        Packet::Publish(p) => {
-            0x30 | u8::from(p.dup) << 3 | (p.qos as u8) << 1 | u8::from(p.retain)
-        }
+        Packet::Publish(p) => 0x30 | u8::from(p.dup) << 3 | (p.qos as u8) << 1 | u8::from(p.retain),
         Packet::PubAck(_) => 0x40,
         Packet::PubRec(_) => 0x50,
         Packet::PubRel(_) => 0x62,
@@ -262,7 +261,11 @@ fn options_byte(o: &SubOptions, protocol: Protocol) -> u8 {
     }
 }
 
-fn write_subscribe(s: &Subscribe, protocol: Protocol, out: &mut BytesMut) -> Result<(), EncodeError> {
+fn write_subscribe(
+    s: &Subscribe,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<(), EncodeError> {
     out.put_u16(s.packet_id);
     put_props(out, &s.properties, protocol)?;
     for f in &s.filters {

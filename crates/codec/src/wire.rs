@@ -25,7 +25,9 @@ pub(crate) fn read_varint(bytes: &[u8]) -> Result<Option<(u32, usize)>, DecodeEr
         }
     }
     if bytes.len() >= 4 {
-        Err(DecodeError::MalformedPacket("variable byte integer longer than 4 bytes"))
+        Err(DecodeError::MalformedPacket(
+            "variable byte integer longer than 4 bytes",
+        ))
     } else {
         Ok(None)
     }
@@ -104,7 +106,10 @@ pub(crate) fn check_utf8(bytes: &[u8], protocol: Protocol) -> Result<&str, Decod
 /// Unicode non-characters.
 fn disallowed(c: char) -> bool {
     let cp = u32::from(c);
-    cp <= 0x1f || (0x7f..=0x9f).contains(&cp) || (0xfdd0..=0xfdef).contains(&cp) || (cp & 0xfffe) == 0xfffe
+    cp <= 0x1f
+        || (0x7f..=0x9f).contains(&cp)
+        || (0xfdd0..=0xfdef).contains(&cp)
+        || (cp & 0xfffe) == 0xfffe
 }
 
 /// A cursor over one packet body (or one property block). Every read checks that the field fits;
@@ -133,7 +138,11 @@ impl Reader {
     }
 
     fn need(&self, n: usize, what: &'static str) -> Result<(), DecodeError> {
-        if self.bytes.len() < n { Err(DecodeError::MalformedPacket(what)) } else { Ok(()) }
+        if self.bytes.len() < n {
+            Err(DecodeError::MalformedPacket(what))
+        } else {
+            Ok(())
+        }
     }
 
     pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
@@ -170,7 +179,10 @@ impl Reader {
     /// A reader over the next `n` bytes (a property block), with the same string rules.
     pub(crate) fn sub(&mut self, n: usize, what: &'static str) -> Result<Reader, DecodeError> {
         let bytes = self.take(n, what)?;
-        Ok(Reader { bytes, protocol: self.protocol })
+        Ok(Reader {
+            bytes,
+            protocol: self.protocol,
+        })
     }
 
     /// A binary data field: two-byte length, then that many bytes.
@@ -198,7 +210,9 @@ impl Reader {
         if self.bytes.is_empty() {
             Ok(())
         } else {
-            Err(DecodeError::MalformedPacket("bytes after the end of the packet's content"))
+            Err(DecodeError::MalformedPacket(
+                "bytes after the end of the packet's content",
+            ))
         }
     }
 }

@@ -39,7 +39,13 @@ fn fixture() -> Fixture {
 }
 
 /// Parses MQTT credentials and authenticates them as the broker would.
-fn mqtt(f: &Fixture, tenant: &Tenant, row: Option<&Device>, user: &str, pw: &str) -> Result<Identity, AuthError> {
+fn mqtt(
+    f: &Fixture,
+    tenant: &Tenant,
+    row: Option<&Device>,
+    user: &str,
+    pw: &str,
+) -> Result<Identity, AuthError> {
     match parse_mqtt(Some(user), Some(pw.as_bytes())).unwrap() {
         Credentials::Device { device, proof } => {
             authenticate_device(tenant, &f.keys, row, &device, &proof, NOW)
@@ -55,16 +61,21 @@ fn mqtt(f: &Fixture, tenant: &Tenant, row: Option<&Device>, user: &str, pw: &str
 fn device_key_and_token_table() {
     let f = fixture();
     let key = f.device_key.expose_base64();
-    let token = mint_token(&f.device, &f.device_key, NOW, Duration::from_secs(600), None);
+    let token = mint_token(
+        &f.device,
+        &f.device_key,
+        NOW,
+        Duration::from_secs(600),
+        None,
+    );
     let other_key = MasterKey::generate()
         .unwrap()
         .derive_device_key(&f.device.resource)
         .expose_base64();
-    let other_dev_key = f
-        .p
-        .master_key
-        .derive_device_key(&ResourceId::parse("dev-2").unwrap())
-        .expose_base64();
+    let other_dev_key =
+        f.p.master_key
+            .derive_device_key(&ResourceId::parse("dev-2").unwrap())
+            .expose_base64();
     let token_for_dev2 = mint_token(
         &DeviceIdentity {
             domain: f.device.domain.clone(),
@@ -92,12 +103,30 @@ fn device_key_and_token_table() {
 
     let user = "app.example.com/dev-1";
     let t = &f.p.tenant;
-    type Case<'a> = (&'a str, &'a Tenant, Option<&'a Device>, &'a str, Result<(), AuthError>);
+    type Case<'a> = (
+        &'a str,
+        &'a Tenant,
+        Option<&'a Device>,
+        &'a str,
+        Result<(), AuthError>,
+    );
     let cases: Vec<Case> = vec![
         ("key", t, None, &key, Ok(())),
         ("token", t, None, &token, Ok(())),
-        ("key of other master", t, None, &other_key, Err(AuthError::BadDeviceKey)),
-        ("key of other device", t, None, &other_dev_key, Err(AuthError::BadDeviceKey)),
+        (
+            "key of other master",
+            t,
+            None,
+            &other_key,
+            Err(AuthError::BadDeviceKey),
+        ),
+        (
+            "key of other device",
+            t,
+            None,
+            &other_dev_key,
+            Err(AuthError::BadDeviceKey),
+        ),
         (
             "token naming another device",
             t,
@@ -105,13 +134,49 @@ fn device_key_and_token_table() {
             &token_for_dev2,
             Err(AuthError::BadToken(TokenError::WrongSubject)),
         ),
-        ("disabled tenant", &disabled, None, &key, Err(AuthError::TenantDisabled)),
-        ("disabled, bad key", &disabled, None, &other_key, Err(AuthError::BadDeviceKey)),
-        ("unregistered, required", &strict, None, &key, Err(AuthError::NotRegistered)),
+        (
+            "disabled tenant",
+            &disabled,
+            None,
+            &key,
+            Err(AuthError::TenantDisabled),
+        ),
+        (
+            "disabled, bad key",
+            &disabled,
+            None,
+            &other_key,
+            Err(AuthError::BadDeviceKey),
+        ),
+        (
+            "unregistered, required",
+            &strict,
+            None,
+            &key,
+            Err(AuthError::NotRegistered),
+        ),
         ("registered, required", &strict, Some(&row), &token, Ok(())),
-        ("blocked, key", t, Some(&blocked), &key, Err(AuthError::Blocked)),
-        ("blocked, token", t, Some(&blocked), &token, Err(AuthError::Blocked)),
-        ("other tenant's record", &other_tenant, None, &key, Err(AuthError::WrongTenant)),
+        (
+            "blocked, key",
+            t,
+            Some(&blocked),
+            &key,
+            Err(AuthError::Blocked),
+        ),
+        (
+            "blocked, token",
+            t,
+            Some(&blocked),
+            &token,
+            Err(AuthError::Blocked),
+        ),
+        (
+            "other tenant's record",
+            &other_tenant,
+            None,
+            &key,
+            Err(AuthError::WrongTenant),
+        ),
     ];
     for (name, tenant, row, pw, want) in cases {
         let got = mqtt(&f, tenant, row, user, pw).map(|_| ());
@@ -123,13 +188,18 @@ fn device_key_and_token_table() {
 fn rotated_master_key_grace() {
     let f = fixture();
     let old_key = f.device_key.expose_base64();
-    let rotated = f.keys.clone().rotate(MasterKey::generate().unwrap(), NOW, DEFAULT_ROTATION_GRACE);
+    let rotated =
+        f.keys
+            .clone()
+            .rotate(MasterKey::generate().unwrap(), NOW, DEFAULT_ROTATION_GRACE);
     let g = Fixture { keys: rotated, ..f };
     let user = "app.example.com/dev-1";
     assert!(mqtt(&g, &g.p.tenant, None, user, &old_key).is_ok());
     let retired = NOW + 30 * 24 * 3600 * 1000;
     let dev = g.device.clone();
-    let Credentials::Device { proof, .. } = parse_mqtt(Some(user), Some(old_key.as_bytes())).unwrap() else {
+    let Credentials::Device { proof, .. } =
+        parse_mqtt(Some(user), Some(old_key.as_bytes())).unwrap()
+    else {
         panic!()
     };
     assert_eq!(
@@ -142,7 +212,8 @@ fn rotated_master_key_grace() {
 fn bearer_tokens() {
     let f = fixture();
     let token = mint_token(&f.device, &f.device_key, NOW, Duration::from_secs(60), None);
-    let Credentials::Bearer(parsed) = parse_authorization(&format!("Bearer {token}")).unwrap() else {
+    let Credentials::Bearer(parsed) = parse_authorization(&format!("Bearer {token}")).unwrap()
+    else {
         panic!()
     };
     assert_eq!(
@@ -183,19 +254,36 @@ fn applications() {
         }))
     );
     let wrong = ApiSecret::generate().unwrap().expose_base64();
-    assert_eq!(mqtt(&f, t, None, &user, &wrong), Err(AuthError::BadApiSecret));
+    assert_eq!(
+        mqtt(&f, t, None, &user, &wrong),
+        Err(AuthError::BadApiSecret)
+    );
     let foreign = format!("other.example.com/apikey/{key_id}");
-    assert_eq!(mqtt(&f, t, None, &foreign, &secret), Err(AuthError::WrongTenant));
+    assert_eq!(
+        mqtt(&f, t, None, &foreign, &secret),
+        Err(AuthError::WrongTenant)
+    );
     let mut disabled = t.clone();
     disabled.disabled = true;
-    assert_eq!(mqtt(&f, &disabled, None, &user, &secret), Err(AuthError::TenantDisabled));
+    assert_eq!(
+        mqtt(&f, &disabled, None, &user, &secret),
+        Err(AuthError::TenantDisabled)
+    );
 
     // HTTP Basic names no domain.
-    let Credentials::ApiKey { domain: None, secret, .. } = parse_authorization(&format!(
+    let Credentials::ApiKey {
+        domain: None,
+        secret,
+        ..
+    } = parse_authorization(&format!(
         "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{key_id}:{secret}"))
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{key_id}:{secret}")
+        )
     ))
-    .unwrap() else {
+    .unwrap()
+    else {
         panic!()
     };
     assert!(authenticate_app(t, &f.p.api_key, None, &secret).is_ok());
@@ -215,7 +303,10 @@ fn admin() {
 #[test]
 fn labels_and_classes() {
     assert_eq!(AuthError::Blocked.label(), "blocked");
-    assert_eq!(AuthError::BadToken(TokenError::Expired).label(), "bad_token");
+    assert_eq!(
+        AuthError::BadToken(TokenError::Expired).label(),
+        "bad_token"
+    );
     assert!(AuthError::Blocked.is_refused_by_registry());
     assert!(!AuthError::BadDeviceKey.is_refused_by_registry());
     assert_eq!(AuthError::UnknownTenant.to_string(), "unknown tenant");

@@ -193,9 +193,7 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, CredentialsError>
             .decode(rest)
             .map_err(|_| CredentialsError::BadHeader)?;
         let decoded = String::from_utf8(decoded).map_err(|_| CredentialsError::BadHeader)?;
-        let (key, secret) = decoded
-            .split_once(':')
-            .ok_or(CredentialsError::BadHeader)?;
+        let (key, secret) = decoded.split_once(':').ok_or(CredentialsError::BadHeader)?;
         Ok(Credentials::ApiKey {
             domain: None,
             key_id: ApiKeyId::parse(key)?,

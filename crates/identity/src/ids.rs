@@ -385,7 +385,10 @@ mod tests {
 
     #[test]
     fn resource_ids_are_case_sensitive() {
-        assert_ne!(ResourceId::parse("a").unwrap(), ResourceId::parse("A").unwrap());
+        assert_ne!(
+            ResourceId::parse("a").unwrap(),
+            ResourceId::parse("A").unwrap()
+        );
     }
 
     #[test]

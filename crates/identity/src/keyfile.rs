@@ -141,12 +141,15 @@ impl KeyFile {
             Ok(mut file) => {
                 let key = Self::generate()?;
                 let line = format!("{}\n", URL_SAFE_NO_PAD.encode(key.0.expose()));
-                file.write_all(line.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(|source| KeyFileError::Io {
+                if let Err(source) = file.write_all(line.as_bytes()).and_then(|()| file.sync_all())
+                {
+                    // Leave no empty or partial key file behind for the next start to trip on.
+                    let _ = std::fs::remove_file(path);
+                    return Err(KeyFileError::Io {
                         path: path.display().to_string(),
                         source,
-                    })?;
+                    });
+                }
                 Ok(key)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
@@ -257,7 +260,11 @@ mod tests {
             let mut bytes = sealed.as_bytes().to_vec();
             bytes[i] ^= 0x01;
             let damaged = SealedKey::from_bytes(bytes).unwrap();
-            assert_eq!(kf.open(&d, &damaged).err(), Some(SealError::Auth), "byte {i}");
+            assert_eq!(
+                kf.open(&d, &damaged).err(),
+                Some(SealError::Auth),
+                "byte {i}"
+            );
         }
         let mut bytes = sealed.as_bytes().to_vec();
         bytes[0] = 2;

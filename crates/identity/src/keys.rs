@@ -91,7 +91,12 @@ impl TenantKeys {
 
     /// Whether `presented` is a valid device key of `resource` at `now_ms`. Every candidate is
     /// compared in constant time, without an early exit.
-    pub fn verify_device_key(&self, resource: &ResourceId, presented: &DeviceKey, now_ms: u64) -> bool {
+    pub fn verify_device_key(
+        &self,
+        resource: &ResourceId,
+        presented: &DeviceKey,
+        now_ms: u64,
+    ) -> bool {
         let matched = self
             .device_keys(resource, now_ms)
             .iter()
@@ -102,7 +107,11 @@ impl TenantKeys {
     }
 
     /// Encrypts the set for storage in the tenant's record.
-    pub fn seal(&self, domain: &Domain, key_file: &KeyFile) -> Result<SealedTenantKeys, EntropyError> {
+    pub fn seal(
+        &self,
+        domain: &Domain,
+        key_file: &KeyFile,
+    ) -> Result<SealedTenantKeys, EntropyError> {
         Ok(SealedTenantKeys {
             current: key_file.seal(domain, &self.current)?,
             previous: match &self.previous {
@@ -220,9 +229,18 @@ pub(crate) mod tests {
         let rotated = keys.rotate(new, 1_000, Duration::from_secs(10));
         let retire = rotated.previous.as_ref().unwrap().retire_at_ms;
         assert_eq!(retire, 11_000);
-        for (now, old_ok) in [(1_000, true), (10_999, true), (11_000, false), (u64::MAX, false)] {
+        for (now, old_ok) in [
+            (1_000, true),
+            (10_999, true),
+            (11_000, false),
+            (u64::MAX, false),
+        ] {
             assert!(rotated.verify_device_key(&r, &new_device_key, now), "{now}");
-            assert_eq!(rotated.verify_device_key(&r, &old_device_key, now), old_ok, "{now}");
+            assert_eq!(
+                rotated.verify_device_key(&r, &old_device_key, now),
+                old_ok,
+                "{now}"
+            );
         }
         assert_eq!(rotated.device_keys(&r, 1_000).len(), 2);
         assert_eq!(rotated.device_keys(&r, 11_000).len(), 1);
@@ -265,7 +283,9 @@ pub(crate) mod tests {
         assert_eq!(a.key.bytes(), b.key.bytes());
         assert_eq!(a.retire_at_ms, 1_005);
 
-        let single = TenantKeys::new(MasterKey::generate().unwrap()).seal(&d, &kf).unwrap();
+        let single = TenantKeys::new(MasterKey::generate().unwrap())
+            .seal(&d, &kf)
+            .unwrap();
         assert!(!serde_json::to_string(&single).unwrap().contains("previous"));
         assert!(single.open(&d, &kf).unwrap().previous.is_none());
     }

@@ -1,8 +1,8 @@
 //! Rate limiting of failed authentication (SPEC §2.5), per source address and per username.
 //!
-//! Each key has a GCRA bucket (one timestamp): a burst of `max_failures` failures within
-//! `window` locks the key for `cooldown`; failures spread out at no more than `max_failures`
-//! per `window` never lock it. Defaults: per username 10 failures per minute, per address 30
+//! Each key has a GCRA bucket (one timestamp): `max_failures` failures in quick succession lock
+//! the key for `cooldown`; failures spread out at no more than `max_failures` per `window` never
+//! lock it, and anything between locks once the excess adds up to a burst. Defaults: per username 10 failures per minute, per address 30
 //! per minute (many devices may share one NAT address), then a 5-minute cool-down. A locked key
 //! is refused before its credentials are checked, and such refusals are not counted again.
 //! A success clears the username's record, not the address's.
@@ -193,7 +193,8 @@ impl AuthLimiter {
         let window = millis(rule.window);
         let interval = window / u64::from(rule.max_failures.max(1));
         entry.tat_ms = entry.tat_ms.max(now_ms).saturating_add(interval);
-        if entry.tat_ms - now_ms >= window {
+        // A conforming burst is `max_failures - 1` intervals deep; the next failure locks.
+        if entry.tat_ms - now_ms > window.saturating_sub(interval) {
             entry.locked_until_ms = now_ms.saturating_add(millis(rule.cooldown));
             entry.tat_ms = now_ms;
         }
@@ -206,7 +207,11 @@ impl AuthLimiter {
             let Some((key, generation)) = self.order.pop_front() else {
                 break;
             };
-            if self.entries.get(&key).is_some_and(|e| e.generation == generation) {
+            if self
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.generation == generation)
+            {
                 self.entries.remove(&key);
             }
         }

@@ -122,9 +122,7 @@ impl Tenant {
         grace: Duration,
     ) -> Result<MasterKey, RotateError> {
         let new = MasterKey::generate()?;
-        let keys = self
-            .open_keys(key_file)?
-            .rotate(new.clone(), now_ms, grace);
+        let keys = self.open_keys(key_file)?.rotate(new.clone(), now_ms, grace);
         self.keys = keys.seal(&self.domain, key_file)?;
         Ok(new)
     }
@@ -255,8 +253,7 @@ mod tests {
         assert_eq!(tenant.max_token_lifetime, TokenPolicy::DEFAULT_MAX_LIFETIME);
 
         let device: Device =
-            serde_json::from_value(serde_json::json!({"resource": "d1", "created_ms": 7}))
-                .unwrap();
+            serde_json::from_value(serde_json::json!({"resource": "d1", "created_ms": 7})).unwrap();
         assert_eq!(device, Device::new(ResourceId::parse("d1").unwrap(), 7));
         assert_eq!(
             serde_json::to_value(&device).unwrap(),
@@ -264,8 +261,10 @@ mod tests {
                 "last_seen_ms": null, "message_count": 0, "blocked": false})
         );
         assert!(
-            serde_json::from_value::<Device>(serde_json::json!({"resource": "a/b", "created_ms": 1}))
-                .is_err()
+            serde_json::from_value::<Device>(
+                serde_json::json!({"resource": "a/b", "created_ms": 1})
+            )
+            .is_err()
         );
     }
 

@@ -239,11 +239,11 @@ mod tests {
         for bad in [
             "",
             "AAAA",
-            &format!("{zeros}="),                            // padded
-            &"A".repeat(44),                                 // too long
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+",   // standard alphabet
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/",   // standard alphabet
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",   // non-canonical trailing bits
+            &format!("{zeros}="),                          // padded
+            &"A".repeat(44),                               // too long
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA+", // standard alphabet
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/", // standard alphabet
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB", // non-canonical trailing bits
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.",
         ] {
             assert_eq!(

@@ -6,7 +6,15 @@ use crate::keys::tests::VECTORS;
 /// Built with Python's `hmac`/`base64`/`json` (see `docs/device-keys.md`): header
 /// `{"alg":"HS256","typ":"JWT"}`, claims serialized compactly in the order iss, sub, iat, exp,
 /// jti. (device key vector index, resource id, iat, ttl s, jti, token)
-const TOKEN_VECTORS: &[(usize, &str, u64, u64, Option<&str>, &str)] = &[
+type TokenVector = (
+    usize,
+    &'static str,
+    u64,
+    u64,
+    Option<&'static str>,
+    &'static str,
+);
+const TOKEN_VECTORS: &[TokenVector] = &[
     (
         1,
         "a:b.c-d_e",
@@ -86,19 +94,67 @@ fn verify_refusals() {
     };
     let iat = IAT_MS / 1000;
     let header = HEADER_JSON;
-    type Case<'a> = (&'a str, String, &'a DeviceIdentity, u64, Result<(), TokenError>);
+    type Case<'a> = (
+        &'a str,
+        String,
+        &'a DeviceIdentity,
+        u64,
+        Result<(), TokenError>,
+    );
     let other_dev = device("dev-2");
     let mut other_domain = device("dev-1");
     other_domain.domain = Domain::parse("app.example.com.evil").unwrap();
     let cases: Vec<Case> = vec![
         ("valid", good.clone(), &dev, at(0), Ok(())),
-        ("valid just before exp", good.clone(), &dev, at(3599), Ok(())),
-        ("expired at exp", good.clone(), &dev, at(3600), Err(TokenError::Expired)),
-        ("long expired", good.clone(), &dev, at(99_999), Err(TokenError::Expired)),
-        ("iat within leeway", good.clone(), &dev, at(0) - 60_000, Ok(())),
-        ("iat beyond leeway", good.clone(), &dev, at(0) - 61_000, Err(TokenError::NotYetValid)),
-        ("other subject", good.clone(), &other_dev, at(0), Err(TokenError::WrongSubject)),
-        ("other issuer", good.clone(), &other_domain, at(0), Err(TokenError::WrongIssuer)),
+        (
+            "valid just before exp",
+            good.clone(),
+            &dev,
+            at(3599),
+            Ok(()),
+        ),
+        (
+            "expired at exp",
+            good.clone(),
+            &dev,
+            at(3600),
+            Err(TokenError::Expired),
+        ),
+        (
+            "long expired",
+            good.clone(),
+            &dev,
+            at(99_999),
+            Err(TokenError::Expired),
+        ),
+        (
+            "iat within leeway",
+            good.clone(),
+            &dev,
+            at(0) - 60_000,
+            Ok(()),
+        ),
+        (
+            "iat beyond leeway",
+            good.clone(),
+            &dev,
+            at(0) - 61_000,
+            Err(TokenError::NotYetValid),
+        ),
+        (
+            "other subject",
+            good.clone(),
+            &other_dev,
+            at(0),
+            Err(TokenError::WrongSubject),
+        ),
+        (
+            "other issuer",
+            good.clone(),
+            &other_domain,
+            at(0),
+            Err(TokenError::WrongIssuer),
+        ),
         (
             "wrong key",
             mint_token(&dev, &other_key, IAT_MS, hour, None),
@@ -129,21 +185,33 @@ fn verify_refusals() {
         ),
         (
             "nbf in the future",
-            sign(header, &claims(iat, iat + 100, &format!(r#","nbf":{}"#, iat + 90)), &key),
+            sign(
+                header,
+                &claims(iat, iat + 100, &format!(r#","nbf":{}"#, iat + 90)),
+                &key,
+            ),
             &dev,
             at(0),
             Err(TokenError::NotYetValid),
         ),
         (
             "nbf passed",
-            sign(header, &claims(iat, iat + 100, &format!(r#","nbf":{iat}"#)), &key),
+            sign(
+                header,
+                &claims(iat, iat + 100, &format!(r#","nbf":{iat}"#)),
+                &key,
+            ),
             &dev,
             at(0),
             Ok(()),
         ),
         (
             "unknown claims ignored",
-            sign(header, &claims(iat, iat + 100, r#","aud":"x","scope":[1]"#), &key),
+            sign(
+                header,
+                &claims(iat, iat + 100, r#","aud":"x","scope":[1]"#),
+                &key,
+            ),
             &dev,
             at(0),
             Ok(()),
@@ -175,7 +243,11 @@ fn verify_refusals() {
         ),
         (
             "alg RS256",
-            sign(r#"{"alg":"RS256","typ":"JWT"}"#, &claims(iat, iat + 100, ""), &key),
+            sign(
+                r#"{"alg":"RS256","typ":"JWT"}"#,
+                &claims(iat, iat + 100, ""),
+                &key,
+            ),
             &dev,
             at(0),
             Err(TokenError::UnsupportedHeader),
@@ -189,51 +261,108 @@ fn verify_refusals() {
         ),
         (
             "crit header",
-            sign(r#"{"alg":"HS256","crit":["exp"]}"#, &claims(iat, iat + 100, ""), &key),
+            sign(
+                r#"{"alg":"HS256","crit":["exp"]}"#,
+                &claims(iat, iat + 100, ""),
+                &key,
+            ),
             &dev,
             at(0),
             Err(TokenError::UnsupportedHeader),
         ),
         (
             "typ other",
-            sign(r#"{"alg":"HS256","typ":"at+jwt"}"#, &claims(iat, iat + 100, ""), &key),
+            sign(
+                r#"{"alg":"HS256","typ":"at+jwt"}"#,
+                &claims(iat, iat + 100, ""),
+                &key,
+            ),
             &dev,
             at(0),
             Err(TokenError::UnsupportedHeader),
         ),
         (
             "duplicate claim",
-            sign(header, &claims(iat, iat + 100, r#","iss":"app.example.com""#), &key),
+            sign(
+                header,
+                &claims(iat, iat + 100, r#","iss":"app.example.com""#),
+                &key,
+            ),
             &dev,
             at(0),
             Err(TokenError::Malformed),
         ),
         (
             "missing exp",
-            sign(header, r#"{"iss":"app.example.com","sub":"dev-1","iat":1}"#, &key),
+            sign(
+                header,
+                r#"{"iss":"app.example.com","sub":"dev-1","iat":1}"#,
+                &key,
+            ),
             &dev,
             at(0),
             Err(TokenError::Malformed),
         ),
         (
             "float exp",
-            sign(header, &format!(r#"{{"iss":"app.example.com","sub":"dev-1","iat":{iat},"exp":{iat}.5}}"#), &key),
+            sign(
+                header,
+                &format!(r#"{{"iss":"app.example.com","sub":"dev-1","iat":{iat},"exp":{iat}.5}}"#),
+                &key,
+            ),
             &dev,
             at(0),
             Err(TokenError::Malformed),
         ),
         (
             "invalid subject",
-            sign(header, &format!(r#"{{"iss":"app.example.com","sub":"a/b","iat":{iat},"exp":{}}}"#, iat + 9), &key),
+            sign(
+                header,
+                &format!(
+                    r#"{{"iss":"app.example.com","sub":"a/b","iat":{iat},"exp":{}}}"#,
+                    iat + 9
+                ),
+                &key,
+            ),
             &dev,
             at(0),
             Err(TokenError::Malformed),
         ),
-        ("two parts", "a.b".into(), &dev, at(0), Err(TokenError::Malformed)),
-        ("four parts", format!("{good}.x"), &dev, at(0), Err(TokenError::Malformed)),
-        ("padded signature", format!("{good}="), &dev, at(0), Err(TokenError::Malformed)),
-        ("empty", String::new(), &dev, at(0), Err(TokenError::Malformed)),
-        ("too long", "a".repeat(MAX_TOKEN_LEN + 1), &dev, at(0), Err(TokenError::TooLong)),
+        (
+            "two parts",
+            "a.b".into(),
+            &dev,
+            at(0),
+            Err(TokenError::Malformed),
+        ),
+        (
+            "four parts",
+            format!("{good}.x"),
+            &dev,
+            at(0),
+            Err(TokenError::Malformed),
+        ),
+        (
+            "padded signature",
+            format!("{good}="),
+            &dev,
+            at(0),
+            Err(TokenError::Malformed),
+        ),
+        (
+            "empty",
+            String::new(),
+            &dev,
+            at(0),
+            Err(TokenError::Malformed),
+        ),
+        (
+            "too long",
+            "a".repeat(MAX_TOKEN_LEN + 1),
+            &dev,
+            at(0),
+            Err(TokenError::TooLong),
+        ),
     ];
     for (name, token, expected, now, want) in cases {
         let got = verify_token(&token, expected, std::slice::from_ref(&key), now, &p).map(|_| ());
@@ -248,12 +377,24 @@ fn tampered_tokens_are_refused() {
     let good = mint_token(&dev, &key, IAT_MS, Duration::from_secs(60), None);
     let p = TokenPolicy::default();
     // Swap claims for another subject's while keeping the signature.
-    let other = mint_token(&device("dev-2"), &key, IAT_MS, Duration::from_secs(60), None);
+    let other = mint_token(
+        &device("dev-2"),
+        &key,
+        IAT_MS,
+        Duration::from_secs(60),
+        None,
+    );
     let parts: Vec<&str> = good.split('.').collect();
     let other_parts: Vec<&str> = other.split('.').collect();
     let spliced = format!("{}.{}.{}", parts[0], other_parts[1], parts[2]);
     assert_eq!(
-        verify_token(&spliced, &device("dev-2"), &[key.clone()], IAT_MS, &p),
+        verify_token(
+            &spliced,
+            &device("dev-2"),
+            std::slice::from_ref(&key),
+            IAT_MS,
+            &p
+        ),
         Err(TokenError::BadSignature)
     );
     // Flip each signature character.
@@ -262,7 +403,7 @@ fn tampered_tokens_are_refused() {
         let mut bytes = good.clone().into_bytes();
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
         let t = String::from_utf8(bytes).unwrap();
-        assert!(verify_token(&t, &dev, &[key.clone()], IAT_MS, &p).is_err());
+        assert!(verify_token(&t, &dev, std::slice::from_ref(&key), IAT_MS, &p).is_err());
     }
 }
 
@@ -292,7 +433,7 @@ fn tenant_policy_caps_lifetime() {
     let one_hour = TokenPolicy::with_max_lifetime(Duration::from_secs(3600));
     assert_eq!(one_hour.leeway, TokenPolicy::DEFAULT_LEEWAY);
     assert_eq!(
-        verify_token(&token, &dev, &[key.clone()], IAT_MS, &one_hour),
+        verify_token(&token, &dev, std::slice::from_ref(&key), IAT_MS, &one_hour),
         Err(TokenError::BadLifetime)
     );
     assert!(verify_token(&token, &dev, &[key], IAT_MS, &TokenPolicy::default()).is_ok());

@@ -203,7 +203,11 @@ impl TenantFilter {
 impl fmt::Debug for TenantFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.share_group {
-            Some(g) => write!(f, "TenantFilter($share/{g}/{}/{})", self.domain, self.relative),
+            Some(g) => write!(
+                f,
+                "TenantFilter($share/{g}/{}/{})",
+                self.domain, self.relative
+            ),
             None => write!(f, "TenantFilter({}/{})", self.domain, self.relative),
         }
     }
@@ -305,7 +309,10 @@ mod tests {
         let dom = d("a.b");
         for (topic, expected) in [
             ("a.b/resources/x/events", Some(("x", Channel::Events))),
-            ("a.b/resources/a:b.c-d_e/commands", Some(("a:b.c-d_e", Channel::Commands))),
+            (
+                "a.b/resources/a:b.c-d_e/commands",
+                Some(("a:b.c-d_e", Channel::Commands)),
+            ),
             ("a.b/resources/x/events/more", None),
             ("a.b/resources/x/other", None),
             ("a.b/resources//events", None),
@@ -331,7 +338,10 @@ mod tests {
         };
         let events = TenantTopic::channel(&device, Channel::Events);
         assert_eq!(events.full(), "a.b/resources/dev/events");
-        assert_eq!(format!("{events:?}"), "TenantTopic(a.b/resources/dev/events)");
+        assert_eq!(
+            format!("{events:?}"),
+            "TenantTopic(a.b/resources/dev/events)"
+        );
         let commands = TenantFilter::commands_of(&device);
         assert_eq!(commands.full(), "a.b/resources/dev/commands");
         assert_eq!(commands.share_group(), None);

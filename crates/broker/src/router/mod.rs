@@ -24,7 +24,7 @@ use crate::config::BrokerConfig;
 use crate::message::{ConnId, Event, Message, now_ms};
 use crate::outbox::{Outbox, Outgoing};
 use crate::persist;
-use crate::session::{Session, SessionRecord, store_key};
+use crate::session::{Session, SessionRecord, split_key, store_key};
 use crate::subtree::{SessionId, SubTree};
 use crate::Stats;
 
@@ -86,10 +86,10 @@ impl Router {
     pub fn restore(&mut self, snapshot: Snapshot) {
         let now = now_ms();
         for (key, record) in snapshot.retained {
-            let Some((ns, topic)) = key.split_once('\u{0}') else { continue };
+            let Some((ns, topic)) = split_key(&key) else { continue };
             match persist::decode_retained(&record) {
                 Ok(message) if !message.expired(now) => {
-                    self.space(&Namespace::tenant(ns)).retained.insert(topic.to_owned(), Arc::new(message));
+                    self.space(&ns).retained.insert(topic.to_owned(), Arc::new(message));
                 }
                 Ok(_) => self.ops.push(SessionOp::DeleteRetained { topic: key }),
                 Err(e) => tracing::warn!(error = %e, "skipping unreadable retained message"),

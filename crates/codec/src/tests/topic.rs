@@ -7,11 +7,30 @@ use crate::topic::{matches, parse_shared, valid_topic_filter, valid_topic_name};
 #[test]
 fn topic_names() {
     let long = "a".repeat(65_535);
-    for valid in ["a", "a/b", "/", "a//b", "$SYS/x", " ", "é/😀", long.as_str()] {
+    for valid in [
+        "a",
+        "a/b",
+        "/",
+        "a//b",
+        "$SYS/x",
+        " ",
+        "é/😀",
+        long.as_str(),
+    ] {
         assert!(valid_topic_name(valid), "{valid:?}");
     }
     let too_long = "a".repeat(65_536);
-    for invalid in ["", "+", "a/+", "#", "a/#", "a+b", "a#", "a\0b", too_long.as_str()] {
+    for invalid in [
+        "",
+        "+",
+        "a/+",
+        "#",
+        "a/#",
+        "a+b",
+        "a#",
+        "a\0b",
+        too_long.as_str(),
+    ] {
         assert!(!valid_topic_name(invalid), "{invalid:?}");
     }
 }
@@ -19,15 +38,45 @@ fn topic_names() {
 #[test]
 fn topic_filters() {
     for valid in [
-        "a", "a/b", "+", "#", "+/+", "a/+/b", "a/#", "+/#", "/", "/+", "//#", "$SYS/#",
-        "$share/g/a/#", "$share/group/+", "$share", "$sharex/a", "$share/g/$share/h/a",
+        "a",
+        "a/b",
+        "+",
+        "#",
+        "+/+",
+        "a/+/b",
+        "a/#",
+        "+/#",
+        "/",
+        "/+",
+        "//#",
+        "$SYS/#",
+        "$share/g/a/#",
+        "$share/group/+",
+        "$share",
+        "$sharex/a",
+        "$share/g/$share/h/a",
     ] {
         assert!(valid_topic_filter(valid), "{valid:?}");
     }
     let too_long = "a".repeat(65_536);
     for invalid in [
-        "", "a+", "+a", "a/b+", "#/a", "a/#/b", "a#", "##", "a\0", "$share/", "$share/g",
-        "$share/g/", "$share//a", "$share/+/a", "$share/#/a", "$share/g/a/#/b", too_long.as_str(),
+        "",
+        "a+",
+        "+a",
+        "a/b+",
+        "#/a",
+        "a/#/b",
+        "a#",
+        "##",
+        "a\0",
+        "$share/",
+        "$share/g",
+        "$share/g/",
+        "$share//a",
+        "$share/+/a",
+        "$share/#/a",
+        "$share/g/a/#/b",
+        too_long.as_str(),
     ] {
         assert!(!valid_topic_filter(invalid), "{invalid:?}");
     }
@@ -38,7 +87,15 @@ fn shared_subscriptions() {
     assert_eq!(parse_shared("$share/g/a/b"), Some(("g", "a/b")));
     assert_eq!(parse_shared("$share/g/#"), Some(("g", "#")));
     assert_eq!(parse_shared("$share/g//"), Some(("g", "/")));
-    for not_shared in ["a/b", "$share", "$share/", "$share/g", "$share/g/", "$share//a", "$share/g+/a"] {
+    for not_shared in [
+        "a/b",
+        "$share",
+        "$share/",
+        "$share/g",
+        "$share/g/",
+        "$share//a",
+        "$share/g+/a",
+    ] {
         assert_eq!(parse_shared(not_shared), None, "{not_shared:?}");
     }
 }

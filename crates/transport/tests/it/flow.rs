@@ -1,0 +1,119 @@
+//! Flow control: a stalled subscriber stays within its bounds and never slows a healthy one;
+//! receive maximum and keep-alive are enforced.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use switchyard_broker::{BrokerConfig, QueueFullPolicy};
+use switchyard_codec::{Packet, Properties, Protocol, QoS, reason};
+
+use crate::harness::{Client, TestBroker};
+
+const MESSAGES: u16 = 400;
+
+fn small_queues(policy: QueueFullPolicy) -> BrokerConfig {
+    BrokerConfig { max_inflight_messages: 4, max_queued_messages: 50, queue_full: policy, ..BrokerConfig::default() }
+}
+
+#[tokio::test]
+async fn stalled_subscriber_is_bounded_and_does_not_delay_a_healthy_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), small_queues(QueueFullPolicy::RefuseNew)).await;
+    // Stalled: subscribes at QoS 1 and then never reads or acknowledges anything.
+    let (mut stalled, _) = Client::connect(broker.addr, Protocol::V5, "stalled", true, Properties::default()).await;
+    assert_eq!(stalled.subscribe("load", QoS::AtLeastOnce).await, [1]);
+    let (mut healthy, _) = Client::connect(broker.addr, Protocol::V5, "healthy", true, Properties::default()).await;
+    assert_eq!(healthy.subscribe("load", QoS::AtLeastOnce).await, [1]);
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V311, "pub", true, Properties::default()).await;
+
+    let receiver = tokio::spawn(async move {
+        let mut got = 0;
+        while got < MESSAGES {
+            healthy.next_publish().await.expect("healthy subscriber keeps receiving");
+            got += 1;
+        }
+        got
+    });
+    for i in 1..=MESSAGES {
+        publisher.publish("load", QoS::AtLeastOnce, i, b"{\"v\":1}").await;
+        match publisher.recv().await {
+            Some(Packet::PubAck(ack)) => assert_eq!(ack.packet_id, i),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    let got = tokio::time::timeout(Duration::from_secs(10), receiver).await.expect("no delay").unwrap();
+    assert_eq!(got, MESSAGES);
+    // The stalled session holds its window (4) plus its queue (50); the rest was refused.
+    let refused = broker.broker.stats().queue_refused.load(Ordering::Relaxed);
+    assert_eq!(refused, u64::from(MESSAGES) - 4 - 50);
+    drop(stalled);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn overflowing_subscriber_is_disconnected_with_quota_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), small_queues(QueueFullPolicy::DisconnectSubscriber)).await;
+    let (mut stalled, _) = Client::connect(broker.addr, Protocol::V5, "stalled", true, Properties::default()).await;
+    assert_eq!(stalled.subscribe("load", QoS::AtLeastOnce).await, [1]);
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V5, "pub", true, Properties::default()).await;
+    for i in 1..=60 {
+        publisher.publish("load", QoS::AtLeastOnce, i, b"{}").await;
+        let _ = publisher.recv().await;
+    }
+    // The stalled client reads only now: its window of messages, then DISCONNECT 0x97.
+    assert_eq!(stalled.closed_with().await, Some(reason::QUOTA_EXCEEDED));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn exceeding_receive_maximum_is_disconnect_0x93() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig { receive_maximum: 4, ..BrokerConfig::default() };
+    let broker = TestBroker::start(dir.path(), config).await;
+    let (mut client, ack) = Client::connect(broker.addr, Protocol::V5, "greedy", true, Properties::default()).await;
+    assert_eq!(ack.properties.receive_maximum, Some(4));
+    // Five QoS 1 publishes in one write: the fifth exceeds the window before any PUBACK.
+    let mut bytes = Vec::new();
+    for id in 1..=5u16 {
+        let [hi, lo] = id.to_be_bytes();
+        bytes.extend_from_slice(&[0x32, 0x06, 0x00, 0x01, b'q', hi, lo, 0x00]);
+    }
+    client.send_raw(&bytes).await;
+    assert_eq!(client.closed_with().await, Some(reason::RECEIVE_MAXIMUM_EXCEEDED));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_after_one_and_a_half_keep_alives() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let mut client = Client::open(broker.addr, Protocol::V5).await;
+    let connect = switchyard_codec::Connect {
+        protocol: Protocol::V5,
+        clean_start: true,
+        keep_alive: 1,
+        client_id: "sleepy".into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    };
+    client.send(&Packet::Connect(Box::new(connect))).await;
+    let started = tokio::time::Instant::now();
+    assert!(matches!(client.recv().await, Some(Packet::ConnAck(_))));
+    assert_eq!(client.closed_with().await, Some(reason::KEEP_ALIVE_TIMEOUT));
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1400), "closed too early: {waited:?}");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn server_keep_alive_caps_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig { server_keep_alive: 30, ..BrokerConfig::default() };
+    let broker = TestBroker::start(dir.path(), config).await;
+    let (_client, ack) = Client::connect(broker.addr, Protocol::V5, "ka", true, Properties::default()).await;
+    assert_eq!(ack.properties.server_keep_alive, Some(30));
+    broker.stop().await;
+}

@@ -1,0 +1,187 @@
+//! An in-process broker on 127.0.0.1:0 with embedded storage, and a raw MQTT client built on our
+//! codec, so tests can send exact bytes and read exact packets.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, DenyRule, RouterThread};
+use switchyard_codec::{
+    ConnAck, Connect, Packet, Properties, Protocol, PubResp, Publish, QoS, SubOptions, Subscribe, SubscribeFilter,
+};
+use switchyard_storage_embedded::EmbeddedStore;
+use switchyard_transport::ListenerLimits;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub broker: Broker,
+    shutdown: CancellationToken,
+    router_stop: CancellationToken,
+    tasks: TaskTracker,
+    router: Option<RouterThread>,
+}
+
+impl TestBroker {
+    pub async fn start(dir: &Path, config: BrokerConfig) -> TestBroker {
+        let store = EmbeddedStore::open(dir).expect("store opens");
+        let auth = AnonymousAuth { allow_anonymous: true, deny: vec![DenyRule::Subscribe("test/nosubscribe".into())] };
+        let router_stop = CancellationToken::new();
+        let (broker, router) =
+            Broker::start(config, Arc::new(store), Arc::new(auth), router_stop.clone()).expect("broker starts");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let limits =
+            ListenerLimits { connect_timeout: Duration::from_secs(5), connections: Arc::new(Semaphore::new(1000)) };
+        tokio::spawn(switchyard_transport::run_listener(
+            listener,
+            None,
+            broker.clone(),
+            limits,
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+        TestBroker { addr, broker, shutdown, router_stop, tasks, router: Some(router) }
+    }
+
+    /// Graceful stop: connections first, then the core's final flush.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        tokio::time::timeout(WAIT, self.tasks.wait()).await.expect("connections drain in time");
+        self.router_stop.cancel();
+        let router = self.router.take().unwrap();
+        tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || router.join()))
+            .await
+            .expect("router flushes in time")
+            .unwrap();
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    pub protocol: Protocol,
+}
+
+pub fn connect_packet(protocol: Protocol, client_id: &str, clean_start: bool, properties: Properties) -> Packet {
+    Packet::Connect(Box::new(Connect {
+        protocol,
+        clean_start,
+        keep_alive: 60,
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+        properties,
+    }))
+}
+
+impl Client {
+    pub async fn open(addr: SocketAddr, protocol: Protocol) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: BytesMut::new(), protocol }
+    }
+
+    /// Connect and return the CONNACK.
+    pub async fn connect(addr: SocketAddr, protocol: Protocol, id: &str, clean: bool, props: Properties) -> (Client, ConnAck) {
+        let mut client = Client::open(addr, protocol).await;
+        client.send(&connect_packet(protocol, id, clean, props)).await;
+        match client.recv().await {
+            Some(Packet::ConnAck(ack)) => (client, ack),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, packet: &Packet) {
+        let mut out = BytesMut::new();
+        switchyard_codec::encode(packet, self.protocol, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next packet, or None when the connection closes or nothing comes within WAIT.
+    pub async fn recv(&mut self) -> Option<Packet> {
+        self.recv_within(WAIT).await
+    }
+
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Packet> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(p) = switchyard_codec::decode(&mut self.buf, Some(self.protocol), usize::MAX).unwrap() {
+                return Some(p);
+            }
+            self.buf.reserve(4096);
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Read until the server closes; returns the DISCONNECT reason if one came first.
+    pub async fn closed_with(&mut self) -> Option<u8> {
+        let mut reason = None;
+        while let Some(p) = self.recv().await {
+            if let Packet::Disconnect(d) = p {
+                reason = Some(d.reason);
+            }
+        }
+        reason
+    }
+
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<u8> {
+        let options = SubOptions { qos, ..SubOptions::default() };
+        let sub = Subscribe {
+            packet_id: 1,
+            filters: vec![SubscribeFilter { filter: filter.into(), options }],
+            properties: Properties::default(),
+        };
+        self.send(&Packet::Subscribe(sub)).await;
+        match self.recv().await {
+            Some(Packet::SubAck(ack)) => ack.reasons,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    pub async fn publish(&mut self, topic: &str, qos: QoS, packet_id: u16, payload: &'static [u8]) {
+        let publish = Publish {
+            qos,
+            topic: topic.into(),
+            packet_id,
+            payload: bytes::Bytes::from_static(payload),
+            ..Publish::default()
+        };
+        self.send(&Packet::Publish(publish)).await;
+    }
+
+    /// Receive one PUBLISH, acknowledging it at QoS 1.
+    pub async fn next_publish(&mut self) -> Option<Publish> {
+        loop {
+            match self.recv().await? {
+                Packet::Publish(p) => {
+                    if p.qos == QoS::AtLeastOnce {
+                        self.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+                    }
+                    return Some(p);
+                }
+                Packet::PubAck(_) | Packet::PingResp => continue,
+                other => panic!("expected PUBLISH, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! Sessions across restarts, session takeover, and graceful shutdown.
+
+use switchyard_broker::BrokerConfig;
+use switchyard_codec::{Packet, Properties, Protocol, QoS, reason};
+
+use crate::harness::{Client, TestBroker};
+
+fn persistent() -> Properties {
+    Properties { session_expiry_interval: Some(3600), ..Properties::default() }
+}
+
+#[tokio::test]
+async fn queued_messages_and_retained_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut sub, ack) = Client::connect(broker.addr, Protocol::V5, "keeper", true, persistent()).await;
+    assert!(!ack.session_present);
+    assert_eq!(sub.subscribe("cmd/#", QoS::AtLeastOnce).await, [1]);
+    sub.send(&Packet::Disconnect(Default::default())).await;
+    drop(sub);
+
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V311, "pub", true, Properties::default()).await;
+    for (i, topic) in ["cmd/1", "cmd/2", "cmd/3"].into_iter().enumerate() {
+        publisher.publish(topic, QoS::AtLeastOnce, i as u16 + 1, b"{}").await;
+        assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
+    }
+    let retained = switchyard_codec::Publish {
+        qos: QoS::AtLeastOnce,
+        retain: true,
+        topic: "state/x".into(),
+        packet_id: 9,
+        payload: bytes::Bytes::from_static(b"kept"),
+        ..Default::default()
+    };
+    publisher.send(&Packet::Publish(retained)).await;
+    assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
+    drop(publisher);
+    broker.stop().await;
+
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut sub, ack) = Client::connect(broker.addr, Protocol::V5, "keeper", false, persistent()).await;
+    assert!(ack.session_present, "session restored from disk");
+    let mut topics = Vec::new();
+    for _ in 0..3 {
+        topics.push(sub.next_publish().await.expect("queued message after restart").topic);
+    }
+    assert_eq!(topics, ["cmd/1", "cmd/2", "cmd/3"]);
+    let (mut late, _) = Client::connect(broker.addr, Protocol::V311, "late", true, Properties::default()).await;
+    assert_eq!(late.subscribe("state/#", QoS::AtLeastOnce).await, [1]);
+    let p = late.next_publish().await.expect("retained message after restart");
+    assert!(p.retain);
+    assert_eq!(&p.payload[..], b"kept");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn unacknowledged_message_is_resent_with_dup_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut sub, _) = Client::connect(broker.addr, Protocol::V311, "resume", false, Properties::default()).await;
+    assert_eq!(sub.subscribe("t", QoS::AtLeastOnce).await, [1]);
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V311, "pub", true, Properties::default()).await;
+    publisher.publish("t", QoS::AtLeastOnce, 1, b"once").await;
+    let first = match sub.recv().await {
+        Some(Packet::Publish(p)) => p,
+        other => panic!("expected PUBLISH, got {other:?}"),
+    };
+    assert!(!first.dup);
+    drop(sub); // no PUBACK
+    let (mut sub, ack) = Client::connect(broker.addr, Protocol::V311, "resume", false, Properties::default()).await;
+    assert!(ack.session_present);
+    let again = sub.next_publish().await.expect("resent");
+    assert!(again.dup);
+    assert_eq!(again.packet_id, first.packet_id);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn takeover_disconnects_the_old_connection_with_0x8e() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut first, _) = Client::connect(broker.addr, Protocol::V5, "same", true, Properties::default()).await;
+    let (_second, ack) = Client::connect(broker.addr, Protocol::V5, "same", true, Properties::default()).await;
+    assert_eq!(ack.code, 0);
+    assert_eq!(first.closed_with().await, Some(reason::SESSION_TAKEN_OVER));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_clients_and_finishes_within_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut client, _) = Client::connect(broker.addr, Protocol::V5, "bye", true, Properties::default()).await;
+    let stopping = tokio::spawn(broker.stop());
+    assert_eq!(client.closed_with().await, Some(reason::SERVER_SHUTTING_DOWN));
+    stopping.await.unwrap();
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of the broker over real sockets: bad input, flow control, slow consumers,
+//! persistence across restarts and graceful shutdown.
+
+mod bad_input;
+mod flow;
+mod harness;
+mod lifecycle;

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Runs every Switchyard test on a Debian machine: installs what the tests need (only
+# what is missing), then formatting, lints, the Rust tests, the release build, the
+# end-to-end interoperability suite (validated against Mosquitto, then run against
+# switchyard) and a short fuzz run. Usage: bash scripts/test.sh
+#
+# Environment: FUZZ_SECONDS (default 30) bounds the fuzz run of each target.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+VENV=$ROOT/.venv
+REQUIREMENTS=$ROOT/tests/interop/requirements.txt
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+SUDO=
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+
+STEP_START=$SECONDS
+step() {
+    printf '\n==> %s  (t=%ds)\n' "$*" "$SECONDS"
+    STEP_START=$SECONDS
+}
+trap 'status=$?; [ $status -eq 0 ] || printf "\n==> FAILED (exit %d) after %ds\n" $status $SECONDS' EXIT
+
+# -- 1. system packages -------------------------------------------------------------
+step "system packages: mosquitto, mosquitto-clients, openssl"
+installed() { dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^ii'; }
+apt_install() {
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "$@"
+}
+missing=()
+for pkg in mosquitto mosquitto-clients openssl; do
+    installed "$pkg" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    apt_install "${missing[@]}"
+    # The tests start their own brokers; don't leave Debian's on port 1883.
+    if [[ " ${missing[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null \
+        && systemctl is-active --quiet mosquitto 2>/dev/null; then
+        $SUDO systemctl disable --now mosquitto || true
+    fi
+else
+    echo "all present"
+fi
+
+# -- 2. Python environment for the interoperability suite ---------------------------
+step "python venv .venv (tests/interop/requirements.txt)"
+want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+have=$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)
+if [ "$want" != "$have" ] || ! "$VENV/bin/python" -c 'import paho.mqtt, pytest, pytest_timeout' 2>/dev/null; then
+    if [ ! -x "$VENV/bin/python" ]; then
+        rm -rf "$VENV"
+        if ! python3 -m venv "$VENV" 2>/dev/null; then
+            # Debian's python3 needs python3-venv for ensurepip.
+            rm -rf "$VENV"
+            installed python3-venv || apt_install python3-venv
+            /usr/bin/python3 -m venv "$VENV"
+        fi
+    fi
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
+    echo "$want" > "$VENV/.requirements.sha256"
+else
+    echo "up to date"
+fi
+"$VENV/bin/python" -c 'import sys, paho.mqtt, pytest; print("python", sys.version.split()[0], "paho-mqtt", paho.mqtt.__version__, "pytest", pytest.__version__)'
+
+# -- 3. interoperability suite against Mosquitto: proves the tests themselves ------
+step "interop suite against mosquitto (validates the tests)"
+"$VENV/bin/python" -m pytest tests/interop --broker mosquitto -q
+
+# -- 4. Rust: format, lints, tests ---------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --workspace --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace"
+    cargo nextest run --workspace --locked --no-tests=warn
+    step "cargo test --doc --workspace"
+    cargo test --doc --workspace --locked
+else
+    step "cargo test --workspace"
+    cargo test --workspace --locked
+fi
+
+# -- 5. the broker binary and the interoperability suite against it ----------------
+step "cargo build --release -p switchyard-server"
+cargo build --release -p switchyard-server --locked
+SWITCHYARD_BIN=$ROOT/target/release/switchyard
+test -x "$SWITCHYARD_BIN"
+
+step "interop suite against switchyard ($SWITCHYARD_BIN)"
+SWITCHYARD_BIN=$SWITCHYARD_BIN "$VENV/bin/python" -m pytest tests/interop --broker switchyard -q
+
+# -- 6. a short, bounded fuzz run ----------------------------------------------------
+if [ -f fuzz/Cargo.toml ]; then
+    step "cargo fuzz (${FUZZ_SECONDS}s per target)"
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        cargo install cargo-fuzz --locked
+    fi
+    (
+        cd fuzz
+        # With `-s none` cargo-fuzz passes no -Z flag, so a stable toolchain builds it;
+        # should that change, fall back to allowing nightly flags on stable.
+        targets=$(cargo fuzz list)
+        for target in $targets; do
+            if ! cargo fuzz build -s none "$target"; then
+                echo "retrying the fuzz build with RUSTC_BOOTSTRAP=1"
+                export RUSTC_BOOTSTRAP=1
+                cargo fuzz build -s none "$target"
+            fi
+            cargo fuzz run -s none "$target" -- -max_total_time="$FUZZ_SECONDS" -timeout=10
+        done
+    )
+fi
+
+step "done: every step passed in ${SECONDS}s"
