@@ -61,16 +61,42 @@ def make_certs(directory: Path) -> tuple[Path, Path, Path]:
     ec = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
     run("genpkey", *ec, "-out", str(ca_key))
     run(
-        "req", "-x509", "-new", "-key", str(ca_key), "-sha256", "-days", "2",
-        "-subj", "/CN=Switchyard interop test CA", "-out", str(ca),
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(ca_key),
+        "-sha256",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Switchyard interop test CA",
+        "-out",
+        str(ca),
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
     )
     run("genpkey", *ec, "-out", str(key))
     run("req", "-new", "-key", str(key), "-subj", "/CN=localhost", "-out", str(csr))
     run(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-days", "2", "-sha256", "-extfile", str(ext), "-out", str(cert),
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-sha256",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(cert),
     )
     return ca, cert, key
 
@@ -82,9 +108,9 @@ def wait_for_port(port: int, deadline: float, alive) -> None:
             return
         except OSError:
             if not alive():
-                raise RuntimeError("broker exited during start-up")
+                raise RuntimeError("broker exited during start-up") from None
             if time.monotonic() > deadline:
-                raise RuntimeError(f"broker did not listen on {HOST}:{port} in time")
+                raise RuntimeError(f"broker did not listen on {HOST}:{port} in time") from None
             time.sleep(0.02)
 
 
@@ -217,20 +243,36 @@ class Mosquitto(Broker):
         # The dynamic-security plugin can refuse a subscription (an acl_file only
         # filters deliveries); anonymous clients get the anonymous group's role.
         dynsec = workdir / "dynamic-security.json"
-        dynsec.write_text(json.dumps({
-            "defaultACLAccess": {
-                "publishClientSend": True, "publishClientReceive": True,
-                "subscribe": True, "unsubscribe": True,
-            },
-            "clients": [],
-            "groups": [{"groupname": "anonymous", "roles": [{"rolename": "anonymous"}]}],
-            "roles": [{"rolename": "anonymous", "acls": [
-                {"acltype": "subscribePattern", "topic": DENIED_SUBSCRIBE, "allow": False},
-            ]}],
-            "anonymousGroup": "anonymous",
-        }))
+        dynsec.write_text(
+            json.dumps(
+                {
+                    "defaultACLAccess": {
+                        "publishClientSend": True,
+                        "publishClientReceive": True,
+                        "subscribe": True,
+                        "unsubscribe": True,
+                    },
+                    "clients": [],
+                    "groups": [{"groupname": "anonymous", "roles": [{"rolename": "anonymous"}]}],
+                    "roles": [
+                        {
+                            "rolename": "anonymous",
+                            "acls": [
+                                {
+                                    "acltype": "subscribePattern",
+                                    "topic": DENIED_SUBSCRIBE,
+                                    "allow": False,
+                                },
+                            ],
+                        }
+                    ],
+                    "anonymousGroup": "anonymous",
+                }
+            )
+        )
         plugins = glob.glob("/usr/lib/*/mosquitto_dynamic_security.so") + glob.glob(
-            "/usr/lib/mosquitto_dynamic_security.so")
+            "/usr/lib/mosquitto_dynamic_security.so"
+        )
         if not plugins:
             raise RuntimeError("mosquitto_dynamic_security.so not found")
         self.config = workdir / "mosquitto.conf"

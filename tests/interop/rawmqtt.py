@@ -17,10 +17,21 @@ SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK = 8, 9, 10, 11
 PINGREQ, PINGRESP, DISCONNECT, AUTH = 12, 13, 14, 15
 
 NAMES = {
-    CONNECT: "CONNECT", CONNACK: "CONNACK", PUBLISH: "PUBLISH", PUBACK: "PUBACK",
-    PUBREC: "PUBREC", PUBREL: "PUBREL", PUBCOMP: "PUBCOMP", SUBSCRIBE: "SUBSCRIBE",
-    SUBACK: "SUBACK", UNSUBSCRIBE: "UNSUBSCRIBE", UNSUBACK: "UNSUBACK",
-    PINGREQ: "PINGREQ", PINGRESP: "PINGRESP", DISCONNECT: "DISCONNECT", AUTH: "AUTH",
+    CONNECT: "CONNECT",
+    CONNACK: "CONNACK",
+    PUBLISH: "PUBLISH",
+    PUBACK: "PUBACK",
+    PUBREC: "PUBREC",
+    PUBREL: "PUBREL",
+    PUBCOMP: "PUBCOMP",
+    SUBSCRIBE: "SUBSCRIBE",
+    SUBACK: "SUBACK",
+    UNSUBSCRIBE: "UNSUBSCRIBE",
+    UNSUBACK: "UNSUBACK",
+    PINGREQ: "PINGREQ",
+    PINGRESP: "PINGRESP",
+    DISCONNECT: "DISCONNECT",
+    AUTH: "AUTH",
 }
 
 # name -> (identifier, wire type); only the properties these tests use or may receive.
@@ -189,7 +200,9 @@ def ack(ptype: int, pid: int) -> bytes:
     return packet(ptype, 0x02 if ptype == PUBREL else 0, struct.pack(">H", pid))
 
 
-def subscribe(pid: int, filters: list[tuple[str, int]], *, version: int = 5, flags: int = 0x02) -> bytes:
+def subscribe(
+    pid: int, filters: list[tuple[str, int]], *, version: int = 5, flags: int = 0x02
+) -> bytes:
     body = struct.pack(">H", pid) + (encode_props(None) if version == 5 else b"")
     for topic_filter, options in filters:
         body += utf8(topic_filter) + bytes([options])

@@ -87,7 +87,9 @@ def test_mosquitto_pub_to_paho(broker, topic, version, transport, qos):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_paho_to_mosquitto_sub(broker, topic, version, transport, qos):
     t = f"{topic}/to-cli"
-    sub = Sub(cli_args(broker, version, transport) + ["-t", t, "-q", str(qos), "-C", "1", "-W", "5"])
+    sub = Sub(
+        cli_args(broker, version, transport) + ["-t", t, "-q", str(qos), "-C", "1", "-W", "5"]
+    )
     try:
         sub.wait_for(lambda line: "received SUBACK" in line)
         with Client(broker, version) as pub:

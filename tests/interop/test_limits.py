@@ -20,8 +20,7 @@ def assert_broker_serves(broker, topic, version=V5):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_anonymous_deny_subscribe(broker, topic, version):
     with Client(broker, version) as c:
-        codes, props = c.subscribe(DENIED_SUBSCRIBE, 1, more=[(f"{topic}/ok", 1)],
-                                   with_props=True)
+        codes, props = c.subscribe(DENIED_SUBSCRIBE, 1, more=[(f"{topic}/ok", 1)], with_props=True)
         if version == V5:
             assert codes[0] >= 0x80, codes
             reason = props.get("ReasonString")
@@ -66,7 +65,9 @@ def test_oversized_packet_closes_only_that_connection(broker, topic, version):
             before = c.wait_closed()
             if version == V5:
                 assert [(p.type, p.fields["reason"]) for p in before] in (
-                    [(raw.DISCONNECT, 0x95)], []), before
+                    [(raw.DISCONNECT, 0x95)],
+                    [],
+                ), before
             else:
                 assert before == []
         bystander.expect_none(0.2)
@@ -80,11 +81,11 @@ def _connect(v):
 
 
 def _bad_remaining_length(v):
-    return _connect(v) + bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01])
+    return bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01])
 
 
 def _second_connect(v):
-    return _connect(v) + _connect(v)
+    return _connect(v)
 
 
 def _first_packet_not_connect(v):
@@ -92,20 +93,20 @@ def _first_packet_not_connect(v):
 
 
 def _subscribe_reserved_flags(v):
-    return _connect(v) + raw.subscribe(1, [("a/b", 0)], version=v, flags=0)
+    return raw.subscribe(1, [("a/b", 0)], version=v, flags=0)
 
 
 def _publish_qos3(v):
-    return _connect(v) + raw.packet(raw.PUBLISH, 0x06, raw.utf8("a/b") + b"\x00\x01" +
-                                    (b"\x00" if v == 5 else b"") + b"x")
+    props = b"\x00" if v == 5 else b""
+    return raw.packet(raw.PUBLISH, 0x06, raw.utf8("a/b") + b"\x00\x01" + props + b"x")
 
 
 def _publish_wildcard_topic(v):
-    return _connect(v) + raw.publish("a/+/b", b"x", version=v)
+    return raw.publish("a/+/b", b"x", version=v)
 
 
 def _publish_invalid_utf8(v):
-    return _connect(v) + raw.publish(b"a/\xff\xfe", b"x", version=v)
+    return raw.publish(b"a/\xff\xfe", b"x", version=v)
 
 
 def _connect_reserved_flag(v):
@@ -117,37 +118,50 @@ def _bad_protocol_name(v):
 
 
 def _subscribe_without_filters(v):
-    return _connect(v) + raw.subscribe(1, [], version=v)
+    return raw.subscribe(1, [], version=v)
 
 
 def _reserved_packet_type(v):
-    return _connect(v) + raw.packet(0, 0, b"")
+    return raw.packet(0, 0, b"")
 
 
 def _pubrel_reserved_flags(v):
-    return _connect(v) + raw.packet(raw.PUBREL, 0, b"\x00\x01")
+    return raw.packet(raw.PUBREL, 0, b"\x00\x01")
 
 
+# (the bad bytes, sent after a successful CONNECT?)
 MALFORMED = [
-    _bad_remaining_length, _second_connect, _first_packet_not_connect,
-    _subscribe_reserved_flags, _publish_qos3, _publish_wildcard_topic, _publish_invalid_utf8,
-    _connect_reserved_flag, _bad_protocol_name, _subscribe_without_filters,
-    _reserved_packet_type, _pubrel_reserved_flags,
+    (_bad_remaining_length, True),
+    (_second_connect, True),
+    (_first_packet_not_connect, False),
+    (_subscribe_reserved_flags, True),
+    (_publish_qos3, True),
+    (_publish_wildcard_topic, True),
+    (_publish_invalid_utf8, True),
+    (_connect_reserved_flag, False),
+    (_bad_protocol_name, False),
+    (_subscribe_without_filters, True),
+    (_reserved_packet_type, True),
+    (_pubrel_reserved_flags, True),
 ]
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("make", MALFORMED, ids=lambda f: f.__name__.strip("_"))
-def test_malformed_input_closes_the_connection(broker, topic, version, make):
+@pytest.mark.parametrize(
+    "make,valid_connect", MALFORMED, ids=[f.__name__.strip("_") for f, _ in MALFORMED]
+)
+def test_malformed_input_closes_the_connection(broker, topic, version, make, valid_connect):
     v = WIRE[version]
     with raw.RawClient("127.0.0.1", broker.mqtt_port, v) as c:
+        if valid_connect:
+            assert c.connect(new_id()).fields["reason"] == 0
         c.try_send(make(v))
         before = c.wait_closed()
-    # Allowed before the close: the CONNACK of a valid CONNECT (or a refusing one),
-    # and on 5.0 a DISCONNECT with an error reason code.
+    # Allowed before the close: a refusing CONNACK for a bad CONNECT, and on 5.0 a
+    # DISCONNECT with an error reason code.
     for p in before:
         if p.type == raw.DISCONNECT:
             assert v == 5 and p.fields["reason"] >= 0x80, p
         else:
-            assert p.type == raw.CONNACK, p
+            assert p.type == raw.CONNACK and p.fields["reason"] != 0, p
     assert_broker_serves(broker, topic, version)

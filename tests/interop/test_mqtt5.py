@@ -14,8 +14,12 @@ def test_connack_advertises_capabilities(broker):
         assert p.get("MaximumPacketSize") == MAX_PACKET_SIZE
         assert p.get("TopicAliasMaximum", 0) >= 1
         assert p.get("MaximumQoS", 2) == 2
-        for flag in ("RetainAvailable", "WildcardSubscriptionAvailable",
-                     "SubscriptionIdentifierAvailable", "SharedSubscriptionAvailable"):
+        for flag in (
+            "RetainAvailable",
+            "WildcardSubscriptionAvailable",
+            "SubscriptionIdentifierAvailable",
+            "SharedSubscriptionAvailable",
+        ):
             assert p.get(flag, 1) == 1, flag
         assert 1 <= p.get("ReceiveMaximum", 65535) <= 65535
 
@@ -29,8 +33,12 @@ def test_topic_alias_from_client(broker, topic):
         pub.publish(f"{topic}/two", b"c", 1, TopicAlias=1)  # remap alias 1
         pub.publish("", b"d", 1, TopicAlias=1)
         got = [(m.topic, m.payload) for m in sub.get_n(4)]
-        assert got == [(f"{topic}/one", b"a"), (f"{topic}/one", b"b"),
-                       (f"{topic}/two", b"c"), (f"{topic}/two", b"d")]
+        assert got == [
+            (f"{topic}/one", b"a"),
+            (f"{topic}/one", b"b"),
+            (f"{topic}/two", b"c"),
+            (f"{topic}/two", b"d"),
+        ]
 
 
 @pytest.mark.parametrize("case", ["alias-above-maximum", "unknown-alias"])
@@ -47,9 +55,11 @@ def test_bad_topic_alias_closes_the_connection(broker, topic, case):
 
 def test_server_respects_client_topic_alias_maximum(broker, topic):
     topics = [f"{topic}/t{i}" for i in range(3)]
-    with Client(broker, V5) as none, Client(broker, V5, topic_alias_maximum=2) as two, Client(
-        broker, V5
-    ) as pub:
+    with (
+        Client(broker, V5) as none,
+        Client(broker, V5, topic_alias_maximum=2) as two,
+        Client(broker, V5) as pub,
+    ):
         none.subscribe(f"{topic}/#", 1)
         two.subscribe(f"{topic}/#", 1)
         sent = [(topics[i % 3], f"m{i}".encode()) for i in range(9)]
@@ -74,9 +84,14 @@ def test_subscription_identifiers(broker, topic):
         ids = {}
         for m in collect_until_sentinel(sub):
             ids.setdefault(m.topic[len(topic) + 1 :], []).extend(
-                m.props.get("SubscriptionIdentifier", []))
+                m.props.get("SubscriptionIdentifier", [])
+            )
         assert {k: sorted(v) for k, v in ids.items()} == {
-            "a/c": [7], "z/b": [9], "a/b": [7, 9], "plain": []}
+            "a/c": [7],
+            "z/b": [9],
+            "a/b": [7, 9],
+            "plain": [],
+        }
 
 
 def _overlap(broker, topic, version):
@@ -168,17 +183,25 @@ def test_properties_forwarded_and_request_response(broker, topic):
     with Client(broker, V5) as requester, Client(broker, V5) as responder:
         responder.subscribe(req, 1)
         requester.subscribe(resp, 1)
-        requester.publish(req, b"{}", 1, UserProperty=user, ResponseTopic=resp,
-                          CorrelationData=b"\x00corr\xff", ContentType="application/json",
-                          PayloadFormatIndicator=1)
+        requester.publish(
+            req,
+            b"{}",
+            1,
+            UserProperty=user,
+            ResponseTopic=resp,
+            CorrelationData=b"\x00corr\xff",
+            ContentType="application/json",
+            PayloadFormatIndicator=1,
+        )
         m = responder.get()
         assert m.props.get("UserProperty") == user
         assert m.props.get("ResponseTopic") == resp
         assert m.props.get("CorrelationData") == b"\x00corr\xff"
         assert m.props.get("ContentType") == "application/json"
         assert m.props.get("PayloadFormatIndicator") == 1
-        responder.publish(m.props["ResponseTopic"], b"answer", 1,
-                          CorrelationData=m.props["CorrelationData"])
+        responder.publish(
+            m.props["ResponseTopic"], b"answer", 1, CorrelationData=m.props["CorrelationData"]
+        )
         r = requester.get()
         assert (r.payload, r.props.get("CorrelationData")) == (b"answer", b"\x00corr\xff")
 
@@ -201,9 +224,7 @@ def test_empty_client_id_on_311(broker, clean, expected):
 
 def test_receive_maximum_limits_inflight(broker, topic):
     t = f"{topic}/flow"
-    with Client(broker, V5, receive_maximum=2, manual_ack=True) as sub, Client(
-        broker, V5
-    ) as pub:
+    with Client(broker, V5, receive_maximum=2, manual_ack=True) as sub, Client(broker, V5) as pub:
         sub.subscribe(t, 1)
         for i in range(5):
             pub.publish(t, str(i), 1)

@@ -10,9 +10,10 @@ from mqttc import VERSIONS, Client
 @pytest.mark.parametrize("qos", [0, 1, 2])
 def test_round_trip(broker, topic, transport, version, qos):
     t = f"{topic}/round-trip"
-    with Client(broker, version, transport=transport) as sub, Client(
-        broker, version, transport=transport
-    ) as pub:
+    with (
+        Client(broker, version, transport=transport) as sub,
+        Client(broker, version, transport=transport) as pub,
+    ):
         assert sub.subscribe(t, qos) == [qos]
         rc = pub.publish(t, b"payload \x00\xff", qos)
         assert rc in (None, 0)
@@ -34,9 +35,11 @@ def test_delivered_qos_is_the_minimum(broker, topic, version, sub_qos, pub_qos):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_clients_on_different_transports_see_each_other(broker, topic, version):
     t = f"{topic}/mixed"
-    with Client(broker, version, transport="ws") as ws, Client(
-        broker, version, transport="tls"
-    ) as tls, Client(broker, version) as tcp:
+    with (
+        Client(broker, version, transport="ws") as ws,
+        Client(broker, version, transport="tls") as tls,
+        Client(broker, version) as tcp,
+    ):
         ws.subscribe(t, 1)
         tls.subscribe(t, 1)
         tcp.publish(t, b"from tcp", 1)

@@ -18,8 +18,13 @@ def persistent(broker, version, client_id, **kw):
 
 
 def go_offline_subscribed(broker, version, client_id, topic_filter, qos=1):
-    c = Client(broker, version, client_id=client_id, clean=True,
-               **({"session_expiry": 300} if version == V5 else {}))
+    c = Client(
+        broker,
+        version,
+        client_id=client_id,
+        clean=True,
+        **({"session_expiry": 300} if version == V5 else {}),
+    )
     if version == "3.1.1":  # clean session 1 would drop the session at disconnect
         c.disconnect()
         c = persistent(broker, version, client_id)
@@ -139,3 +144,18 @@ def test_session_takeover(broker, topic, version):
             second.send(raw.packet(raw.PINGREQ, 0, b""))
             second.expect(raw.PINGRESP)
             second.send(raw.disconnect(v))
+
+
+def test_sigterm_with_clients_connected_exits_cleanly(fresh_broker):
+    b = fresh_broker
+    clients = [Client(b, V5), Client(b, "3.1.1", transport="ws"), Client(b, V5, transport="tls")]
+    with raw.RawClient("127.0.0.1", b.mqtt_port, 5) as idle:
+        idle.connect(new_id())
+        start = time.monotonic()
+        status = b.stop()  # SIGTERM; SIGKILL after brokers.STOP_TIMEOUT
+        assert status == 0, f"exit status {status} after {time.monotonic() - start:.1f}s"
+        before = idle.wait_closed()
+        assert all(p.type == raw.DISCONNECT for p in before), before
+    for c in clients:
+        assert c.disconnected.wait(5), "client still connected after shutdown"
+        c.disconnect()

@@ -10,13 +10,29 @@ from mqttc import V5, VERSIONS, Client, new_id
 WIRE = {"3.1.1": 4, V5: 5}
 
 
-def connect_with_will(broker, version, will_topic, *, client_id=None, keepalive=30,
-                      will_props=None, props=None, clean=True, retain=False):
+def connect_with_will(
+    broker,
+    version,
+    will_topic,
+    *,
+    client_id=None,
+    keepalive=30,
+    will_props=None,
+    props=None,
+    clean=True,
+    retain=False,
+):
     c = raw.RawClient("127.0.0.1", broker.mqtt_port, WIRE[version])
-    will = {"topic": will_topic, "payload": b"gone", "qos": 1, "retain": retain,
-            "props": will_props}
-    connack = c.connect(client_id or new_id(), keepalive=keepalive, will=will, props=props,
-                        clean=clean)
+    will = {
+        "topic": will_topic,
+        "payload": b"gone",
+        "qos": 1,
+        "retain": retain,
+        "props": will_props,
+    }
+    connack = c.connect(
+        client_id or new_id(), keepalive=keepalive, will=will, props=props, clean=clean
+    )
     assert connack.fields["reason"] == 0, connack
     return c
 
@@ -98,8 +114,9 @@ def test_will_delay_postpones_the_will(broker, topic):
     t = f"{topic}/will"
     with Client(broker, V5) as sub:
         sub.subscribe(t, 1)
-        c = connect_with_will(broker, V5, t, will_props={"will_delay": 2},
-                              props={"session_expiry": 30})
+        c = connect_with_will(
+            broker, V5, t, will_props={"will_delay": 2}, props={"session_expiry": 30}
+        )
         start = time.monotonic()
         c.close()
         sub.expect_none(1.2)
@@ -111,8 +128,9 @@ def test_will_delay_cancelled_by_reconnect(broker, topic):
     t, cid = f"{topic}/will", new_id()
     with Client(broker, V5) as sub:
         sub.subscribe(t, 1)
-        c = connect_with_will(broker, V5, t, client_id=cid, will_props={"will_delay": 2},
-                              props={"session_expiry": 30})
+        c = connect_with_will(
+            broker, V5, t, client_id=cid, will_props={"will_delay": 2}, props={"session_expiry": 30}
+        )
         c.close()
         time.sleep(0.3)
         with raw.RawClient("127.0.0.1", broker.mqtt_port, 5) as again:
@@ -127,7 +145,8 @@ def test_will_published_when_session_ends_before_the_delay(broker, topic):
     t = f"{topic}/will"
     with Client(broker, V5) as sub:
         sub.subscribe(t, 1)
-        c = connect_with_will(broker, V5, t, will_props={"will_delay": 60},
-                              props={"session_expiry": 1})
+        c = connect_with_will(
+            broker, V5, t, will_props={"will_delay": 60}, props={"session_expiry": 1}
+        )
         c.close()
         assert sub.get(timeout=4).payload == b"gone"

@@ -36,11 +36,7 @@ pub struct ApiState {
 
 /// The router with every route.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/", get(info))
-        .route("/health", get(health))
-        .route("/mqtt", get(mqtt_ws))
-        .with_state(state)
+    Router::new().route("/", get(info)).route("/health", get(health)).route("/mqtt", get(mqtt_ws)).with_state(state)
 }
 
 async fn info() -> Json<serde_json::Value> {

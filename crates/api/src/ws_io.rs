@@ -41,7 +41,10 @@ impl AsyncRead for WsIo {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Close(_))) | None => return Poll::Ready(Ok(())),
                 Some(Ok(Message::Text(_))) => {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "text frame on an MQTT WebSocket")));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "text frame on an MQTT WebSocket",
+                    )));
                 }
                 Some(Err(e)) => return Poll::Ready(Err(broken(e))),
             }

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{AnonymousAuth, Authenticator, DenyRule, Namespace, Principal, Refusal};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use message::{ConnId, ConnectRequest, Delivery, Event, Message, WillAction, now_ms};
-pub use outbox::{Outbox, Outgoing};
+pub use outbox::{AckKind, Outbox, Outgoing};
 
 /// Counters kept by the core, read by the metrics endpoint.
 #[derive(Debug, Default)]
@@ -102,10 +102,8 @@ impl Broker {
         router.restore(snapshot);
         tracing::info!(sessions = restored, "broker state loaded");
         let (tx, rx) = mpsc::channel(config.event_queue);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .map_err(BrokerError::Thread)?;
+        let runtime =
+            tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(BrokerError::Thread)?;
         let thread = std::thread::Builder::new()
             .name("switchyard-router".into())
             .spawn(move || runtime.block_on(router.run(rx, shutdown)))

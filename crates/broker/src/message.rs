@@ -123,16 +123,42 @@ pub struct ConnectRequest {
 pub enum Event {
     Connect(Box<ConnectRequest>),
     /// An authorized PUBLISH with its topic resolved.
-    Publish { conn: ConnId, publish: Publish },
-    PubAck { conn: ConnId, packet_id: u16 },
-    PubRec { conn: ConnId, packet_id: u16 },
-    PubRel { conn: ConnId, packet_id: u16 },
-    PubComp { conn: ConnId, packet_id: u16 },
+    Publish {
+        conn: ConnId,
+        publish: Publish,
+    },
+    PubAck {
+        conn: ConnId,
+        packet_id: u16,
+    },
+    PubRec {
+        conn: ConnId,
+        packet_id: u16,
+    },
+    PubRel {
+        conn: ConnId,
+        packet_id: u16,
+    },
+    PubComp {
+        conn: ConnId,
+        packet_id: u16,
+    },
     /// `allowed[i]` is the authorization decision for `subscribe.filters[i]`.
-    Subscribe { conn: ConnId, subscribe: Subscribe, allowed: Vec<bool> },
-    Unsubscribe { conn: ConnId, unsubscribe: Unsubscribe },
+    Subscribe {
+        conn: ConnId,
+        subscribe: Subscribe,
+        allowed: Vec<bool>,
+    },
+    Unsubscribe {
+        conn: ConnId,
+        unsubscribe: Unsubscribe,
+    },
     /// The connection is gone. `session_expiry` is a 5.0 DISCONNECT's new expiry interval.
-    Disconnected { conn: ConnId, will: WillAction, session_expiry: Option<u32> },
+    Disconnected {
+        conn: ConnId,
+        will: WillAction,
+        session_expiry: Option<u32>,
+    },
 }
 
 /// Milliseconds since the Unix epoch.

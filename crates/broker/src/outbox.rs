@@ -7,16 +7,27 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use switchyard_codec::{Packet, QoS};
+use switchyard_codec::{Packet, PubResp, QoS};
 use tokio::sync::Notify;
 
 use crate::message::Delivery;
 
+/// Which QoS flow packet an [`Outgoing::Ack`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind {
+    PubAck,
+    PubRec,
+    PubRel,
+    PubComp,
+}
+
 /// Something the core asks a connection to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
-    /// A control packet: CONNACK, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK.
-    Control(Packet),
+    /// PUBACK, PUBREC, PUBREL or PUBCOMP (the hot path, kept small): kind, packet id, reason.
+    Ack(AckKind, u16, u8),
+    /// Any other control packet: CONNACK, SUBACK, UNSUBACK.
+    Control(Box<Packet>),
     /// An application message.
     Publish(Delivery),
     /// Close the connection; under 5.0 send DISCONNECT with this reason code first.
@@ -91,6 +102,25 @@ impl Outbox {
     /// Wait until something is pushed (returns at once if a push happened since the last wait).
     pub async fn notified(&self) {
         self.notify.notified().await;
+    }
+}
+
+impl Outgoing {
+    /// The packet for an [`Outgoing::Ack`] or [`Outgoing::Control`].
+    pub fn control_packet(&self) -> Option<Packet> {
+        match self {
+            Outgoing::Ack(kind, packet_id, reason) => {
+                let resp = PubResp { packet_id: *packet_id, reason: *reason, ..PubResp::default() };
+                Some(match kind {
+                    AckKind::PubAck => Packet::PubAck(resp),
+                    AckKind::PubRec => Packet::PubRec(resp),
+                    AckKind::PubRel => Packet::PubRel(resp),
+                    AckKind::PubComp => Packet::PubComp(resp),
+                })
+            }
+            Outgoing::Control(packet) => Some((**packet).clone()),
+            Outgoing::Publish(_) | Outgoing::Close(_) => None,
+        }
     }
 }
 

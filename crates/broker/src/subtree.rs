@@ -46,9 +46,7 @@ impl SubTree {
         for level in filter.split('/') {
             node = node.children.entry(Box::from(level)).or_default();
         }
-        if let Some(existing) =
-            node.entries.iter_mut().find(|e| e.session == entry.session && e.share == entry.share)
-        {
+        if let Some(existing) = node.entries.iter_mut().find(|e| e.session == entry.session && e.share == entry.share) {
             *existing = entry;
             return true;
         }

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use switchyard_codec::{
     Connect, Packet, Properties, Protocol, Publish, QoS, Will, decode, encode, encoded_len,
 };
@@ -51,10 +51,11 @@ fn bench_packet(c: &mut Criterion, name: &str, packet: &Packet, protocol: Protoc
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Bytes(wire.len() as u64));
     group.bench_function("decode", |b| {
-        b.iter(|| {
-            let mut buf = BytesMut::from(&wire[..]);
-            black_box(decode(&mut buf, Some(protocol), usize::MAX).expect("valid"))
-        })
+        b.iter_batched_ref(
+            || BytesMut::from(&wire[..]),
+            |buf| decode(buf, Some(protocol), usize::MAX).expect("valid"),
+            BatchSize::SmallInput,
+        )
     });
     let mut out = BytesMut::with_capacity(encoded_len(packet, protocol) * 64);
     group.bench_function("encode", |b| {

@@ -21,6 +21,7 @@ use crate::topic::{
 
 /// An authorization decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
 pub enum Decision<T> {
     /// Allowed; the broker routes by the target.
     Allow(T),

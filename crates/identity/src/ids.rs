@@ -299,7 +299,28 @@ impl Identity {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics_and_round_trips(s in "\\PC{0,300}") {
+            if let Ok(d) = Domain::parse(&s) {
+                prop_assert_eq!(d.to_string(), s.clone());
+            }
+            if let Ok(r) = ResourceId::parse(&s) {
+                prop_assert_eq!(r.as_str(), s.as_str());
+            }
+            let _ = ApiKeyId::parse(&s);
+        }
+
+        #[test]
+        fn generated_domains_parse(labels in proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", 1..4)) {
+            let s = labels.join(".");
+            prop_assert!(Domain::parse(&s).is_ok(), "{}", s);
+        }
+    }
 
     #[test]
     fn domains() {

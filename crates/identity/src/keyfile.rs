@@ -137,12 +137,15 @@ impl KeyFile {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let key = Self::generate()?;
         match options.open(path) {
             Ok(mut file) => {
-                let key = Self::generate()?;
-                let line = format!("{}\n", URL_SAFE_NO_PAD.encode(key.0.expose()));
-                if let Err(source) = file.write_all(line.as_bytes()).and_then(|()| file.sync_all())
-                {
+                let mut line = format!("{}\n", URL_SAFE_NO_PAD.encode(key.0.expose()));
+                let written = file
+                    .write_all(line.as_bytes())
+                    .and_then(|()| file.sync_all());
+                zeroize::Zeroize::zeroize(&mut line);
+                if let Err(source) = written {
                     // Leave no empty or partial key file behind for the next start to trip on.
                     let _ = std::fs::remove_file(path);
                     return Err(KeyFileError::Io {

@@ -183,8 +183,8 @@ pub fn mint_token(
 /// token is a bearer credential.
 #[derive(Clone)]
 pub struct DeviceToken {
-    signing_input_len: usize,
-    text: String,
+    /// `header.claims`, what the signature covers.
+    signing_input: String,
     signature: Vec<u8>,
     claimed: DeviceIdentity,
     claims: InClaims,
@@ -237,8 +237,7 @@ impl DeviceToken {
             resource: ResourceId::parse(&claims.sub).map_err(|_| TokenError::Malformed)?,
         };
         Ok(Self {
-            signing_input_len: token.rfind('.').expect("three parts"),
-            text: token.to_owned(),
+            signing_input: token[..token.rfind('.').expect("three parts")].to_owned(),
             signature,
             claimed,
             claims,
@@ -251,6 +250,12 @@ impl DeviceToken {
         &self.claimed
     }
 
+    /// The token's `exp` in epoch milliseconds (unverified; e.g. for the `expires` field of a
+    /// token the server has just minted).
+    pub fn expires_ms(&self) -> u64 {
+        self.claims.exp.saturating_mul(1000)
+    }
+
     /// Verifies the token for `expected` against every candidate key (current and, during a
     /// rotation, previous master key's device key) at `now_ms` under `policy`.
     pub fn verify(
@@ -260,10 +265,9 @@ impl DeviceToken {
         now_ms: u64,
         policy: &TokenPolicy,
     ) -> Result<Claims, TokenError> {
-        let signing_input = &self.text.as_bytes()[..self.signing_input_len];
         let valid = candidates.iter().fold(Choice::from(0), |acc, key| {
             let mut mac = mac(key);
-            mac.update(signing_input);
+            mac.update(self.signing_input.as_bytes());
             acc | Choice::from(u8::from(mac.verify_slice(&self.signature).is_ok()))
         });
         if !bool::from(valid) {

@@ -445,6 +445,7 @@ fn claimed_device_and_debug() {
     let token = mint_token(&dev, &vector_key(0), IAT_MS, Duration::from_secs(60), None);
     let parsed = DeviceToken::parse(&token).unwrap();
     assert_eq!(parsed.claimed_device(), &dev);
+    assert_eq!(parsed.expires_ms(), IAT_MS + 60_000);
     let shown = format!("{parsed:?}");
     assert!(!shown.contains(&token[..20]), "{shown}");
     assert!(shown.contains("dev-1"));

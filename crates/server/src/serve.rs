@@ -43,7 +43,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
     let auth = AnonymousAuth { allow_anonymous: settings.allow_anonymous, deny: settings.anonymous_deny.clone() };
     if !settings.allow_anonymous {
-        tracing::warn!("mqtt.allow_anonymous is false and no tenant authentication is configured yet: every MQTT client will be refused");
+        tracing::warn!(
+            "mqtt.allow_anonymous is false and no tenant authentication is configured yet: every MQTT client will be refused"
+        );
     }
     let tls = match &settings.tls {
         Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate")?),
@@ -54,18 +56,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let mqtt = bind(settings.mqtt_listen, "MQTT").await?;
     let http = bind(settings.http_listen, "HTTP").await?;
     let (mqtts, https) = match &tls {
-        Some(_) => (
-            Some(bind(settings.mqtt_tls_listen, "MQTTS").await?),
-            Some(bind(settings.http_tls_listen, "HTTPS").await?),
-        ),
+        Some(_) => {
+            (Some(bind(settings.mqtt_tls_listen, "MQTTS").await?), Some(bind(settings.http_tls_listen, "HTTPS").await?))
+        }
         None => (None, None),
     };
 
     let shutdown = CancellationToken::new();
     let router_stop = CancellationToken::new();
-    let (broker, router) =
-        Broker::start(settings.broker.clone(), Arc::new(store), Arc::new(auth), router_stop.clone())
-            .context("starting the broker core")?;
+    let (broker, router) = Broker::start(settings.broker.clone(), Arc::new(store), Arc::new(auth), router_stop.clone())
+        .context("starting the broker core")?;
     let limits = ListenerLimits {
         connect_timeout: settings.connect_timeout,
         connections: Arc::new(Semaphore::new(settings.max_connections)),
@@ -131,7 +131,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!(open = tasks.len(), "connections still open at the deadline; closing anyway");
     }
     router_stop.cancel();
-    let joined = tokio::time::timeout(settings.shutdown_timeout, tokio::task::spawn_blocking(move || router.join())).await;
+    let joined =
+        tokio::time::timeout(settings.shutdown_timeout, tokio::task::spawn_blocking(move || router.join())).await;
     if joined.is_err() {
         tracing::error!("broker core did not finish flushing before the deadline");
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use switchyard_broker::{Broker, Event, Outbox, Outgoing, WillAction, now_ms};
+use switchyard_broker::{AckKind, Broker, Event, Outbox, Outgoing, WillAction, now_ms};
 use switchyard_codec::{Disconnect, Packet, Protocol, Publish, QoS, reason, topic};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -39,8 +39,13 @@ impl Ending {
 }
 
 /// Serve one MQTT connection until it ends. Every transport calls this after its own handshake.
-pub async fn serve<S>(stream: S, peer: Option<SocketAddr>, broker: Broker, connect_timeout: Duration, shutdown: CancellationToken)
-where
+pub async fn serve<S>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    broker: Broker,
+    connect_timeout: Duration,
+    shutdown: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -108,7 +113,13 @@ impl Connection {
         self.accepted.protocol
     }
 
-    async fn run<R, W>(&mut self, reader: &mut R, writer: &mut W, mut rbuf: BytesMut, shutdown: CancellationToken) -> Ending
+    async fn run<R, W>(
+        &mut self,
+        reader: &mut R,
+        writer: &mut W,
+        mut rbuf: BytesMut,
+        shutdown: CancellationToken,
+    ) -> Ending
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -214,7 +225,8 @@ impl Connection {
                 if expiry.is_some_and(|e| e > 0) && self.accepted.zero_expiry {
                     return Err(Ending::error(reason::PROTOCOL_ERROR, "session expiry raised at DISCONNECT"));
                 }
-                let will = if d.reason == reason::DISCONNECT_WITH_WILL { WillAction::Publish } else { WillAction::Discard };
+                let will =
+                    if d.reason == reason::DISCONNECT_WITH_WILL { WillAction::Publish } else { WillAction::Discard };
                 Err(Ending { will, session_expiry: expiry, disconnect: None, why: "client disconnected" })
             }
             Packet::Connect(_) => Err(Ending::error(reason::PROTOCOL_ERROR, "second CONNECT")),
@@ -269,20 +281,33 @@ impl Connection {
                 break;
             }
             let packet = match item {
-                Outgoing::Control(packet) => {
-                    match &packet {
-                        Packet::PubAck(r) | Packet::PubComp(r) => {
-                            self.inbound_unacked.remove(&r.packet_id);
-                        }
-                        Packet::PubRec(r) if r.reason >= 0x80 => {
-                            self.inbound_unacked.remove(&r.packet_id);
-                        }
-                        Packet::ConnAck(c) if c.code != 0 => {
-                            self.closing = Some(Ending { will: WillAction::Discard, session_expiry: None, disconnect: None, why: "connection refused" });
-                        }
-                        _ => {}
+                Outgoing::Ack(kind, packet_id, code) => {
+                    // Our acknowledgement frees a slot of the client's receive window.
+                    let frees = match kind {
+                        AckKind::PubAck | AckKind::PubComp => true,
+                        AckKind::PubRec => code >= 0x80,
+                        AckKind::PubRel => false,
+                    };
+                    if frees {
+                        self.inbound_unacked.remove(&packet_id);
                     }
-                    packet
+                    match Outgoing::Ack(kind, packet_id, code).control_packet() {
+                        Some(packet) => packet,
+                        None => continue,
+                    }
+                }
+                Outgoing::Control(packet) => {
+                    if let Packet::ConnAck(c) = &*packet
+                        && c.code != 0
+                    {
+                        self.closing = Some(Ending {
+                            will: WillAction::Discard,
+                            session_expiry: None,
+                            disconnect: None,
+                            why: "connection refused",
+                        });
+                    }
+                    *packet
                 }
                 Outgoing::Publish(delivery) => {
                     let mut publish = delivery.message.to_publish(&delivery, now);
@@ -290,7 +315,12 @@ impl Connection {
                     Packet::Publish(publish)
                 }
                 Outgoing::Close(code) => {
-                    self.closing = Some(Ending { will: WillAction::Discard, session_expiry: None, disconnect: Some(code), why: "closed by the broker" });
+                    self.closing = Some(Ending {
+                        will: WillAction::Discard,
+                        session_expiry: None,
+                        disconnect: Some(code),
+                        why: "closed by the broker",
+                    });
                     continue;
                 }
             };

@@ -44,8 +44,8 @@ fn acceptor(files: &TlsFiles, alpn: &[&[u8]]) -> Result<TlsAcceptor, TlsError> {
     if certs.is_empty() {
         return Err(TlsError::Empty(files.cert.clone()));
     }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|source| TlsError::Key { path: files.key.clone(), source })?;
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Key { path: files.key.clone(), source })?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use switchyard_codec::{ConnAck, Packet, Protocol, PubResp, Publish, reason};
+use switchyard_codec::{ConnAck, Packet, Protocol, Publish, reason};
 use switchyard_storage::SessionOp;
 
 use super::{Router, Timer};
 use crate::message::{ConnId, ConnectRequest, Message, WillAction, now_ms};
-use crate::outbox::Outgoing;
+use crate::outbox::{AckKind, Outgoing};
 use crate::session::{Attached, Flow, Session};
 use crate::subtree::SessionId;
 
@@ -28,23 +28,25 @@ impl Router {
                 Protocol::V5 => reason::CLIENT_IDENTIFIER_NOT_VALID,
                 Protocol::V311 => reason::v311::IDENTIFIER_REJECTED,
             };
-            self.send(&outbox, Outgoing::Control(Packet::ConnAck(ConnAck { code, ..ConnAck::default() })));
+            self.send(&outbox, Outgoing::Control(Box::new(Packet::ConnAck(ConnAck { code, ..ConnAck::default() }))));
             self.send(&outbox, Outgoing::Close(reason::CLIENT_IDENTIFIER_NOT_VALID));
             return;
         }
 
+        if let Some(&id) = self.by_key.get(&key) {
+            // Closing the old connection may end its session (expiry 0): look again after.
+            self.take_over(id);
+        }
         let mut session_present = false;
         let id = match self.by_key.get(&key).copied() {
+            Some(id) if !connect.clean_start => {
+                session_present = true;
+                id
+            }
             Some(id) => {
-                self.take_over(id);
-                if connect.clean_start {
-                    // The old session ends here: its pending will goes out now.
-                    self.end_session(id);
-                    self.new_session(&key, &principal.identity)
-                } else {
-                    session_present = true;
-                    id
-                }
+                // The old session ends here: its pending will goes out now.
+                self.end_session(id);
+                self.new_session(&key, &principal.identity)
             }
             None => self.new_session(&key, &principal.identity),
         };
@@ -66,12 +68,8 @@ impl Router {
         session.will = connect.will.clone();
         session.generation += 1;
         session.offline_since_ms = None;
-        session.attached = Some(Attached {
-            conn,
-            outbox: Arc::clone(&outbox),
-            window,
-            max_packet_size: req.client_max_packet_size,
-        });
+        session.attached =
+            Some(Attached { conn, outbox: Arc::clone(&outbox), window, max_packet_size: req.client_max_packet_size });
         if session.persistent() {
             self.dirty.insert(id);
         } else if was_persistent {
@@ -83,7 +81,7 @@ impl Router {
         self.stats.connections.fetch_add(1, Ordering::Relaxed);
 
         let connack = ConnAck { session_present, code: reason::SUCCESS, properties: connack_properties };
-        self.send(&outbox, Outgoing::Control(Packet::ConnAck(connack)));
+        self.send(&outbox, Outgoing::Control(Box::new(Packet::ConnAck(connack))));
         self.resend_inflight(id);
         self.fill_window(id);
     }
@@ -114,9 +112,7 @@ impl Router {
         let mut items = Vec::with_capacity(session.inflight.len());
         for held in &mut session.inflight {
             match held.flow {
-                Flow::Released => {
-                    items.push(Outgoing::Control(Packet::PubRel(PubResp::new(held.delivery.packet_id))))
-                }
+                Flow::Released => items.push(Outgoing::Ack(AckKind::PubRel, held.delivery.packet_id, reason::SUCCESS)),
                 _ => {
                     held.delivery.dup = true;
                     items.push(Outgoing::Publish(held.delivery.clone()));
@@ -141,12 +137,12 @@ impl Router {
     /// Detach `conn` from session `id`: the session ends, or waits offline for its expiry.
     fn detach(&mut self, conn: ConnId, id: SessionId, will: WillAction) {
         self.conns.remove(&conn);
-        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
         let now = now_ms();
         let Some(session) = self.sessions.get_mut(&id) else { return };
         if session.attached.as_ref().is_none_or(|a| a.conn != conn) {
             return;
         }
+        self.stats.connections.fetch_sub(1, Ordering::Relaxed);
         session.attached = None;
         session.generation += 1;
         session.offline_since_ms = Some(now);

@@ -19,6 +19,7 @@ use switchyard_storage::{SessionOp, SessionStore, Snapshot};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::Stats;
 use crate::auth::Namespace;
 use crate::config::BrokerConfig;
 use crate::message::{ConnId, Event, Message, now_ms};
@@ -26,7 +27,6 @@ use crate::outbox::{Outbox, Outgoing};
 use crate::persist;
 use crate::session::{Session, SessionRecord, split_key, store_key};
 use crate::subtree::{SessionId, SubTree};
-use crate::Stats;
 
 /// Events taken from the queue per batch (and so per group commit at most).
 const BATCH: usize = 512;
@@ -280,10 +280,7 @@ impl Router {
             let Some(attached) = session.attached.take() else { continue };
             attached.outbox.push(Outgoing::Close(reason::SERVER_SHUTTING_DOWN));
             session.offline_since_ms = Some(now);
-            let immediate = session
-                .will
-                .as_ref()
-                .is_some_and(|w| w.properties.will_delay_interval.unwrap_or(0) == 0);
+            let immediate = session.will.as_ref().is_some_and(|w| w.properties.will_delay_interval.unwrap_or(0) == 0);
             if immediate {
                 self.publish_will(id);
             }
@@ -299,5 +296,9 @@ impl Router {
 
 fn is_ack(item: &Outgoing) -> bool {
     use switchyard_codec::Packet;
-    matches!(item, Outgoing::Control(Packet::PubAck(_) | Packet::PubRec(_) | Packet::ConnAck(_) | Packet::SubAck(_)))
+    match item {
+        Outgoing::Ack(kind, ..) => matches!(kind, crate::outbox::AckKind::PubAck | crate::outbox::AckKind::PubRec),
+        Outgoing::Control(packet) => matches!(**packet, Packet::ConnAck(_) | Packet::SubAck(_)),
+        Outgoing::Publish(_) | Outgoing::Close(_) => false,
+    }
 }

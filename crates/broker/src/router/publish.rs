@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use switchyard_codec::{Packet, Protocol, PubResp, Publish, QoS, reason};
+use switchyard_codec::{Packet, Protocol, Publish, QoS, reason};
 use switchyard_storage::SessionOp;
 
 use super::Router;
 use crate::auth::Namespace;
 use crate::config::QueueFullPolicy;
 use crate::message::{ConnId, Delivery, Message, WillAction, now_ms};
-use crate::outbox::Outgoing;
+use crate::outbox::{AckKind, Outgoing};
 use crate::persist;
 use crate::session::{Flow, Held};
 use crate::subtree::SessionId;
@@ -33,7 +33,7 @@ impl Router {
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         if qos == QoS::ExactlyOnce && session.incoming_qos2.contains(&packet_id) {
             // A resend of a message already accepted: acknowledge again, route nothing.
-            self.send(&outbox, Outgoing::Control(Packet::PubRec(PubResp::new(packet_id))));
+            self.send(&outbox, Outgoing::Ack(AckKind::PubRec, packet_id, reason::SUCCESS));
             return;
         }
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
@@ -48,16 +48,15 @@ impl Router {
             Protocol::V5 if routed.refused == routed.matched => reason::QUOTA_EXCEEDED,
             Protocol::V5 => reason::SUCCESS,
         };
-        let ack = PubResp { packet_id, reason: code, ..PubResp::default() };
         if qos == QoS::AtLeastOnce {
-            self.send(&outbox, Outgoing::Control(Packet::PubAck(ack)));
+            self.send(&outbox, Outgoing::Ack(AckKind::PubAck, packet_id, code));
         } else {
             if code < 0x80
                 && let Some(session) = self.sessions.get_mut(&id)
             {
                 session.incoming_qos2.insert(packet_id);
             }
-            self.send(&outbox, Outgoing::Control(Packet::PubRec(ack)));
+            self.send(&outbox, Outgoing::Ack(AckKind::PubRec, packet_id, code));
         }
     }
 
@@ -99,11 +98,8 @@ impl Router {
                     .iter()
                     .filter(|e| self.sessions.get(&e.session).is_some_and(|s| s.attached.is_some()))
                     .collect();
-                let pick = if online.is_empty() {
-                    group[*cursor % group.len()]
-                } else {
-                    online[*cursor % online.len()]
-                };
+                let pick =
+                    if online.is_empty() { group[*cursor % group.len()] } else { online[*cursor % online.len()] };
                 *cursor = cursor.wrapping_add(1);
                 targets.push(Delivery {
                     message: Arc::clone(message),
@@ -202,7 +198,11 @@ impl Router {
         if session.persistent() {
             let seq = session.next_seq();
             held.seq = Some(seq);
-            self.ops.push(SessionOp::PutMessage { session: session.store_key(), seq, record: persist::encode_held(&held) });
+            self.ops.push(SessionOp::PutMessage {
+                session: session.store_key(),
+                seq,
+                record: persist::encode_held(&held),
+            });
         }
         session.queued_bytes += cost;
         session.queue.push_back(held);
@@ -224,7 +224,11 @@ impl Router {
         held.flow = Flow::Sent;
         if session.persistent() {
             let seq = *held.seq.get_or_insert_with(|| session.next_seq());
-            self.ops.push(SessionOp::PutMessage { session: session.store_key(), seq, record: persist::encode_held(&held) });
+            self.ops.push(SessionOp::PutMessage {
+                session: session.store_key(),
+                seq,
+                record: persist::encode_held(&held),
+            });
         }
         let delivery = held.delivery.clone();
         session.inflight.push_back(held);
@@ -286,8 +290,7 @@ impl Router {
             None => reason::PACKET_IDENTIFIER_NOT_FOUND,
         };
         let code = if session.protocol == Protocol::V5 { code } else { reason::SUCCESS };
-        let rel = PubResp { packet_id, reason: code, ..PubResp::default() };
-        self.send(&outbox, Outgoing::Control(Packet::PubRel(rel)));
+        self.send(&outbox, Outgoing::Ack(AckKind::PubRel, packet_id, code));
     }
 
     pub(super) fn pubcomp(&mut self, conn: ConnId, packet_id: u16) {
@@ -307,7 +310,6 @@ impl Router {
         } else {
             reason::PACKET_IDENTIFIER_NOT_FOUND
         };
-        let comp = PubResp { packet_id, reason: code, ..PubResp::default() };
-        self.send(&outbox, Outgoing::Control(Packet::PubComp(comp)));
+        self.send(&outbox, Outgoing::Ack(AckKind::PubComp, packet_id, code));
     }
 }

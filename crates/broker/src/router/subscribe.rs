@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use switchyard_codec::{
-    Packet, Protocol, QoS, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe, reason, topic,
-};
+use switchyard_codec::{Packet, Protocol, QoS, SubAck, SubOptions, Subscribe, UnsubAck, Unsubscribe, reason, topic};
 
 use super::Router;
 use crate::auth::Namespace;
@@ -53,7 +51,7 @@ impl Router {
         }
         self.dirty.insert(id);
         let suback = SubAck { packet_id: subscribe.packet_id, reasons, properties: Default::default() };
-        self.send(&outbox, Outgoing::Control(Packet::SubAck(suback)));
+        self.send(&outbox, Outgoing::Control(Box::new(Packet::SubAck(suback))));
         for (filter, options) in retained_for {
             self.send_retained(&ns, id, &filter, options, sub_id);
         }
@@ -78,7 +76,7 @@ impl Router {
         }
         self.dirty.insert(id);
         let unsuback = UnsubAck { packet_id: unsubscribe.packet_id, reasons, properties: Default::default() };
-        self.send(&outbox, Outgoing::Control(Packet::UnsubAck(unsuback)));
+        self.send(&outbox, Outgoing::Control(Box::new(Packet::UnsubAck(unsuback))));
     }
 
     /// Add a subscription to the trie; true when it replaced an existing one.
@@ -109,12 +107,8 @@ impl Router {
 
     fn send_retained(&mut self, ns: &Namespace, id: SessionId, filter: &str, options: SubOptions, sub_id: Option<u32>) {
         let Some(space) = self.spaces.get(ns) else { return };
-        let matching: Vec<_> = space
-            .retained
-            .iter()
-            .filter(|(t, _)| topic::matches(filter, t))
-            .map(|(_, m)| Arc::clone(m))
-            .collect();
+        let matching: Vec<_> =
+            space.retained.iter().filter(|(t, _)| topic::matches(filter, t)).map(|(_, m)| Arc::clone(m)).collect();
         for message in matching {
             let qos: QoS = message.qos.min(options.qos);
             let delivery = Delivery {

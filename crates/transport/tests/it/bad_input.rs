@@ -10,13 +10,21 @@ use crate::harness::{Client, TestBroker, connect_packet};
 fn cases() -> Vec<(&'static str, Vec<u8>, u8)> {
     vec![
         ("remaining length over four bytes", vec![0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01], reason::MALFORMED_PACKET),
-        ("SUBSCRIBE with reserved flags 0000", vec![0x80, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x00], reason::MALFORMED_PACKET),
+        (
+            "SUBSCRIBE with reserved flags 0000",
+            vec![0x80, 0x07, 0x00, 0x01, 0x00, 0x00, 0x01, b'a', 0x00],
+            reason::MALFORMED_PACKET,
+        ),
         ("PUBREL with reserved flags 0000", vec![0x60, 0x02, 0x00, 0x01], reason::MALFORMED_PACKET),
         ("topic with invalid UTF-8", vec![0x30, 0x05, 0x00, 0x02, 0xC3, 0x28, 0x00], reason::MALFORMED_PACKET),
         ("topic with U+0000", vec![0x30, 0x05, 0x00, 0x02, b'a', 0x00, 0x00], reason::MALFORMED_PACKET),
         ("wildcard in a PUBLISH topic", vec![0x30, 0x05, 0x00, 0x02, b'a', b'#', 0x00], reason::TOPIC_NAME_INVALID),
         ("QoS 3 PUBLISH", vec![0x36, 0x06, 0x00, 0x01, b'a', 0x00, 0x01, 0x00], reason::MALFORMED_PACKET),
-        ("QoS 1 PUBLISH with packet id 0", vec![0x32, 0x06, 0x00, 0x01, b'a', 0x00, 0x00, 0x00], reason::PROTOCOL_ERROR),
+        (
+            "QoS 1 PUBLISH with packet id 0",
+            vec![0x32, 0x06, 0x00, 0x01, b'a', 0x00, 0x00, 0x00],
+            reason::PROTOCOL_ERROR,
+        ),
         ("SUBSCRIBE with no filter", vec![0x82, 0x03, 0x00, 0x01, 0x00], reason::PROTOCOL_ERROR),
         ("unknown property", vec![0x30, 0x06, 0x00, 0x01, b'a', 0x02, 0x7F, 0x00], reason::MALFORMED_PACKET),
         ("packet type 0", vec![0x00, 0x00], reason::MALFORMED_PACKET),
@@ -66,7 +74,9 @@ async fn unsupported_protocol_level_gets_connack_0x01() {
     // CONNECT, protocol name MQTT, level 9, clean session, keep-alive 60, client id "x".
     client.send_raw(&[0x10, 0x0D, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x09, 0x02, 0x00, 0x3C, 0x00, 0x01, b'x']).await;
     match client.recv().await {
-        Some(switchyard_codec::Packet::ConnAck(ack)) => assert_eq!(ack.code, reason::v311::UNACCEPTABLE_PROTOCOL_VERSION),
+        Some(switchyard_codec::Packet::ConnAck(ack)) => {
+            assert_eq!(ack.code, reason::v311::UNACCEPTABLE_PROTOCOL_VERSION)
+        }
         other => panic!("expected CONNACK, got {other:?}"),
     }
     assert!(client.recv().await.is_none(), "connection closed after the refusal");

@@ -95,7 +95,13 @@ impl Client {
     }
 
     /// Connect and return the CONNACK.
-    pub async fn connect(addr: SocketAddr, protocol: Protocol, id: &str, clean: bool, props: Properties) -> (Client, ConnAck) {
+    pub async fn connect(
+        addr: SocketAddr,
+        protocol: Protocol,
+        id: &str,
+        clean: bool,
+        props: Properties,
+    ) -> (Client, ConnAck) {
         let mut client = Client::open(addr, protocol).await;
         client.send(&connect_packet(protocol, id, clean, props)).await;
         match client.recv().await {

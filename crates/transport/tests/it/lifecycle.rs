@@ -87,6 +87,20 @@ async fn takeover_disconnects_the_old_connection_with_0x8e() {
 }
 
 #[tokio::test]
+async fn resuming_takeover_of_a_clean_session_starts_fresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut first, _) = Client::connect(broker.addr, Protocol::V311, "same", true, Properties::default()).await;
+    let (mut second, ack) = Client::connect(broker.addr, Protocol::V311, "same", false, Properties::default()).await;
+    assert_eq!(ack.code, 0);
+    assert!(!ack.session_present, "the clean session ended with its connection");
+    assert_eq!(first.closed_with().await, None);
+    // The broker is still serving.
+    assert_eq!(second.subscribe("x", QoS::AtMostOnce).await, [0]);
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_tells_clients_and_finishes_within_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
