@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from brokers import Mosquitto, Switchyard, make_certs
+from mqttc import V5, Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BROKERS = ("switchyard", "mosquitto")
@@ -61,6 +62,7 @@ def pytest_runtest_setup(item):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
     if report.failed:
         for name in ("fresh_broker", "broker"):
             b = item.funcargs.get(name) if hasattr(item, "funcargs") else None
@@ -110,14 +112,28 @@ def _shared(make_broker):
     return {"broker": None}
 
 
+def serves(b) -> bool:
+    try:
+        Client(b, V5, timeout=3).disconnect()
+        return True
+    except Exception:
+        return False
+
+
 @pytest.fixture
-def broker(_shared, make_broker):
+def broker(request, _shared, make_broker):
     b = _shared["broker"]
     if b is None or not b.alive():
         b = _shared["broker"] = make_broker()
     yield b
     if not b.alive():
         pytest.fail(f"{b.kind} exited during this test:\n{b.log_tail()}")
+    call = getattr(request.node, "report_call", None)
+    if call is not None and call.failed and not serves(b):
+        # Don't let one broken broker fail every later test: start a new one.
+        print(f"{b.kind} no longer accepts connections after this test; restarting it")
+        b.stop()
+        _shared["broker"] = None
 
 
 @pytest.fixture

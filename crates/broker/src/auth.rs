@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use switchyard_codec::{reason, topic};
+use switchyard_identity::{Domain, Identity};
 
 /// A topic namespace: one per tenant, plus the anonymous one. Nothing crosses namespaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,8 +23,12 @@ impl Namespace {
         Namespace(Arc::from(""))
     }
     /// A tenant's namespace, named by its domain.
-    pub fn tenant(domain: &str) -> Namespace {
-        Namespace(Arc::from(domain))
+    pub fn tenant(domain: &Domain) -> Namespace {
+        Namespace(Arc::from(domain.as_str()))
+    }
+    /// The namespace a storage key names ("" is the anonymous one).
+    pub(crate) fn from_stored(name: &str) -> Namespace {
+        Namespace(Arc::from(name))
     }
     /// The name used in storage keys ("" for the anonymous namespace).
     pub fn as_str(&self) -> &str {
@@ -36,9 +41,31 @@ impl Namespace {
 pub struct Principal {
     /// Where its sessions, subscriptions and retained messages live.
     pub namespace: Namespace,
-    /// Stable identity name: a session belongs to the identity that created it, and another
+    /// The authenticated identity, for authorization decisions.
+    pub identity: Identity,
+    /// Stable owner key: a session belongs to the identity that created it, and another
     /// identity presenting the same client id is refused.
-    pub identity: Arc<str>,
+    pub owner: Arc<str>,
+}
+
+impl Principal {
+    /// The principal of an authenticated identity: its tenant's namespace (or the anonymous
+    /// one) and its owner key.
+    pub fn new(identity: Identity) -> Principal {
+        let namespace = identity.domain().map_or_else(Namespace::anonymous, Namespace::tenant);
+        let owner = owner_key(&identity);
+        Principal { namespace, identity, owner }
+    }
+}
+
+/// The owner key of an identity, unique within its namespace.
+pub fn owner_key(identity: &Identity) -> Arc<str> {
+    match identity {
+        Identity::Device(d) => Arc::from(format!("device:{}", d.resource)),
+        Identity::Application(a) => Arc::from(format!("app:{}", a.api_key_id)),
+        Identity::Anonymous => Arc::from(""),
+        Identity::Admin => Arc::from("admin"),
+    }
 }
 
 /// What a client presented in CONNECT, plus where it came from.
@@ -86,7 +113,7 @@ pub struct AnonymousAuth {
 impl Authenticator for AnonymousAuth {
     fn authenticate<'a>(&'a self, _creds: ConnectCredentials<'a>) -> AuthFuture<'a> {
         let answer = if self.allow_anonymous {
-            Ok(Principal { namespace: Namespace::anonymous(), identity: Arc::from("") })
+            Ok(Principal::new(Identity::Anonymous))
         } else {
             Err(Refusal(reason::NOT_AUTHORIZED))
         };
@@ -120,7 +147,7 @@ mod tests {
             allow_anonymous: true,
             deny: vec![DenyRule::Subscribe("test/nosubscribe".into()), DenyRule::Publish("ro/#".into())],
         };
-        let who = Principal { namespace: Namespace::anonymous(), identity: Arc::from("") };
+        let who = Principal::new(Identity::Anonymous);
         for (filter, allowed) in
             [("test/nosubscribe", false), ("test/#", false), ("#", false), ("test/other", true), ("ro/x", true)]
         {

@@ -24,7 +24,7 @@ use switchyard_storage::{SessionStore, StorageError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{AnonymousAuth, Authenticator, DenyRule, Namespace, Principal, Refusal};
+pub use auth::{AnonymousAuth, Authenticator, DenyRule, Namespace, Principal, Refusal, owner_key};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use message::{ConnId, ConnectRequest, Delivery, Event, Message, WillAction, now_ms};
 pub use outbox::{AckKind, Outbox, Outgoing};
@@ -115,6 +115,12 @@ impl Broker {
     /// Send an event to the core, waiting while its queue is full.
     pub async fn send(&self, event: Event) -> Result<(), Closed> {
         self.events.send(event).await.map_err(|_| Closed)
+    }
+
+    /// Close every live connection of `owner` in `namespace` (everyone there when `None`) with
+    /// DISCONNECT 0x98 (administrative action).
+    pub async fn kick(&self, namespace: Namespace, owner: Option<Arc<str>>) -> Result<(), Closed> {
+        self.send(Event::Kick { namespace, owner }).await
     }
 
     /// A fresh connection id.

@@ -159,6 +159,11 @@ pub enum Event {
         will: WillAction,
         session_expiry: Option<u32>,
     },
+    /// Close the live connections of `owner` in `namespace` (all of them when `None`).
+    Kick {
+        namespace: crate::auth::Namespace,
+        owner: Option<Arc<str>>,
+    },
 }
 
 /// Milliseconds since the Unix epoch.

@@ -168,7 +168,7 @@ pub fn split_key(key: &str) -> Option<(Namespace, &str)> {
     let len: usize = len.parse().ok()?;
     let ns = rest.get(..len)?;
     let name = rest.get(len..)?.strip_prefix('/')?;
-    Some((Namespace::tenant(ns), name))
+    Some((Namespace::from_stored(ns), name))
 }
 
 /// The stored form of a session (messages are stored apart, one record each).
@@ -209,7 +209,7 @@ mod tests {
         let cases = [("", "a/b"), ("x", "y"), ("a.com", "1:b/c"), ("a.com/1:b", "c"), ("é", "ü/")];
         let mut keys = std::collections::HashSet::new();
         for (ns, name) in cases {
-            let key = store_key(&Namespace::tenant(ns), name);
+            let key = store_key(&Namespace::from_stored(ns), name);
             assert!(keys.insert(key.clone()), "{key} collides");
             let (back_ns, back_name) = split_key(&key).unwrap();
             assert_eq!((back_ns.as_str(), back_name), (ns, name));

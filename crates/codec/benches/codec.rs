@@ -5,9 +5,7 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use switchyard_codec::{
-    Connect, Packet, Properties, Protocol, Publish, QoS, Will, decode, encode, encoded_len,
-};
+use switchyard_codec::{Connect, Packet, Properties, Protocol, Publish, QoS, Will, decode, encode, encoded_len};
 
 fn publish() -> Packet {
     Packet::Publish(Publish {
@@ -33,9 +31,7 @@ fn connect() -> Packet {
             properties: Properties::default(),
         }),
         username: Some("app.example.com/sensor-0042".into()),
-        password: Some(Bytes::from_static(
-            b"k2V8bXq3n0Yt5LwR7pZsC1aHdE9fGjUi4oNmQ6rTyBc",
-        )),
+        password: Some(Bytes::from_static(b"k2V8bXq3n0Yt5LwR7pZsC1aHdE9fGjUi4oNmQ6rTyBc")),
         properties: Properties {
             session_expiry_interval: Some(3600),
             receive_maximum: Some(32),

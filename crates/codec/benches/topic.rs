@@ -15,19 +15,12 @@ fn benches(c: &mut Criterion) {
         ("plus", "app.example.com/resources/+/events"),
         ("hash", "app.example.com/#"),
         ("miss_first_level", "other.example.com/resources/+/events"),
-        (
-            "miss_last_level",
-            "app.example.com/resources/sensor-0042/commands",
-        ),
+        ("miss_last_level", "app.example.com/resources/sensor-0042/commands"),
     ];
     for (name, filter) in cases {
-        group.bench_function(name, |b| {
-            b.iter(|| matches(black_box(filter), black_box(TOPIC)))
-        });
+        group.bench_function(name, |b| b.iter(|| matches(black_box(filter), black_box(TOPIC))));
     }
-    group.bench_function("dollar_topic", |b| {
-        b.iter(|| matches(black_box("#"), black_box("$SYS/broker/clients")))
-    });
+    group.bench_function("dollar_topic", |b| b.iter(|| matches(black_box("#"), black_box("$SYS/broker/clients"))));
     group.finish();
     c.bench_function("valid_topic_filter", |b| {
         b.iter(|| valid_topic_filter(black_box("$share/g/app.example.com/resources/+/events")))

@@ -6,36 +6,42 @@ use bytes::{Buf, BytesMut};
 use crate::properties::{self, Context};
 use crate::wire::{Reader, read_varint};
 use crate::{
-    Auth, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, Protocol, PubResp,
-    Publish, QoS, SubAck, SubOptions, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe, Will,
-    topic,
+    Auth, ConnAck, Connect, DecodeError, Disconnect, Packet, Properties, Protocol, PubResp, Publish, QoS, SubAck,
+    SubOptions, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe, Will, topic,
 };
 
 /// Valid reason codes per packet (the "MUST use one of the ... Reason Codes" rules).
 pub(crate) mod codes {
     pub(crate) const CONNACK: &[u8] = &[
-        0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95,
-        0x97, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9F,
+        0x00, 0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87, 0x88, 0x89, 0x8A, 0x8C, 0x90, 0x95, 0x97, 0x99, 0x9A,
+        0x9B, 0x9C, 0x9D, 0x9F,
     ];
     pub(crate) const PUBACK: &[u8] = &[0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
     pub(crate) const PUBREL: &[u8] = &[0x00, 0x92];
-    pub(crate) const SUBACK: &[u8] = &[
-        0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2,
-    ];
+    pub(crate) const SUBACK: &[u8] = &[0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8F, 0x91, 0x97, 0x9E, 0xA1, 0xA2];
     pub(crate) const SUBACK_V311: &[u8] = &[0x00, 0x01, 0x02, 0x80];
     pub(crate) const UNSUBACK: &[u8] = &[0x00, 0x11, 0x80, 0x83, 0x87, 0x8F, 0x91];
     pub(crate) const DISCONNECT: &[u8] = &[
-        0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94,
-        0x95, 0x96, 0x97, 0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
+        0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90, 0x93, 0x94, 0x95, 0x96, 0x97,
+        0x98, 0x99, 0x9A, 0x9B, 0x9C, 0x9D, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2,
     ];
     pub(crate) const AUTH: &[u8] = &[0x00, 0x18, 0x19];
 }
 
 const CONNECT: u8 = 1;
+const CONNACK: u8 = 2;
 const PUBLISH: u8 = 3;
+const PUBACK: u8 = 4;
+const PUBREC: u8 = 5;
 const PUBREL: u8 = 6;
+const PUBCOMP: u8 = 7;
 const SUBSCRIBE: u8 = 8;
+const SUBACK: u8 = 9;
 const UNSUBSCRIBE: u8 = 10;
+const UNSUBACK: u8 = 11;
+const PINGREQ: u8 = 12;
+const PINGRESP: u8 = 13;
+const DISCONNECT: u8 = 14;
 const AUTH: u8 = 15;
 
 /// Decode one packet from the front of `buf`.
@@ -61,10 +67,7 @@ pub fn decode(
     };
     let size = 1 + len_bytes + remaining as usize;
     if size > max_packet_size {
-        return Err(DecodeError::PacketTooLarge {
-            size,
-            max: max_packet_size,
-        });
+        return Err(DecodeError::PacketTooLarge { size, max: max_packet_size });
     }
     if buf.len() < size {
         return Ok(None);
@@ -80,28 +83,20 @@ pub fn decode(
 
 /// Checks the packet type and its fixed-header flags. Returns the protocol to read the body with,
 /// `None` for CONNECT (read by the level it carries).
-fn check_first_byte(
-    first: u8,
-    protocol: Option<Protocol>,
-) -> Result<Option<Protocol>, DecodeError> {
+fn check_first_byte(first: u8, protocol: Option<Protocol>) -> Result<Option<Protocol>, DecodeError> {
+    const RESERVED_FLAGS: DecodeError = DecodeError::MalformedPacket("reserved fixed header flags");
     let kind = first >> 4;
     let flags = first & 0x0f;
     if kind == 0 {
         return Err(DecodeError::MalformedPacket("reserved packet type 0"));
     }
-    let Some(protocol) = protocol.filter(|_| kind != CONNECT) else {
-        if kind != CONNECT {
-            return Err(DecodeError::ProtocolError(
-                "the first packet must be CONNECT",
-            ));
-        }
-        return if flags == 0 {
-            Ok(None)
-        } else {
-            Err(DecodeError::MalformedPacket("reserved fixed header flags"))
-        };
+    if kind == CONNECT {
+        return if flags == 0 { Ok(None) } else { Err(RESERVED_FLAGS) };
+    }
+    let Some(protocol) = protocol else {
+        return Err(DecodeError::ProtocolError("the first packet must be CONNECT"));
     };
-    match kind {
+    let expected_flags = match kind {
         PUBLISH => {
             let qos = (flags >> 1) & 0b11;
             if qos == 3 {
@@ -113,37 +108,33 @@ fn check_first_byte(
                     Protocol::V5 => DecodeError::ProtocolError("DUP set on a QoS 0 PUBLISH"),
                 });
             }
+            flags
         }
         AUTH if protocol == Protocol::V311 => {
-            return Err(DecodeError::MalformedPacket(
-                "AUTH is not an MQTT 3.1.1 packet",
-            ));
+            return Err(DecodeError::MalformedPacket("AUTH is not an MQTT 3.1.1 packet"));
         }
-        PUBREL | SUBSCRIBE | UNSUBSCRIBE if flags != 0b0010 => {
-            return Err(DecodeError::MalformedPacket("reserved fixed header flags"));
-        }
-        PUBREL | SUBSCRIBE | UNSUBSCRIBE => {}
-        _ if flags != 0 => return Err(DecodeError::MalformedPacket("reserved fixed header flags")),
-        _ => {}
-    }
-    Ok(Some(protocol))
+        PUBREL | SUBSCRIBE | UNSUBSCRIBE => 0b0010,
+        _ => 0,
+    };
+    if flags == expected_flags { Ok(Some(protocol)) } else { Err(RESERVED_FLAGS) }
 }
 
 fn read_packet(first: u8, mut r: Reader) -> Result<Packet, DecodeError> {
     let packet = match first >> 4 {
-        2 => Packet::ConnAck(read_connack(&mut r)?),
+        CONNACK => Packet::ConnAck(read_connack(&mut r)?),
         PUBLISH => return read_publish(first, r).map(Packet::Publish),
-        4 => Packet::PubAck(read_pub_resp(&mut r, codes::PUBACK)?),
-        5 => Packet::PubRec(read_pub_resp(&mut r, codes::PUBACK)?),
+        PUBACK => Packet::PubAck(read_pub_resp(&mut r, codes::PUBACK)?),
+        PUBREC => Packet::PubRec(read_pub_resp(&mut r, codes::PUBACK)?),
         PUBREL => Packet::PubRel(read_pub_resp(&mut r, codes::PUBREL)?),
-        7 => Packet::PubComp(read_pub_resp(&mut r, codes::PUBREL)?),
+        PUBCOMP => Packet::PubComp(read_pub_resp(&mut r, codes::PUBREL)?),
         SUBSCRIBE => Packet::Subscribe(read_subscribe(&mut r)?),
-        9 => return read_suback(r).map(Packet::SubAck),
+        SUBACK => return read_suback(r).map(Packet::SubAck),
         UNSUBSCRIBE => Packet::Unsubscribe(read_unsubscribe(&mut r)?),
-        11 => return read_unsuback(r).map(Packet::UnsubAck),
-        12 => Packet::PingReq,
-        13 => Packet::PingResp,
-        14 => Packet::Disconnect(read_disconnect(&mut r)?),
+        UNSUBACK => return read_unsuback(r).map(Packet::UnsubAck),
+        PINGREQ => Packet::PingReq,
+        PINGRESP => Packet::PingResp,
+        DISCONNECT => Packet::Disconnect(read_disconnect(&mut r)?),
+        // AUTH, the one type left: 0 and CONNECT never get here.
         _ => Packet::Auth(read_auth(&mut r)?),
     };
     r.finish()?;
@@ -169,9 +160,7 @@ fn check_reason(code: u8, valid: &[u8]) -> Result<u8, DecodeError> {
     if valid.contains(&code) {
         Ok(code)
     } else {
-        Err(DecodeError::MalformedPacket(
-            "reason code not valid for this packet",
-        ))
+        Err(DecodeError::MalformedPacket("reason code not valid for this packet"))
     }
 }
 
@@ -199,9 +188,7 @@ fn read_connect(mut r: Reader) -> Result<Connect, DecodeError> {
         return Err(DecodeError::MalformedPacket("will QoS 3"));
     };
     if !will_flag && (will_qos != QoS::AtMostOnce || will_retain) {
-        return Err(DecodeError::MalformedPacket(
-            "will QoS or retain set without the will flag",
-        ));
+        return Err(DecodeError::MalformedPacket("will QoS or retain set without the will flag"));
     }
     if protocol == Protocol::V311 && has_password && !has_username {
         return Err(DecodeError::MalformedPacket("password without user name"));
@@ -216,26 +203,12 @@ fn read_connect(mut r: Reader) -> Result<Connect, DecodeError> {
             return Err(DecodeError::TopicNameInvalid);
         }
         let payload = r.binary("truncated will payload")?;
-        Some(Will {
-            topic,
-            payload,
-            qos: will_qos,
-            retain: will_retain,
-            properties,
-        })
+        Some(Will { topic, payload, qos: will_qos, retain: will_retain, properties })
     } else {
         None
     };
-    let username = if has_username {
-        Some(r.string("truncated user name")?)
-    } else {
-        None
-    };
-    let password = if has_password {
-        Some(r.binary("truncated password")?)
-    } else {
-        None
-    };
+    let username = if has_username { Some(r.string("truncated user name")?) } else { None };
+    let password = if has_password { Some(r.binary("truncated password")?) } else { None };
     r.finish()?;
     Ok(Connect {
         protocol,
@@ -260,35 +233,22 @@ fn read_connack(r: &mut Reader) -> Result<ConnAck, DecodeError> {
         check_reason(code, codes::CONNACK)?;
     }
     if session_present && code != 0 {
-        return Err(DecodeError::ProtocolError(
-            "session present with a non-zero CONNACK code",
-        ));
+        return Err(DecodeError::ProtocolError("session present with a non-zero CONNACK code"));
     }
     let properties = read_properties(r, Context::ConnAck)?;
-    Ok(ConnAck {
-        session_present,
-        code,
-        properties,
-    })
+    Ok(ConnAck { session_present, code, properties })
 }
 
 fn read_publish(first: u8, mut r: Reader) -> Result<Publish, DecodeError> {
-    let qos = QoS::from_u8((first >> 1) & 0b11)
-        .ok_or(DecodeError::MalformedPacket("PUBLISH with QoS 3"))?;
+    let qos = QoS::from_u8((first >> 1) & 0b11).ok_or(DecodeError::MalformedPacket("PUBLISH with QoS 3"))?;
     let topic = r.string("truncated topic name")?;
-    let packet_id = if qos == QoS::AtMostOnce {
-        0
-    } else {
-        packet_id(&mut r)?
-    };
+    let packet_id = if qos == QoS::AtMostOnce { 0 } else { packet_id(&mut r)? };
     let properties = read_properties(&mut r, Context::Publish)?;
     if topic.is_empty() {
         match r.protocol() {
             Protocol::V311 => return Err(DecodeError::TopicNameInvalid),
             Protocol::V5 if properties.topic_alias.is_none() => {
-                return Err(DecodeError::ProtocolError(
-                    "empty topic name without topic alias",
-                ));
+                return Err(DecodeError::ProtocolError("empty topic name without topic alias"));
             }
             Protocol::V5 => {}
         }
@@ -310,29 +270,17 @@ fn read_publish(first: u8, mut r: Reader) -> Result<Publish, DecodeError> {
 fn read_pub_resp(r: &mut Reader, valid: &[u8]) -> Result<PubResp, DecodeError> {
     let packet_id = packet_id(r)?;
     let (reason, properties) = read_short_form_tail(r, valid, Context::PubResp)?;
-    Ok(PubResp {
-        packet_id,
-        reason,
-        properties,
-    })
+    Ok(PubResp { packet_id, reason, properties })
 }
 
 /// The optional reason code and properties that end PUBACK..PUBCOMP, DISCONNECT and AUTH under
 /// 5.0 (absent: success, no properties). Nothing under 3.1.1.
-fn read_short_form_tail(
-    r: &mut Reader,
-    valid: &[u8],
-    context: Context,
-) -> Result<(u8, Properties), DecodeError> {
+fn read_short_form_tail(r: &mut Reader, valid: &[u8], context: Context) -> Result<(u8, Properties), DecodeError> {
     if r.protocol() == Protocol::V311 || r.is_empty() {
         return Ok((0, Properties::default()));
     }
     let reason = check_reason(r.u8("truncated reason code")?, valid)?;
-    let properties = if r.is_empty() {
-        Properties::default()
-    } else {
-        properties::read(r, context)?
-    };
+    let properties = if r.is_empty() { Properties::default() } else { properties::read(r, context)? };
     Ok((reason, properties))
 }
 
@@ -342,22 +290,14 @@ fn read_options(byte: u8, protocol: Protocol) -> Result<SubOptions, DecodeError>
         Protocol::V5 => 0b1100_0000,
     };
     if byte & reserved != 0 {
-        return Err(DecodeError::MalformedPacket(
-            "reserved subscription option bits set",
-        ));
+        return Err(DecodeError::MalformedPacket("reserved subscription option bits set"));
     }
-    let qos =
-        QoS::from_u8(byte & 0b11).ok_or(DecodeError::MalformedPacket("subscription with QoS 3"))?;
+    let qos = QoS::from_u8(byte & 0b11).ok_or(DecodeError::MalformedPacket("subscription with QoS 3"))?;
     let retain_handling = (byte >> 4) & 0b11;
     if retain_handling == 3 {
         return Err(DecodeError::ProtocolError("retain handling 3"));
     }
-    Ok(SubOptions {
-        qos,
-        no_local: byte & 0b0100 != 0,
-        retain_as_published: byte & 0b1000 != 0,
-        retain_handling,
-    })
+    Ok(SubOptions { qos, no_local: byte & 0b0100 != 0, retain_as_published: byte & 0b1000 != 0, retain_handling })
 }
 
 /// SUBSCRIBE. Topic filter syntax is not checked here: the broker answers an invalid filter in
@@ -370,22 +310,14 @@ fn read_subscribe(r: &mut Reader) -> Result<Subscribe, DecodeError> {
         let filter = r.string("truncated topic filter")?;
         let options = read_options(r.u8("truncated subscription options")?, r.protocol())?;
         if options.no_local && topic::parse_shared(&filter).is_some() {
-            return Err(DecodeError::ProtocolError(
-                "no local set on a shared subscription",
-            ));
+            return Err(DecodeError::ProtocolError("no local set on a shared subscription"));
         }
         filters.push(SubscribeFilter { filter, options });
     }
     if filters.is_empty() {
-        return Err(DecodeError::ProtocolError(
-            "SUBSCRIBE without topic filters",
-        ));
+        return Err(DecodeError::ProtocolError("SUBSCRIBE without topic filters"));
     }
-    Ok(Subscribe {
-        packet_id,
-        filters,
-        properties,
-    })
+    Ok(Subscribe { packet_id, filters, properties })
 }
 
 fn read_suback(mut r: Reader) -> Result<SubAck, DecodeError> {
@@ -399,11 +331,7 @@ fn read_suback(mut r: Reader) -> Result<SubAck, DecodeError> {
     for &code in &reasons {
         check_reason(code, valid)?;
     }
-    Ok(SubAck {
-        packet_id,
-        reasons: reasons.to_vec(),
-        properties,
-    })
+    Ok(SubAck { packet_id, reasons: reasons.to_vec(), properties })
 }
 
 /// UNSUBSCRIBE. Under 3.1.1 (no per-filter answer) an invalid filter is a decode error; under
@@ -420,37 +348,23 @@ fn read_unsubscribe(r: &mut Reader) -> Result<Unsubscribe, DecodeError> {
         filters.push(filter);
     }
     if filters.is_empty() {
-        return Err(DecodeError::ProtocolError(
-            "UNSUBSCRIBE without topic filters",
-        ));
+        return Err(DecodeError::ProtocolError("UNSUBSCRIBE without topic filters"));
     }
-    Ok(Unsubscribe {
-        packet_id,
-        filters,
-        properties,
-    })
+    Ok(Unsubscribe { packet_id, filters, properties })
 }
 
 fn read_unsuback(mut r: Reader) -> Result<UnsubAck, DecodeError> {
     let packet_id = packet_id(&mut r)?;
     if r.protocol() == Protocol::V311 {
         r.finish()?;
-        return Ok(UnsubAck {
-            packet_id,
-            reasons: Vec::new(),
-            properties: Properties::default(),
-        });
+        return Ok(UnsubAck { packet_id, reasons: Vec::new(), properties: Properties::default() });
     }
     let properties = properties::read(&mut r, Context::UnsubAck)?;
     let reasons = r.rest();
     for &code in &reasons {
         check_reason(code, codes::UNSUBACK)?;
     }
-    Ok(UnsubAck {
-        packet_id,
-        reasons: reasons.to_vec(),
-        properties,
-    })
+    Ok(UnsubAck { packet_id, reasons: reasons.to_vec(), properties })
 }
 
 fn read_disconnect(r: &mut Reader) -> Result<Disconnect, DecodeError> {
@@ -463,9 +377,7 @@ fn read_disconnect(r: &mut Reader) -> Result<Disconnect, DecodeError> {
 fn read_auth(r: &mut Reader) -> Result<Auth, DecodeError> {
     let (reason, properties) = read_short_form_tail(r, codes::AUTH, Context::Auth)?;
     if properties.authentication_method.is_none() {
-        return Err(DecodeError::ProtocolError(
-            "AUTH without authentication method",
-        ));
+        return Err(DecodeError::ProtocolError("AUTH without authentication method"));
     }
     Ok(Auth { reason, properties })
 }

@@ -6,8 +6,8 @@ use bytes::{BufMut, BytesMut};
 use crate::properties::{self, block_len, content_len};
 use crate::wire::{MAX_VARINT, put_binary, put_str, put_varint, varint_len};
 use crate::{
-    ConnAck, Connect, EncodeError, Packet, Properties, Protocol, PubResp, Publish, QoS, SubAck,
-    SubOptions, Subscribe, UnsubAck, Unsubscribe,
+    ConnAck, Connect, EncodeError, Packet, Properties, Protocol, PubResp, Publish, QoS, SubAck, SubOptions, Subscribe,
+    UnsubAck, Unsubscribe,
 };
 
 /// Exact number of bytes [`encode`] writes for `packet` (for a packet it accepts).
@@ -32,8 +32,7 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
     let start = out.len();
     out.reserve(1 + varint_len(remaining) + remaining);
     out.put_u8(first_byte(packet));
-    let written =
-        put_varint(out, remaining as u32).and_then(|()| write_body(packet, protocol, out));
+    let written = put_varint(out, remaining as u32).and_then(|()| write_body(packet, protocol, out));
     if written.is_err() {
         out.truncate(start);
     }
@@ -43,9 +42,7 @@ pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
 fn check_representable(packet: &Packet, protocol: Protocol) -> Result<(), EncodeError> {
     match packet {
         Packet::Auth(_) if protocol == Protocol::V311 => Err(EncodeError::NotInV311("AUTH")),
-        Packet::Connect(c)
-            if c.protocol == Protocol::V311 && c.password.is_some() && c.username.is_none() =>
-        {
+        Packet::Connect(c) if c.protocol == Protocol::V311 && c.password.is_some() && c.username.is_none() => {
             Err(EncodeError::NotInV311("password without user name"))
         }
         _ => Ok(()),
@@ -189,12 +186,8 @@ fn write_body(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
         Packet::Unsubscribe(u) => write_unsubscribe(u, protocol, out),
         Packet::UnsubAck(u) => write_unsuback(u, protocol, out),
         Packet::PingReq | Packet::PingResp => Ok(()),
-        Packet::Disconnect(d) => {
-            Tail::new(d.reason, &d.properties, protocol, true).put(out, d.reason, &d.properties)
-        }
-        Packet::Auth(a) => {
-            Tail::new(a.reason, &a.properties, protocol, false).put(out, a.reason, &a.properties)
-        }
+        Packet::Disconnect(d) => Tail::new(d.reason, &d.properties, protocol, true).put(out, d.reason, &d.properties),
+        Packet::Auth(a) => Tail::new(a.reason, &a.properties, protocol, false).put(out, a.reason, &a.properties),
     }
 }
 
@@ -254,18 +247,12 @@ fn options_byte(o: &SubOptions, protocol: Protocol) -> u8 {
     match protocol {
         Protocol::V311 => qos,
         Protocol::V5 => {
-            qos | u8::from(o.no_local) << 2
-                | u8::from(o.retain_as_published) << 3
-                | (o.retain_handling & 0b11) << 4
+            qos | u8::from(o.no_local) << 2 | u8::from(o.retain_as_published) << 3 | (o.retain_handling & 0b11) << 4
         }
     }
 }
 
-fn write_subscribe(
-    s: &Subscribe,
-    protocol: Protocol,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+fn write_subscribe(s: &Subscribe, protocol: Protocol, out: &mut BytesMut) -> Result<(), EncodeError> {
     out.put_u16(s.packet_id);
     put_props(out, &s.properties, protocol)?;
     for f in &s.filters {
@@ -282,11 +269,7 @@ fn write_suback(s: &SubAck, protocol: Protocol, out: &mut BytesMut) -> Result<()
     Ok(())
 }
 
-fn write_unsubscribe(
-    u: &Unsubscribe,
-    protocol: Protocol,
-    out: &mut BytesMut,
-) -> Result<(), EncodeError> {
+fn write_unsubscribe(u: &Unsubscribe, protocol: Protocol, out: &mut BytesMut) -> Result<(), EncodeError> {
     out.put_u16(u.packet_id);
     put_props(out, &u.properties, protocol)?;
     for f in &u.filters {

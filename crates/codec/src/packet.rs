@@ -153,11 +153,7 @@ pub struct PubResp {
 impl PubResp {
     /// A success response for `packet_id`.
     pub fn new(packet_id: u16) -> PubResp {
-        PubResp {
-            packet_id,
-            reason: 0,
-            properties: Properties::default(),
-        }
+        PubResp { packet_id, reason: 0, properties: Properties::default() }
     }
 }
 

@@ -118,18 +118,8 @@ const PUBLISH: u64 = bits(&[
 const ACK: u64 = bits(&[REASON_STRING, USER_PROPERTY]);
 const SUBSCRIBE: u64 = bits(&[SUBSCRIPTION_IDENTIFIER, USER_PROPERTY]);
 const UNSUBSCRIBE: u64 = bits(&[USER_PROPERTY]);
-const DISCONNECT: u64 = bits(&[
-    SESSION_EXPIRY_INTERVAL,
-    SERVER_REFERENCE,
-    REASON_STRING,
-    USER_PROPERTY,
-]);
-const AUTH: u64 = bits(&[
-    AUTHENTICATION_METHOD,
-    AUTHENTICATION_DATA,
-    REASON_STRING,
-    USER_PROPERTY,
-]);
+const DISCONNECT: u64 = bits(&[SESSION_EXPIRY_INTERVAL, SERVER_REFERENCE, REASON_STRING, USER_PROPERTY]);
+const AUTH: u64 = bits(&[AUTHENTICATION_METHOD, AUTHENTICATION_DATA, REASON_STRING, USER_PROPERTY]);
 const KNOWN: u64 = CONNECT | WILL | CONNACK | PUBLISH | ACK | SUBSCRIBE | DISCONNECT | AUTH;
 
 impl Context {
@@ -166,24 +156,17 @@ pub(crate) fn read(r: &mut Reader, context: Context) -> Result<Properties, Decod
             return Err(DecodeError::MalformedPacket("unknown property identifier"));
         }
         if bit & allowed == 0 {
-            return Err(DecodeError::MalformedPacket(
-                "property not allowed in this packet",
-            ));
+            return Err(DecodeError::MalformedPacket("property not allowed in this packet"));
         }
-        let repeatable =
-            id == USER_PROPERTY || (id == SUBSCRIPTION_IDENTIFIER && context == Context::Publish);
+        let repeatable = id == USER_PROPERTY || (id == SUBSCRIPTION_IDENTIFIER && context == Context::Publish);
         if seen & bit != 0 && !repeatable {
-            return Err(DecodeError::ProtocolError(
-                "property included more than once",
-            ));
+            return Err(DecodeError::ProtocolError("property included more than once"));
         }
         seen |= bit;
         read_one(&mut block, id, &mut props)?;
     }
     if props.authentication_data.is_some() && props.authentication_method.is_none() {
-        return Err(DecodeError::ProtocolError(
-            "authentication data without authentication method",
-        ));
+        return Err(DecodeError::ProtocolError("authentication data without authentication method"));
     }
     Ok(props)
 }
@@ -206,17 +189,13 @@ fn non_zero_u16(r: &mut Reader, error: &'static str) -> Result<Option<u16>, Deco
 
 fn read_one(r: &mut Reader, id: u8, p: &mut Properties) -> Result<(), DecodeError> {
     match id {
-        PAYLOAD_FORMAT_INDICATOR => {
-            p.payload_format_indicator = flag(r, "payload format indicator other than 0 or 1")?
-        }
+        PAYLOAD_FORMAT_INDICATOR => p.payload_format_indicator = flag(r, "payload format indicator other than 0 or 1")?,
         MESSAGE_EXPIRY_INTERVAL => p.message_expiry_interval = Some(r.u32(TRUNCATED)?),
         CONTENT_TYPE => p.content_type = Some(r.string(TRUNCATED)?),
         RESPONSE_TOPIC => {
             let topic = r.string(TRUNCATED)?;
             if !topic::valid_topic_name(&topic) {
-                return Err(DecodeError::ProtocolError(
-                    "response topic is not a valid topic name",
-                ));
+                return Err(DecodeError::ProtocolError("response topic is not a valid topic name"));
             }
             p.response_topic = Some(topic);
         }
@@ -231,13 +210,11 @@ fn read_one(r: &mut Reader, id: u8, p: &mut Properties) -> Result<(), DecodeErro
         AUTHENTICATION_METHOD => p.authentication_method = Some(r.string(TRUNCATED)?),
         AUTHENTICATION_DATA => p.authentication_data = Some(r.binary(TRUNCATED)?),
         REQUEST_PROBLEM_INFORMATION => {
-            p.request_problem_information =
-                flag(r, "request problem information other than 0 or 1")?
+            p.request_problem_information = flag(r, "request problem information other than 0 or 1")?
         }
         WILL_DELAY_INTERVAL => p.will_delay_interval = Some(r.u32(TRUNCATED)?),
         REQUEST_RESPONSE_INFORMATION => {
-            p.request_response_information =
-                flag(r, "request response information other than 0 or 1")?
+            p.request_response_information = flag(r, "request response information other than 0 or 1")?
         }
         RESPONSE_INFORMATION => p.response_information = Some(r.string(TRUNCATED)?),
         SERVER_REFERENCE => p.server_reference = Some(r.string(TRUNCATED)?),
@@ -257,16 +234,13 @@ fn read_one(r: &mut Reader, id: u8, p: &mut Properties) -> Result<(), DecodeErro
             v => p.maximum_packet_size = Some(v),
         },
         WILDCARD_SUBSCRIPTION_AVAILABLE => {
-            p.wildcard_subscription_available =
-                flag(r, "wildcard subscription available other than 0 or 1")?
+            p.wildcard_subscription_available = flag(r, "wildcard subscription available other than 0 or 1")?
         }
         SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-            p.subscription_identifier_available =
-                flag(r, "subscription identifier available other than 0 or 1")?
+            p.subscription_identifier_available = flag(r, "subscription identifier available other than 0 or 1")?
         }
         SHARED_SUBSCRIPTION_AVAILABLE => {
-            p.shared_subscription_available =
-                flag(r, "shared subscription available other than 0 or 1")?
+            p.shared_subscription_available = flag(r, "shared subscription available other than 0 or 1")?
         }
         _ => return Err(DecodeError::MalformedPacket("unknown property identifier")),
     }
@@ -289,10 +263,7 @@ pub(crate) fn content_len(p: &Properties) -> usize {
         + opt(&p.content_type, string)
         + opt(&p.response_topic, string)
         + opt(&p.correlation_data, binary)
-        + p.subscription_identifiers
-            .iter()
-            .map(|&v| 1 + varint_len(v as usize))
-            .sum::<usize>()
+        + p.subscription_identifiers.iter().map(|&v| 1 + varint_len(v as usize)).sum::<usize>()
         + opt(&p.session_expiry_interval, four)
         + opt(&p.assigned_client_identifier, string)
         + opt(&p.server_keep_alive, two)
@@ -309,10 +280,7 @@ pub(crate) fn content_len(p: &Properties) -> usize {
         + opt(&p.topic_alias, two)
         + opt(&p.maximum_qos, byte)
         + opt(&p.retain_available, byte)
-        + p.user_properties
-            .iter()
-            .map(|(k, v)| 5 + k.len() + v.len())
-            .sum::<usize>()
+        + p.user_properties.iter().map(|(k, v)| 5 + k.len() + v.len()).sum::<usize>()
         + opt(&p.maximum_packet_size, four)
         + opt(&p.wildcard_subscription_available, byte)
         + opt(&p.subscription_identifier_available, byte)
@@ -364,11 +332,7 @@ fn put_data(out: &mut BytesMut, id: u8, value: &Option<Bytes>) -> Result<(), Enc
 
 /// Writes the property length (`content_len`, from [`content_len`]) and every property that is
 /// set, in identifier order.
-pub(crate) fn write(
-    out: &mut BytesMut,
-    p: &Properties,
-    content_len: usize,
-) -> Result<(), EncodeError> {
+pub(crate) fn write(out: &mut BytesMut, p: &Properties, content_len: usize) -> Result<(), EncodeError> {
     put_varint(out, u32::try_from(content_len).unwrap_or(u32::MAX))?;
     if content_len == 0 {
         return Ok(());
@@ -383,25 +347,13 @@ pub(crate) fn write(
         put_varint(out, v)?;
     }
     put_four(out, SESSION_EXPIRY_INTERVAL, p.session_expiry_interval);
-    put_string(
-        out,
-        ASSIGNED_CLIENT_IDENTIFIER,
-        &p.assigned_client_identifier,
-    )?;
+    put_string(out, ASSIGNED_CLIENT_IDENTIFIER, &p.assigned_client_identifier)?;
     put_two(out, SERVER_KEEP_ALIVE, p.server_keep_alive);
     put_string(out, AUTHENTICATION_METHOD, &p.authentication_method)?;
     put_data(out, AUTHENTICATION_DATA, &p.authentication_data)?;
-    put_byte(
-        out,
-        REQUEST_PROBLEM_INFORMATION,
-        p.request_problem_information,
-    );
+    put_byte(out, REQUEST_PROBLEM_INFORMATION, p.request_problem_information);
     put_four(out, WILL_DELAY_INTERVAL, p.will_delay_interval);
-    put_byte(
-        out,
-        REQUEST_RESPONSE_INFORMATION,
-        p.request_response_information,
-    );
+    put_byte(out, REQUEST_RESPONSE_INFORMATION, p.request_response_information);
     put_string(out, RESPONSE_INFORMATION, &p.response_information)?;
     put_string(out, SERVER_REFERENCE, &p.server_reference)?;
     put_string(out, REASON_STRING, &p.reason_string)?;
@@ -416,20 +368,8 @@ pub(crate) fn write(
         put_str(out, value)?;
     }
     put_four(out, MAXIMUM_PACKET_SIZE, p.maximum_packet_size);
-    put_byte(
-        out,
-        WILDCARD_SUBSCRIPTION_AVAILABLE,
-        p.wildcard_subscription_available,
-    );
-    put_byte(
-        out,
-        SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-        p.subscription_identifier_available,
-    );
-    put_byte(
-        out,
-        SHARED_SUBSCRIPTION_AVAILABLE,
-        p.shared_subscription_available,
-    );
+    put_byte(out, WILDCARD_SUBSCRIPTION_AVAILABLE, p.wildcard_subscription_available);
+    put_byte(out, SUBSCRIPTION_IDENTIFIER_AVAILABLE, p.subscription_identifier_available);
+    put_byte(out, SHARED_SUBSCRIPTION_AVAILABLE, p.shared_subscription_available);
     Ok(())
 }

@@ -17,17 +17,13 @@ pub(crate) fn read_varint(bytes: &[u8]) -> Result<Option<(u32, usize)>, DecodeEr
         value |= u32::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
             if i > 0 && byte == 0 {
-                return Err(DecodeError::MalformedPacket(
-                    "variable byte integer not in its shortest form",
-                ));
+                return Err(DecodeError::MalformedPacket("variable byte integer not in its shortest form"));
             }
             return Ok(Some((value, i + 1)));
         }
     }
     if bytes.len() >= 4 {
-        Err(DecodeError::MalformedPacket(
-            "variable byte integer longer than 4 bytes",
-        ))
+        Err(DecodeError::MalformedPacket("variable byte integer longer than 4 bytes"))
     } else {
         Ok(None)
     }
@@ -76,8 +72,7 @@ pub(crate) fn put_str(out: &mut BytesMut, s: &str) -> Result<(), EncodeError> {
 /// Checks that `bytes` is a UTF-8 encoded string as `protocol` defines it: well-formed, no U+0000,
 /// and under 5.0 none of the disallowed code points (controls and non-characters, section 1.5.4).
 pub(crate) fn check_utf8(bytes: &[u8], protocol: Protocol) -> Result<&str, DecodeError> {
-    let s = std::str::from_utf8(bytes)
-        .map_err(|_| DecodeError::MalformedPacket("string is not well-formed UTF-8"))?;
+    let s = std::str::from_utf8(bytes).map_err(|_| DecodeError::MalformedPacket("string is not well-formed UTF-8"))?;
     match protocol {
         Protocol::V311 => {
             if bytes.contains(&0) {
@@ -106,10 +101,7 @@ pub(crate) fn check_utf8(bytes: &[u8], protocol: Protocol) -> Result<&str, Decod
 /// Unicode non-characters.
 fn disallowed(c: char) -> bool {
     let cp = u32::from(c);
-    cp <= 0x1f
-        || (0x7f..=0x9f).contains(&cp)
-        || (0xfdd0..=0xfdef).contains(&cp)
-        || (cp & 0xfffe) == 0xfffe
+    cp <= 0x1f || (0x7f..=0x9f).contains(&cp) || (0xfdd0..=0xfdef).contains(&cp) || (cp & 0xfffe) == 0xfffe
 }
 
 /// A cursor over one packet body (or one property block). Every read checks that the field fits;
@@ -138,11 +130,7 @@ impl Reader {
     }
 
     fn need(&self, n: usize, what: &'static str) -> Result<(), DecodeError> {
-        if self.bytes.len() < n {
-            Err(DecodeError::MalformedPacket(what))
-        } else {
-            Ok(())
-        }
+        if self.bytes.len() < n { Err(DecodeError::MalformedPacket(what)) } else { Ok(()) }
     }
 
     pub(crate) fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
@@ -179,10 +167,7 @@ impl Reader {
     /// A reader over the next `n` bytes (a property block), with the same string rules.
     pub(crate) fn sub(&mut self, n: usize, what: &'static str) -> Result<Reader, DecodeError> {
         let bytes = self.take(n, what)?;
-        Ok(Reader {
-            bytes,
-            protocol: self.protocol,
-        })
+        Ok(Reader { bytes, protocol: self.protocol })
     }
 
     /// A binary data field: two-byte length, then that many bytes.
@@ -210,9 +195,7 @@ impl Reader {
         if self.bytes.is_empty() {
             Ok(())
         } else {
-            Err(DecodeError::MalformedPacket(
-                "bytes after the end of the packet's content",
-            ))
+            Err(DecodeError::MalformedPacket("bytes after the end of the packet's content"))
         }
     }
 }

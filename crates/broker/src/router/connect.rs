@@ -21,7 +21,7 @@ impl Router {
 
         // A session belongs to the identity that created it.
         if let Some(&id) = self.by_key.get(&key)
-            && self.sessions[&id].owner != principal.identity
+            && self.sessions[&id].owner != principal.owner
         {
             tracing::warn!(client_id = %connect.client_id, "client id in use by another identity; refused");
             let code = match protocol {
@@ -46,9 +46,9 @@ impl Router {
             Some(id) => {
                 // The old session ends here: its pending will goes out now.
                 self.end_session(id);
-                self.new_session(&key, &principal.identity)
+                self.new_session(&key, &principal.owner)
             }
-            None => self.new_session(&key, &principal.identity),
+            None => self.new_session(&key, &principal.owner),
         };
 
         let requested_expiry = match protocol {
@@ -94,6 +94,22 @@ impl Router {
         self.sessions.insert(id, session);
         self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
         id
+    }
+
+    /// Close every live connection of `owner` in `ns` (everyone in `ns` when `None`): a blocked
+    /// device, a deleted API key, a disabled tenant. Sessions stay; wills go out.
+    pub(super) fn kick(&mut self, ns: &crate::auth::Namespace, owner: Option<&str>) {
+        let targets: Vec<(SessionId, Attached)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| &s.namespace == ns && owner.is_none_or(|o| &*s.owner == o))
+            .filter_map(|(id, s)| s.attached.clone().map(|a| (*id, a)))
+            .collect();
+        for (id, attached) in targets {
+            tracing::info!(namespace = ns.as_str(), "closing a connection by administrative action");
+            self.send(&attached.outbox, Outgoing::Close(reason::ADMINISTRATIVE_ACTION));
+            self.detach(attached.conn, id, WillAction::Publish);
+        }
     }
 
     /// Close the connection currently attached to `id`, if any ("session taken over"). Its will

@@ -154,6 +154,7 @@ impl Router {
             Event::Subscribe { conn, subscribe, allowed } => self.subscribe(conn, subscribe, allowed),
             Event::Unsubscribe { conn, unsubscribe } => self.unsubscribe(conn, unsubscribe),
             Event::Disconnected { conn, will, session_expiry } => self.disconnected(conn, will, session_expiry),
+            Event::Kick { namespace, owner } => self.kick(&namespace, owner.as_deref()),
         }
     }
 
@@ -236,7 +237,7 @@ impl Router {
     fn restore_session(&mut self, record: SessionRecord, now: u64) -> SessionId {
         let id = self.next_session;
         self.next_session += 1;
-        let ns = Namespace::tenant(&record.namespace);
+        let ns = Namespace::from_stored(&record.namespace);
         let client_id: Arc<str> = Arc::from(record.client_id.as_str());
         let mut session = Session::new(ns.clone(), Arc::clone(&client_id), Arc::from(record.owner.as_str()));
         session.protocol =

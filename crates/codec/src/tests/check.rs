@@ -5,22 +5,13 @@ use bytes::{Bytes, BytesMut};
 
 use super::{V3, V5, bin, cat, decode_all, frame, props, s};
 use crate::{
-    Auth, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResp, Publish, QoS,
-    SubAck, SubOptions, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe, Will, decode, encode,
-    encoded_len,
+    Auth, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResp, Publish, QoS, SubAck, SubOptions,
+    Subscribe, SubscribeFilter, UnsubAck, Unsubscribe, Will, decode, encode, encoded_len,
 };
 
 fn check(protocol: Protocol, bytes: &[u8], packet: Packet) {
-    let from = if matches!(packet, Packet::Connect(_)) {
-        None
-    } else {
-        Some(protocol)
-    };
-    assert_eq!(
-        decode_all(from, bytes),
-        Ok(packet.clone()),
-        "decoding {bytes:02x?}"
-    );
+    let from = if matches!(packet, Packet::Connect(_)) { None } else { Some(protocol) };
+    assert_eq!(decode_all(from, bytes), Ok(packet.clone()), "decoding {bytes:02x?}");
     let mut out = BytesMut::new();
     encode(&packet, protocol, &mut out).expect("encodable");
     assert_eq!(&out[..], bytes, "encoding {packet:?}");
@@ -28,11 +19,7 @@ fn check(protocol: Protocol, bytes: &[u8], packet: Packet) {
 }
 
 fn check_decode(protocol: Protocol, bytes: &[u8], packet: Packet) {
-    assert_eq!(
-        decode_all(Some(protocol), bytes),
-        Ok(packet),
-        "decoding {bytes:02x?}"
-    );
+    assert_eq!(decode_all(Some(protocol), bytes), Ok(packet), "decoding {bytes:02x?}");
 }
 
 fn connect(protocol: Protocol, client_id: &str) -> Connect {
@@ -49,20 +36,13 @@ fn connect(protocol: Protocol, client_id: &str) -> Connect {
 }
 
 fn user(key: &str, value: &str) -> Properties {
-    Properties {
-        user_properties: vec![(key.into(), value.into())],
-        ..Properties::default()
-    }
+    Properties { user_properties: vec![(key.into(), value.into())], ..Properties::default() }
 }
 
 #[test]
 fn connect_v311() {
     let bytes = frame(0x10, &cat![s("MQTT"), [4, 0x02, 0, 60], s("c1")]);
-    check(
-        Protocol::V311,
-        &bytes,
-        Packet::Connect(Box::new(connect(Protocol::V311, "c1"))),
-    );
+    check(Protocol::V311, &bytes, Packet::Connect(Box::new(connect(Protocol::V311, "c1"))));
 
     let full = Connect {
         clean_start: false,
@@ -78,18 +58,7 @@ fn connect_v311() {
         password: Some(Bytes::from_static(b"pw")),
         ..connect(Protocol::V311, "dev")
     };
-    let bytes = frame(
-        0x10,
-        &cat![
-            s("MQTT"),
-            [4, 0xEC, 0, 10],
-            s("dev"),
-            s("w/t"),
-            bin(b"bye"),
-            s("user"),
-            bin(b"pw")
-        ],
-    );
+    let bytes = frame(0x10, &cat![s("MQTT"), [4, 0xEC, 0, 10], s("dev"), s("w/t"), bin(b"bye"), s("user"), bin(b"pw")]);
     check(Protocol::V311, &bytes, Packet::Connect(Box::new(full)));
 }
 
@@ -102,10 +71,7 @@ fn connect_v5() {
             payload: Bytes::new(),
             qos: QoS::ExactlyOnce,
             retain: false,
-            properties: Properties {
-                will_delay_interval: Some(5),
-                ..Properties::default()
-            },
+            properties: Properties { will_delay_interval: Some(5), ..Properties::default() },
         }),
         password: Some(Bytes::from_static(b"token")),
         properties: Properties {
@@ -116,26 +82,11 @@ fn connect_v5() {
         },
         ..connect(Protocol::V5, "")
     };
-    let connect_props = props(&cat![
-        [0x11, 0, 0, 0, 60],
-        [0x21, 0, 10],
-        [0x26],
-        s("k"),
-        s("v")
-    ]);
+    let connect_props = props(&cat![[0x11, 0, 0, 0, 60], [0x21, 0, 10], [0x26], s("k"), s("v")]);
     let will_props = props(&[0x18, 0, 0, 0, 5]);
     let bytes = frame(
         0x10,
-        &cat![
-            s("MQTT"),
-            [5, 0x56, 0, 30],
-            connect_props,
-            s(""),
-            will_props,
-            s("gone"),
-            bin(b""),
-            bin(b"token"),
-        ],
+        &cat![s("MQTT"), [5, 0x56, 0, 30], connect_props, s(""), will_props, s("gone"), bin(b""), bin(b"token"),],
     );
     check(Protocol::V5, &bytes, Packet::Connect(Box::new(packet)));
 }
@@ -151,24 +102,9 @@ fn connect_is_read_by_its_own_level() {
 
 #[test]
 fn connack() {
-    let present = ConnAck {
-        session_present: true,
-        code: 0,
-        properties: Properties::default(),
-    };
-    check(
-        Protocol::V311,
-        &[0x20, 2, 1, 0],
-        Packet::ConnAck(present.clone()),
-    );
-    check(
-        Protocol::V311,
-        &[0x20, 2, 0, 5],
-        Packet::ConnAck(ConnAck {
-            code: 5,
-            ..ConnAck::default()
-        }),
-    );
+    let present = ConnAck { session_present: true, code: 0, properties: Properties::default() };
+    check(Protocol::V311, &[0x20, 2, 1, 0], Packet::ConnAck(present.clone()));
+    check(Protocol::V311, &[0x20, 2, 0, 5], Packet::ConnAck(ConnAck { code: 5, ..ConnAck::default() }));
     check(Protocol::V5, &[0x20, 3, 1, 0, 0], Packet::ConnAck(present));
     let with_props = ConnAck {
         session_present: false,
@@ -179,30 +115,15 @@ fn connack() {
             ..Properties::default()
         },
     };
-    let bytes = frame(
-        0x20,
-        &cat![[0, 0x87], props(&cat![[0x12], s("auto-1"), [0x24, 1]])],
-    );
+    let bytes = frame(0x20, &cat![[0, 0x87], props(&cat![[0x12], s("auto-1"), [0x24, 1]])]);
     check(Protocol::V5, &bytes, Packet::ConnAck(with_props));
 }
 
 #[test]
 fn publish() {
-    let qos0 = Publish {
-        topic: "a/b".into(),
-        payload: Bytes::from_static(b"hi"),
-        ..Publish::default()
-    };
-    check(
-        Protocol::V311,
-        &frame(0x30, &cat![s("a/b"), b"hi"]),
-        Packet::Publish(qos0.clone()),
-    );
-    check(
-        Protocol::V5,
-        &frame(0x30, &cat![s("a/b"), [0], b"hi"]),
-        Packet::Publish(qos0),
-    );
+    let qos0 = Publish { topic: "a/b".into(), payload: Bytes::from_static(b"hi"), ..Publish::default() };
+    check(Protocol::V311, &frame(0x30, &cat![s("a/b"), b"hi"]), Packet::Publish(qos0.clone()));
+    check(Protocol::V5, &frame(0x30, &cat![s("a/b"), [0], b"hi"]), Packet::Publish(qos0));
 
     let qos1 = Publish {
         dup: true,
@@ -213,11 +134,7 @@ fn publish() {
         payload: Bytes::new(),
         properties: Properties::default(),
     };
-    check(
-        Protocol::V311,
-        &frame(0x3B, &cat![s("a"), [0, 7]]),
-        Packet::Publish(qos1),
-    );
+    check(Protocol::V311, &frame(0x3B, &cat![s("a"), [0, 7]]), Packet::Publish(qos1));
 
     let qos2 = Publish {
         qos: QoS::ExactlyOnce,
@@ -232,90 +149,33 @@ fn publish() {
         },
         ..Publish::default()
     };
-    let bytes = frame(
-        0x34,
-        &cat![
-            s("t"),
-            [0, 1],
-            props(&[0x01, 1, 0x0B, 0x81, 0x01, 0x0B, 3, 0x23, 0, 3]),
-            b"{}"
-        ],
-    );
+    let bytes = frame(0x34, &cat![s("t"), [0, 1], props(&[0x01, 1, 0x0B, 0x81, 0x01, 0x0B, 3, 0x23, 0, 3]), b"{}"]);
     check(Protocol::V5, &bytes, Packet::Publish(qos2));
 
-    let aliased = Publish {
-        properties: Properties {
-            topic_alias: Some(1),
-            ..Properties::default()
-        },
-        ..Publish::default()
-    };
-    check(
-        Protocol::V5,
-        &frame(0x30, &cat![s(""), props(&[0x23, 0, 1])]),
-        Packet::Publish(aliased),
-    );
+    let aliased =
+        Publish { properties: Properties { topic_alias: Some(1), ..Properties::default() }, ..Publish::default() };
+    check(Protocol::V5, &frame(0x30, &cat![s(""), props(&[0x23, 0, 1])]), Packet::Publish(aliased));
 }
 
 #[test]
 fn pub_responses() {
-    check(
-        Protocol::V311,
-        &[0x40, 2, 0, 1],
-        Packet::PubAck(PubResp::new(1)),
-    );
-    check(
-        Protocol::V311,
-        &[0x50, 2, 0x12, 0x34],
-        Packet::PubRec(PubResp::new(0x1234)),
-    );
-    check(
-        Protocol::V311,
-        &[0x62, 2, 0, 1],
-        Packet::PubRel(PubResp::new(1)),
-    );
-    check(
-        Protocol::V311,
-        &[0x70, 2, 0, 1],
-        Packet::PubComp(PubResp::new(1)),
-    );
-    check(
-        Protocol::V5,
-        &[0x40, 2, 0, 1],
-        Packet::PubAck(PubResp::new(1)),
-    );
-    let not_found = PubResp {
-        reason: 0x92,
-        ..PubResp::new(1)
-    };
-    check(
-        Protocol::V5,
-        &[0x62, 3, 0, 1, 0x92],
-        Packet::PubRel(not_found.clone()),
-    );
-    let explained = PubResp {
-        properties: Properties {
-            reason_string: Some("no".into()),
-            ..Properties::default()
-        },
-        ..not_found
-    };
+    check(Protocol::V311, &[0x40, 2, 0, 1], Packet::PubAck(PubResp::new(1)));
+    check(Protocol::V311, &[0x50, 2, 0x12, 0x34], Packet::PubRec(PubResp::new(0x1234)));
+    check(Protocol::V311, &[0x62, 2, 0, 1], Packet::PubRel(PubResp::new(1)));
+    check(Protocol::V311, &[0x70, 2, 0, 1], Packet::PubComp(PubResp::new(1)));
+    check(Protocol::V5, &[0x40, 2, 0, 1], Packet::PubAck(PubResp::new(1)));
+    let not_found = PubResp { reason: 0x92, ..PubResp::new(1) };
+    check(Protocol::V5, &[0x62, 3, 0, 1, 0x92], Packet::PubRel(not_found.clone()));
+    let explained =
+        PubResp { properties: Properties { reason_string: Some("no".into()), ..Properties::default() }, ..not_found };
     let bytes = frame(0x70, &cat![[0, 1, 0x92], props(&cat![[0x1F], s("no")])]);
     check(Protocol::V5, &bytes, Packet::PubComp(explained));
 }
 
 #[test]
 fn pub_response_long_forms_of_success() {
-    check_decode(
-        Protocol::V5,
-        &[0x40, 3, 0, 1, 0],
-        Packet::PubAck(PubResp::new(1)),
-    );
-    check_decode(
-        Protocol::V5,
-        &[0x50, 4, 0, 1, 0, 0],
-        Packet::PubRec(PubResp::new(1)),
-    );
+    check_decode(Protocol::V5, &[0x40, 3, 0, 1, 0], Packet::PubAck(PubResp::new(1)));
+    check_decode(Protocol::V5, &[0x50, 4, 0, 1, 0, 0], Packet::PubRec(PubResp::new(1)));
 }
 
 #[test]
@@ -325,17 +185,11 @@ fn subscribe() {
         filters: vec![
             SubscribeFilter {
                 filter: "a/+".into(),
-                options: SubOptions {
-                    qos: QoS::AtLeastOnce,
-                    ..SubOptions::default()
-                },
+                options: SubOptions { qos: QoS::AtLeastOnce, ..SubOptions::default() },
             },
             SubscribeFilter {
                 filter: "#".into(),
-                options: SubOptions {
-                    qos: QoS::ExactlyOnce,
-                    ..SubOptions::default()
-                },
+                options: SubOptions { qos: QoS::ExactlyOnce, ..SubOptions::default() },
             },
         ],
         properties: Properties::default(),
@@ -354,10 +208,7 @@ fn subscribe() {
                 retain_handling: 2,
             },
         }],
-        properties: Properties {
-            subscription_identifiers: vec![5],
-            ..Properties::default()
-        },
+        properties: Properties { subscription_identifiers: vec![5], ..Properties::default() },
     };
     let bytes = frame(0x82, &cat![[0, 10], props(&[0x0B, 5]), s("a/#"), [0x2D]]);
     check(Protocol::V5, &bytes, Packet::Subscribe(v5));
@@ -365,65 +216,27 @@ fn subscribe() {
 
 #[test]
 fn suback() {
-    let v311 = SubAck {
-        packet_id: 10,
-        reasons: vec![1, 0x80],
-        properties: Properties::default(),
-    };
-    check(
-        Protocol::V311,
-        &[0x90, 4, 0, 10, 1, 0x80],
-        Packet::SubAck(v311),
-    );
-    let v5 = SubAck {
-        packet_id: 10,
-        reasons: vec![0x8F, 2],
-        properties: user("a", "b"),
-    };
-    let bytes = frame(
-        0x90,
-        &cat![[0, 10], props(&cat![[0x26], s("a"), s("b")]), [0x8F, 2]],
-    );
+    let v311 = SubAck { packet_id: 10, reasons: vec![1, 0x80], properties: Properties::default() };
+    check(Protocol::V311, &[0x90, 4, 0, 10, 1, 0x80], Packet::SubAck(v311));
+    let v5 = SubAck { packet_id: 10, reasons: vec![0x8F, 2], properties: user("a", "b") };
+    let bytes = frame(0x90, &cat![[0, 10], props(&cat![[0x26], s("a"), s("b")]), [0x8F, 2]]);
     check(Protocol::V5, &bytes, Packet::SubAck(v5));
 }
 
 #[test]
 fn unsubscribe() {
-    let packet = Unsubscribe {
-        packet_id: 3,
-        filters: vec!["a/#".into(), "b".into()],
-        properties: Properties::default(),
-    };
-    check(
-        Protocol::V311,
-        &frame(0xA2, &cat![[0, 3], s("a/#"), s("b")]),
-        Packet::Unsubscribe(packet.clone()),
-    );
-    check(
-        Protocol::V5,
-        &frame(0xA2, &cat![[0, 3, 0], s("a/#"), s("b")]),
-        Packet::Unsubscribe(packet),
-    );
+    let packet =
+        Unsubscribe { packet_id: 3, filters: vec!["a/#".into(), "b".into()], properties: Properties::default() };
+    check(Protocol::V311, &frame(0xA2, &cat![[0, 3], s("a/#"), s("b")]), Packet::Unsubscribe(packet.clone()));
+    check(Protocol::V5, &frame(0xA2, &cat![[0, 3, 0], s("a/#"), s("b")]), Packet::Unsubscribe(packet));
 }
 
 #[test]
 fn unsuback() {
-    let v311 = UnsubAck {
-        packet_id: 3,
-        reasons: Vec::new(),
-        properties: Properties::default(),
-    };
+    let v311 = UnsubAck { packet_id: 3, reasons: Vec::new(), properties: Properties::default() };
     check(Protocol::V311, &[0xB0, 2, 0, 3], Packet::UnsubAck(v311));
-    let v5 = UnsubAck {
-        packet_id: 3,
-        reasons: vec![0, 0x11],
-        properties: Properties::default(),
-    };
-    check(
-        Protocol::V5,
-        &[0xB0, 5, 0, 3, 0, 0, 0x11],
-        Packet::UnsubAck(v5),
-    );
+    let v5 = UnsubAck { packet_id: 3, reasons: vec![0, 0x11], properties: Properties::default() };
+    check(Protocol::V5, &[0xB0, 5, 0, 3, 0, 0, 0x11], Packet::UnsubAck(v5));
 }
 
 #[test]
@@ -436,47 +249,15 @@ fn ping() {
 
 #[test]
 fn disconnect() {
-    check(
-        Protocol::V311,
-        &[0xE0, 0],
-        Packet::Disconnect(Disconnect::default()),
-    );
-    check(
-        Protocol::V5,
-        &[0xE0, 0],
-        Packet::Disconnect(Disconnect::default()),
-    );
-    let with_will = Disconnect {
-        reason: 0x04,
-        properties: Properties::default(),
-    };
-    check(
-        Protocol::V5,
-        &[0xE0, 1, 0x04],
-        Packet::Disconnect(with_will),
-    );
-    let expiry = Disconnect {
-        reason: 0,
-        properties: Properties {
-            session_expiry_interval: Some(0),
-            ..Properties::default()
-        },
-    };
-    check(
-        Protocol::V5,
-        &[0xE0, 7, 0, 5, 0x11, 0, 0, 0, 0],
-        Packet::Disconnect(expiry),
-    );
-    check_decode(
-        Protocol::V5,
-        &[0xE0, 1, 0],
-        Packet::Disconnect(Disconnect::default()),
-    );
-    check_decode(
-        Protocol::V5,
-        &[0xE0, 2, 0, 0],
-        Packet::Disconnect(Disconnect::default()),
-    );
+    check(Protocol::V311, &[0xE0, 0], Packet::Disconnect(Disconnect::default()));
+    check(Protocol::V5, &[0xE0, 0], Packet::Disconnect(Disconnect::default()));
+    let with_will = Disconnect { reason: 0x04, properties: Properties::default() };
+    check(Protocol::V5, &[0xE0, 1, 0x04], Packet::Disconnect(with_will));
+    let expiry =
+        Disconnect { reason: 0, properties: Properties { session_expiry_interval: Some(0), ..Properties::default() } };
+    check(Protocol::V5, &[0xE0, 7, 0, 5, 0x11, 0, 0, 0, 0], Packet::Disconnect(expiry));
+    check_decode(Protocol::V5, &[0xE0, 1, 0], Packet::Disconnect(Disconnect::default()));
+    check_decode(Protocol::V5, &[0xE0, 2, 0, 0], Packet::Disconnect(Disconnect::default()));
 }
 
 #[test]
@@ -489,10 +270,7 @@ fn auth() {
             ..Properties::default()
         },
     };
-    let bytes = frame(
-        0xF0,
-        &cat![[0x18], props(&cat![[0x15], s("SCRAM"), [0x16], bin(b"x")])],
-    );
+    let bytes = frame(0xF0, &cat![[0x18], props(&cat![[0x15], s("SCRAM"), [0x16], bin(b"x")])]);
     check(Protocol::V5, &bytes, Packet::Auth(packet));
 }
 
@@ -500,11 +278,7 @@ fn auth() {
 fn properties_in_any_order() {
     let bytes = frame(0x20, &cat![[0, 0], props(&[0x24, 0, 0x13, 0, 30])]);
     let expected = ConnAck {
-        properties: Properties {
-            maximum_qos: Some(0),
-            server_keep_alive: Some(30),
-            ..Properties::default()
-        },
+        properties: Properties { maximum_qos: Some(0), server_keep_alive: Some(30), ..Properties::default() },
         ..ConnAck::default()
     };
     check_decode(Protocol::V5, &bytes, Packet::ConnAck(expected));
@@ -513,10 +287,7 @@ fn properties_in_any_order() {
 #[test]
 fn consumes_one_packet_at_a_time() {
     let mut buf = BytesMut::from(&cat![[0x40, 2, 0, 1], [0xC0, 0], [0xD0]][..]);
-    assert_eq!(
-        decode(&mut buf, V3, 1024),
-        Ok(Some(Packet::PubAck(PubResp::new(1))))
-    );
+    assert_eq!(decode(&mut buf, V3, 1024), Ok(Some(Packet::PubAck(PubResp::new(1)))));
     assert_eq!(decode(&mut buf, V3, 1024), Ok(Some(Packet::PingReq)));
     assert_eq!(decode(&mut buf, V3, 1024), Ok(None));
     assert_eq!(&buf[..], &[0xD0]);
@@ -524,12 +295,7 @@ fn consumes_one_packet_at_a_time() {
 
 #[test]
 fn incomplete_input_is_left_untouched() {
-    for bytes in [
-        &[][..],
-        &[0x30],
-        &[0x30, 0xff, 0xff, 0x7f],
-        &[0x30, 5, 0, 1, b'a'],
-    ] {
+    for bytes in [&[][..], &[0x30], &[0x30, 0xff, 0xff, 0x7f], &[0x30, 5, 0, 1, b'a']] {
         let mut buf = BytesMut::from(bytes);
         let capacity = buf.capacity();
         assert_eq!(decode(&mut buf, V5, usize::MAX), Ok(None), "{bytes:02x?}");
@@ -552,8 +318,5 @@ fn payload_shares_the_input_buffer() {
 fn packet_of_exactly_max_size() {
     let bytes = frame(0x30, &cat![s("t"), [0; 10]]);
     let mut buf = BytesMut::from(&bytes[..]);
-    assert!(matches!(
-        decode(&mut buf, V3, bytes.len()),
-        Ok(Some(Packet::Publish(_)))
-    ));
+    assert!(matches!(decode(&mut buf, V3, bytes.len()), Ok(Some(Packet::Publish(_)))));
 }

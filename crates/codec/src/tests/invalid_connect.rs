@@ -6,43 +6,25 @@ use crate::{DecodeError, Packet};
 /// A CONNECT with the given protocol level, connect flags and payload after the client id "c".
 fn connect(level: u8, flags: u8, rest: &[u8]) -> Vec<u8> {
     let properties: &[u8] = if level == 5 { &[0] } else { &[] };
-    frame(
-        0x10,
-        &cat![s("MQTT"), [level, flags, 0, 60], properties, s("c"), rest],
-    )
+    frame(0x10, &cat![s("MQTT"), [level, flags, 0, 60], properties, s("c"), rest])
 }
 
 #[test]
 fn protocol_name_must_be_mqtt() {
     let bytes = frame(0x10, &cat![s("MQTX"), [4, 0x02, 0, 60], s("c")]);
-    assert_eq!(
-        err(None, &bytes),
-        DecodeError::MalformedPacket("protocol name is not MQTT")
-    );
+    assert_eq!(err(None, &bytes), DecodeError::MalformedPacket("protocol name is not MQTT"));
 }
 
 #[test]
 fn unsupported_protocol_levels() {
     let mqtt31 = frame(0x10, &cat![s("MQIsdp"), [3, 0x02, 0, 60], s("c")]);
-    assert_eq!(
-        err(None, &mqtt31),
-        DecodeError::UnsupportedProtocolVersion(3)
-    );
+    assert_eq!(err(None, &mqtt31), DecodeError::UnsupportedProtocolVersion(3));
     for level in [0, 3, 6, 255] {
         let bytes = frame(0x10, &cat![s("MQTT"), [level, 0x02, 0, 60], s("c")]);
-        assert_eq!(
-            err(None, &bytes),
-            DecodeError::UnsupportedProtocolVersion(level)
-        );
-        assert_eq!(
-            err(V5, &bytes),
-            DecodeError::UnsupportedProtocolVersion(level)
-        );
+        assert_eq!(err(None, &bytes), DecodeError::UnsupportedProtocolVersion(level));
+        assert_eq!(err(V5, &bytes), DecodeError::UnsupportedProtocolVersion(level));
     }
-    assert_eq!(
-        DecodeError::UnsupportedProtocolVersion(3).reason_code(),
-        0x84
-    );
+    assert_eq!(DecodeError::UnsupportedProtocolVersion(3).reason_code(), 0x84);
 }
 
 #[test]
@@ -81,14 +63,8 @@ fn password_without_user_name() {
 fn will_topic_must_be_a_topic_name() {
     for topic in ["a/+", "#", ""] {
         let will = cat![s(topic), bin(b"x")];
-        assert_eq!(
-            err(None, &connect(4, 0x06, &will)),
-            DecodeError::TopicNameInvalid
-        );
-        assert_eq!(
-            err(None, &connect(5, 0x06, &cat![[0], will])),
-            DecodeError::TopicNameInvalid
-        );
+        assert_eq!(err(None, &connect(4, 0x06, &will)), DecodeError::TopicNameInvalid);
+        assert_eq!(err(None, &connect(5, 0x06, &cat![[0], will])), DecodeError::TopicNameInvalid);
     }
 }
 

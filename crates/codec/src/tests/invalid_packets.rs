@@ -23,12 +23,7 @@ fn packet_identifier_zero() {
 
 #[test]
 fn invalid_utf8() {
-    for bad in [
-        &[0xC3, 0x28][..],
-        &[0xED, 0xA0, 0x80],
-        &[0xFF],
-        &[b'a', 0xE2, 0x82],
-    ] {
+    for bad in [&[0xC3, 0x28][..], &[0xED, 0xA0, 0x80], &[0xFF], &[b'a', 0xE2, 0x82]] {
         let topic = cat![(bad.len() as u16).to_be_bytes(), bad];
         malformed(V3, &frame(0x30, &topic));
         malformed(V5, &frame(0x30, &cat![topic, [0]]));
@@ -44,23 +39,11 @@ fn null_character() {
 
 #[test]
 fn disallowed_code_points_under_v5() {
-    for text in [
-        "a\u{1}",
-        "\u{1f}",
-        "\u{7f}",
-        "\u{85}",
-        "\u{9f}",
-        "\u{fdd0}",
-        "\u{fffe}",
-        "\u{1ffff}",
-    ] {
+    for text in ["a\u{1}", "\u{1f}", "\u{7f}", "\u{85}", "\u{9f}", "\u{fdd0}", "\u{fffe}", "\u{1ffff}"] {
         malformed(V5, &frame(0x30, &cat![s(text), [0]]));
         let user_property = props(&cat![[0x26], s("k"), s(text)]);
         malformed(V5, &frame(0x30, &cat![s("t"), user_property]));
-        assert!(
-            decode_all(V3, &frame(0x30, &s(text))).is_ok(),
-            "{text:?} is fine in 3.1.1"
-        );
+        assert!(decode_all(V3, &frame(0x30, &s(text))).is_ok(), "{text:?} is fine in 3.1.1");
     }
     assert!(decode_all(V5, &frame(0x30, &cat![s("\u{a0}é€😀\u{fffd}"), [0]])).is_ok());
 }
@@ -68,14 +51,8 @@ fn disallowed_code_points_under_v5() {
 #[test]
 fn publish_topic_with_wildcards() {
     for topic in ["a/+", "+", "a/#", "#", "a+b"] {
-        assert_eq!(
-            err(V3, &frame(0x30, &s(topic))),
-            DecodeError::TopicNameInvalid
-        );
-        assert_eq!(
-            err(V5, &frame(0x30, &cat![s(topic), [0]])),
-            DecodeError::TopicNameInvalid
-        );
+        assert_eq!(err(V3, &frame(0x30, &s(topic))), DecodeError::TopicNameInvalid);
+        assert_eq!(err(V5, &frame(0x30, &cat![s(topic), [0]])), DecodeError::TopicNameInvalid);
     }
 }
 
@@ -149,10 +126,7 @@ fn invalid_unsubscribe_filters() {
         let v311 = frame(0xA2, &cat![[0, 1], s("ok"), s(filter)]);
         assert_eq!(err(V3, &v311), DecodeError::TopicFilterInvalid);
         let v5 = frame(0xA2, &cat![[0, 1, 0], s(filter)]);
-        assert!(
-            matches!(decode_all(V5, &v5), Ok(Packet::Unsubscribe(_))),
-            "answered by UNSUBACK 0x8F"
-        );
+        assert!(matches!(decode_all(V5, &v5), Ok(Packet::Unsubscribe(_))), "answered by UNSUBACK 0x8F");
     }
 }
 
@@ -168,10 +142,7 @@ fn reason_codes_outside_the_packets_list() {
     malformed(V5, &[0xB0, 4, 0, 1, 0, 0x01]);
     malformed(V5, &[0xE0, 1, 0x01]);
     malformed(V5, &[0xE0, 1, 0x84]);
-    malformed(
-        V5,
-        &frame(0xF0, &cat![[0x01], props(&cat![[0x15], s("m")])]),
-    );
+    malformed(V5, &frame(0xF0, &cat![[0x01], props(&cat![[0x15], s("m")])]));
     malformed(V5, &[0x20, 3, 0, 0x01, 0]);
     malformed(V5, &[0x20, 3, 0, 0x8E, 0]);
 }
@@ -192,8 +163,5 @@ fn connack_session_present_with_error_code() {
 fn auth_without_authentication_method() {
     protocol_error(V5, &[0xF0, 0]);
     protocol_error(V5, &[0xF0, 2, 0x18, 0]);
-    protocol_error(
-        V5,
-        &frame(0xF0, &cat![[0x18], props(&cat![[0x1F], s("why")])]),
-    );
+    protocol_error(V5, &frame(0xF0, &cat![[0x18], props(&cat![[0x1F], s("why")])]));
 }

@@ -8,10 +8,7 @@ fn publish(properties: &[u8]) -> Vec<u8> {
 }
 
 fn connect(properties: &[u8]) -> Vec<u8> {
-    frame(
-        0x10,
-        &cat![s("MQTT"), [5, 0x02, 0, 60], props(properties), s("c")],
-    )
+    frame(0x10, &cat![s("MQTT"), [5, 0x02, 0, 60], props(properties), s("c")])
 }
 
 fn connack(properties: &[u8]) -> Vec<u8> {
@@ -37,22 +34,10 @@ fn property_not_allowed_in_the_packet() {
     malformed(V5, &connack(&[0x17, 1]));
     malformed(V5, &subscribe(&[0x1F, 0, 0]));
     malformed(V5, &frame(0xA2, &cat![[0, 1], props(&[0x0B, 1]), s("a")]));
-    malformed(
-        V5,
-        &frame(0x40, &cat![[0, 1, 0], props(&[0x11, 0, 0, 0, 1])]),
-    );
+    malformed(V5, &frame(0x40, &cat![[0, 1, 0], props(&[0x11, 0, 0, 0, 1])]));
     malformed(V5, &frame(0xE0, &cat![[0], props(&[0x21, 0, 1])]));
     let will_with_topic_alias = cat![props(&[0x23, 0, 1]), s("w"), bin(b"x")];
-    let bytes = frame(
-        0x10,
-        &cat![
-            s("MQTT"),
-            [5, 0x06, 0, 60],
-            [0],
-            s("c"),
-            will_with_topic_alias
-        ],
-    );
+    let bytes = frame(0x10, &cat![s("MQTT"), [5, 0x06, 0, 60], [0], s("c"), will_with_topic_alias]);
     malformed(None, &bytes);
 }
 
@@ -68,17 +53,10 @@ fn duplicated_property() {
 #[test]
 fn repeatable_properties() {
     let users = publish(&cat![[0x26], s("k"), s("1"), [0x26], s("k"), s("2")]);
-    let Ok(Packet::Publish(p)) = decode_all(V5, &users) else {
-        panic!("user properties repeat")
-    };
-    assert_eq!(
-        p.properties.user_properties,
-        [("k".into(), "1".into()), ("k".into(), "2".into())]
-    );
+    let Ok(Packet::Publish(p)) = decode_all(V5, &users) else { panic!("user properties repeat") };
+    assert_eq!(p.properties.user_properties, [("k".into(), "1".into()), ("k".into(), "2".into())]);
     let ids = publish(&[0x0B, 1, 0x0B, 2]);
-    let Ok(Packet::Publish(p)) = decode_all(V5, &ids) else {
-        panic!("PUBLISH subscription ids repeat")
-    };
+    let Ok(Packet::Publish(p)) = decode_all(V5, &ids) else { panic!("PUBLISH subscription ids repeat") };
     assert_eq!(p.properties.subscription_identifiers, [1, 2]);
 }
 
@@ -133,10 +111,7 @@ fn property_length_exceeding_the_remaining_length() {
 #[test]
 fn property_value_running_past_its_block() {
     malformed(V5, &frame(0x30, &cat![s("t"), [2, 0x02, 0], [0, 0, 1]]));
-    malformed(
-        V5,
-        &frame(0x30, &cat![s("t"), [3, 0x26, 0, 5], b"abcdefgh"]),
-    );
+    malformed(V5, &frame(0x30, &cat![s("t"), [3, 0x26, 0, 5], b"abcdefgh"]));
 }
 
 #[test]
@@ -159,9 +134,7 @@ fn response_topic_must_be_a_topic_name() {
 #[test]
 fn properties_are_not_read_under_v311() {
     let bytes = frame(0x30, &cat![s("t"), [0x03, 0x26, 0, 0]]);
-    let Ok(Packet::Publish(p)) = decode_all(super::V3, &bytes) else {
-        panic!("a PUBLISH")
-    };
+    let Ok(Packet::Publish(p)) = decode_all(super::V3, &bytes) else { panic!("a PUBLISH") };
     assert_eq!(&p.payload[..], &[0x03, 0x26, 0, 0]);
     assert_eq!(
         err(super::V3, &[0x40, 3, 0, 1, 0x10]),

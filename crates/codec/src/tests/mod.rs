@@ -1,8 +1,9 @@
 //! Unit tests: known byte sequences both ways (`check`), one test per rule the decoder enforces
-//! (`invalid_*`), property-based round trips over generated packets (`roundtrip`, `strategy`),
-//! and the topic functions (`topic`).
+//! (`invalid_*`), what the encoder refuses or leaves out (`encode_rules`), property-based round
+//! trips over generated packets (`roundtrip`, `strategy`), and the topic functions (`topic`).
 
 mod check;
+mod encode_rules;
 mod invalid_connect;
 mod invalid_header;
 mod invalid_packets;

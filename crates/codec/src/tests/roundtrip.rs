@@ -19,10 +19,7 @@ fn encoded(packet: &Packet, protocol: Protocol) -> Result<BytesMut, TestCaseErro
 fn round_trip(packet: &Packet, protocol: Protocol) -> Result<(), TestCaseError> {
     let bytes = encoded(packet, protocol)?;
     let mut buf = bytes.clone();
-    prop_assert_eq!(
-        decode(&mut buf, Some(protocol), bytes.len()),
-        Ok(Some(packet.clone()))
-    );
+    prop_assert_eq!(decode(&mut buf, Some(protocol), bytes.len()), Ok(Some(packet.clone())));
     prop_assert!(buf.is_empty());
     if matches!(packet, Packet::Connect(_)) {
         let mut buf = bytes.clone();
@@ -31,10 +28,7 @@ fn round_trip(packet: &Packet, protocol: Protocol) -> Result<(), TestCaseError> 
     let mut buf = bytes.clone();
     prop_assert_eq!(
         decode(&mut buf, Some(protocol), bytes.len() - 1),
-        Err(DecodeError::PacketTooLarge {
-            size: bytes.len(),
-            max: bytes.len() - 1
-        })
+        Err(DecodeError::PacketTooLarge { size: bytes.len(), max: bytes.len() - 1 })
     );
     Ok(())
 }
@@ -48,10 +42,7 @@ fn prefixes_are_incomplete(packet: &Packet, protocol: Protocol) -> Result<(), Te
     }
     let mut buf = BytesMut::from(&bytes[..]);
     buf.extend_from_slice(&[0xC0, 0x00, 0x30]);
-    prop_assert_eq!(
-        decode(&mut buf, Some(protocol), usize::MAX),
-        Ok(Some(packet.clone()))
-    );
+    prop_assert_eq!(decode(&mut buf, Some(protocol), usize::MAX), Ok(Some(packet.clone())));
     prop_assert_eq!(&buf[..], &[0xC0, 0x00, 0x30]);
     Ok(())
 }

@@ -12,30 +12,20 @@ use crate::decode::codes;
 use crate::properties::{Context, id};
 use crate::wire::MAX_VARINT;
 use crate::{
-    Auth, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResp, Publish, QoS,
-    SubAck, SubOptions, Subscribe, SubscribeFilter, UnsubAck, Unsubscribe, Will, topic,
+    Auth, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResp, Publish, QoS, SubAck, SubOptions,
+    Subscribe, SubscribeFilter, UnsubAck, Unsubscribe, Will, topic,
 };
 
 /// Any packet valid under `protocol`.
 pub(super) fn packet(protocol: Protocol) -> BoxedStrategy<Packet> {
     let mut arms = vec![
-        connect(protocol)
-            .prop_map(|c| Packet::Connect(Box::new(c)))
-            .boxed(),
+        connect(protocol).prop_map(|c| Packet::Connect(Box::new(c))).boxed(),
         connack(protocol).prop_map(Packet::ConnAck).boxed(),
         publish(protocol).prop_map(Packet::Publish).boxed(),
-        pub_resp(protocol, codes::PUBACK)
-            .prop_map(Packet::PubAck)
-            .boxed(),
-        pub_resp(protocol, codes::PUBACK)
-            .prop_map(Packet::PubRec)
-            .boxed(),
-        pub_resp(protocol, codes::PUBREL)
-            .prop_map(Packet::PubRel)
-            .boxed(),
-        pub_resp(protocol, codes::PUBREL)
-            .prop_map(Packet::PubComp)
-            .boxed(),
+        pub_resp(protocol, codes::PUBACK).prop_map(Packet::PubAck).boxed(),
+        pub_resp(protocol, codes::PUBACK).prop_map(Packet::PubRec).boxed(),
+        pub_resp(protocol, codes::PUBREL).prop_map(Packet::PubRel).boxed(),
+        pub_resp(protocol, codes::PUBREL).prop_map(Packet::PubComp).boxed(),
         subscribe(protocol).prop_map(Packet::Subscribe).boxed(),
         suback(protocol).prop_map(Packet::SubAck).boxed(),
         unsubscribe(protocol).prop_map(Packet::Unsubscribe).boxed(),
@@ -222,20 +212,8 @@ fn restrict(mut p: Properties, context: Context) -> Properties {
 }
 
 fn will(protocol: Protocol) -> impl Strategy<Value = Will> {
-    (
-        topic_name(),
-        data(),
-        qos(),
-        any::<bool>(),
-        properties(protocol, Context::Will),
-    )
-        .prop_map(|(topic, payload, qos, retain, properties)| Will {
-            topic,
-            payload,
-            qos,
-            retain,
-            properties,
-        })
+    (topic_name(), data(), qos(), any::<bool>(), properties(protocol, Context::Will))
+        .prop_map(|(topic, payload, qos, retain, properties)| Will { topic, payload, qos, retain, properties })
 }
 
 fn connect(protocol: Protocol) -> impl Strategy<Value = Connect> {
@@ -248,21 +226,10 @@ fn connect(protocol: Protocol) -> impl Strategy<Value = Connect> {
         option::of(data()),
         properties(protocol, Context::Connect),
     )
-        .prop_map(
-            move |(clean_start, keep_alive, client_id, will, username, password, properties)| {
-                let password = password.filter(|_| protocol == Protocol::V5 || username.is_some());
-                Connect {
-                    protocol,
-                    clean_start,
-                    keep_alive,
-                    client_id,
-                    will,
-                    username,
-                    password,
-                    properties,
-                }
-            },
-        )
+        .prop_map(move |(clean_start, keep_alive, client_id, will, username, password, properties)| {
+            let password = password.filter(|_| protocol == Protocol::V5 || username.is_some());
+            Connect { protocol, clean_start, keep_alive, client_id, will, username, password, properties }
+        })
 }
 
 fn connack(protocol: Protocol) -> impl Strategy<Value = ConnAck> {
@@ -270,13 +237,11 @@ fn connack(protocol: Protocol) -> impl Strategy<Value = ConnAck> {
         Protocol::V311 => (0..=5u8).boxed(),
         Protocol::V5 => select(codes::CONNACK).boxed(),
     };
-    (any::<bool>(), code, properties(protocol, Context::ConnAck)).prop_map(
-        |(present, code, properties)| ConnAck {
-            session_present: present && code == 0,
-            code,
-            properties,
-        },
-    )
+    (any::<bool>(), code, properties(protocol, Context::ConnAck)).prop_map(|(present, code, properties)| ConnAck {
+        session_present: present && code == 0,
+        code,
+        properties,
+    })
 }
 
 fn publish(protocol: Protocol) -> impl Strategy<Value = Publish> {
@@ -290,59 +255,36 @@ fn publish(protocol: Protocol) -> impl Strategy<Value = Publish> {
         data(),
         properties(protocol, Context::Publish),
     )
-        .prop_map(
-            |(qos, dup, retain, topic, aliased, id, payload, properties)| {
-                let at_most_once = qos == QoS::AtMostOnce;
-                let topic = if aliased && properties.topic_alias.is_some() {
-                    String::new()
-                } else {
-                    topic
-                };
-                Publish {
-                    dup: dup && !at_most_once,
-                    qos,
-                    retain,
-                    topic,
-                    packet_id: if at_most_once { 0 } else { id },
-                    payload,
-                    properties,
-                }
-            },
-        )
-}
-
-fn pub_resp(protocol: Protocol, valid: &'static [u8]) -> impl Strategy<Value = PubResp> {
-    (
-        packet_id(),
-        select(valid),
-        properties(protocol, Context::PubResp),
-    )
-        .prop_map(move |(packet_id, reason, properties)| PubResp {
-            packet_id,
-            reason: if protocol == Protocol::V311 {
-                0
-            } else {
-                reason
-            },
-            properties,
+        .prop_map(|(qos, dup, retain, topic, aliased, id, payload, properties)| {
+            let at_most_once = qos == QoS::AtMostOnce;
+            let topic = if aliased && properties.topic_alias.is_some() { String::new() } else { topic };
+            Publish {
+                dup: dup && !at_most_once,
+                qos,
+                retain,
+                topic,
+                packet_id: if at_most_once { 0 } else { id },
+                payload,
+                properties,
+            }
         })
 }
 
-fn options(protocol: Protocol) -> impl Strategy<Value = SubOptions> {
-    (qos(), any::<bool>(), any::<bool>(), 0..=2u8).prop_map(
-        move |(qos, no_local, rap, handling)| match protocol {
-            Protocol::V311 => SubOptions {
-                qos,
-                ..SubOptions::default()
-            },
-            Protocol::V5 => SubOptions {
-                qos,
-                no_local,
-                retain_as_published: rap,
-                retain_handling: handling,
-            },
+fn pub_resp(protocol: Protocol, valid: &'static [u8]) -> impl Strategy<Value = PubResp> {
+    (packet_id(), select(valid), properties(protocol, Context::PubResp)).prop_map(
+        move |(packet_id, reason, properties)| PubResp {
+            packet_id,
+            reason: if protocol == Protocol::V311 { 0 } else { reason },
+            properties,
         },
     )
+}
+
+fn options(protocol: Protocol) -> impl Strategy<Value = SubOptions> {
+    (qos(), any::<bool>(), any::<bool>(), 0..=2u8).prop_map(move |(qos, no_local, rap, handling)| match protocol {
+        Protocol::V311 => SubOptions { qos, ..SubOptions::default() },
+        Protocol::V5 => SubOptions { qos, no_local, retain_as_published: rap, retain_handling: handling },
+    })
 }
 
 fn subscribe(protocol: Protocol) -> impl Strategy<Value = Subscribe> {
@@ -350,16 +292,8 @@ fn subscribe(protocol: Protocol) -> impl Strategy<Value = Subscribe> {
         options.no_local &= topic::parse_shared(&filter).is_none();
         SubscribeFilter { filter, options }
     });
-    (
-        packet_id(),
-        vec(filter, 1..4),
-        properties(protocol, Context::Subscribe),
-    )
-        .prop_map(|(packet_id, filters, properties)| Subscribe {
-            packet_id,
-            filters,
-            properties,
-        })
+    (packet_id(), vec(filter, 1..4), properties(protocol, Context::Subscribe))
+        .prop_map(|(packet_id, filters, properties)| Subscribe { packet_id, filters, properties })
 }
 
 fn suback(protocol: Protocol) -> impl Strategy<Value = SubAck> {
@@ -367,16 +301,8 @@ fn suback(protocol: Protocol) -> impl Strategy<Value = SubAck> {
         Protocol::V311 => codes::SUBACK_V311,
         Protocol::V5 => codes::SUBACK,
     };
-    (
-        packet_id(),
-        vec(select(valid), 0..4),
-        properties(protocol, Context::SubAck),
-    )
-        .prop_map(|(packet_id, reasons, properties)| SubAck {
-            packet_id,
-            reasons,
-            properties,
-        })
+    (packet_id(), vec(select(valid), 0..4), properties(protocol, Context::SubAck))
+        .prop_map(|(packet_id, reasons, properties)| SubAck { packet_id, reasons, properties })
 }
 
 fn unsubscribe(protocol: Protocol) -> impl Strategy<Value = Unsubscribe> {
@@ -384,48 +310,24 @@ fn unsubscribe(protocol: Protocol) -> impl Strategy<Value = Unsubscribe> {
         Protocol::V311 => valid_filter().boxed(),
         Protocol::V5 => any_filter().boxed(),
     };
-    (
-        packet_id(),
-        vec(filter, 1..4),
-        properties(protocol, Context::Unsubscribe),
-    )
-        .prop_map(|(packet_id, filters, properties)| Unsubscribe {
-            packet_id,
-            filters,
-            properties,
-        })
+    (packet_id(), vec(filter, 1..4), properties(protocol, Context::Unsubscribe))
+        .prop_map(|(packet_id, filters, properties)| Unsubscribe { packet_id, filters, properties })
 }
 
 fn unsuback(protocol: Protocol) -> impl Strategy<Value = UnsubAck> {
-    (
-        packet_id(),
-        vec(select(codes::UNSUBACK), 0..4),
-        properties(protocol, Context::UnsubAck),
-    )
-        .prop_map(move |(packet_id, reasons, properties)| UnsubAck {
+    (packet_id(), vec(select(codes::UNSUBACK), 0..4), properties(protocol, Context::UnsubAck)).prop_map(
+        move |(packet_id, reasons, properties)| UnsubAck {
             packet_id,
-            reasons: if protocol == Protocol::V311 {
-                Vec::new()
-            } else {
-                reasons
-            },
+            reasons: if protocol == Protocol::V311 { Vec::new() } else { reasons },
             properties,
-        })
+        },
+    )
 }
 
 fn disconnect(protocol: Protocol) -> impl Strategy<Value = Disconnect> {
-    (
-        select(codes::DISCONNECT),
-        properties(protocol, Context::Disconnect),
-    )
-        .prop_map(move |(reason, properties)| Disconnect {
-            reason: if protocol == Protocol::V311 {
-                0
-            } else {
-                reason
-            },
-            properties,
-        })
+    (select(codes::DISCONNECT), properties(protocol, Context::Disconnect)).prop_map(move |(reason, properties)| {
+        Disconnect { reason: if protocol == Protocol::V311 { 0 } else { reason }, properties }
+    })
 }
 
 fn auth() -> impl Strategy<Value = Auth> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, DenyRule, RouterThread};
+use switchyard_broker::{AnonymousAuth, Authenticator, Broker, BrokerConfig, DenyRule, RouterThread};
 use switchyard_codec::{
     ConnAck, Connect, Packet, Properties, Protocol, PubResp, Publish, QoS, SubOptions, Subscribe, SubscribeFilter,
 };
@@ -32,11 +32,15 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start(dir: &Path, config: BrokerConfig) -> TestBroker {
-        let store = EmbeddedStore::open(dir).expect("store opens");
         let auth = AnonymousAuth { allow_anonymous: true, deny: vec![DenyRule::Subscribe("test/nosubscribe".into())] };
+        TestBroker::start_with(dir, config, Arc::new(auth)).await
+    }
+
+    pub async fn start_with(dir: &Path, config: BrokerConfig, auth: Arc<dyn Authenticator>) -> TestBroker {
+        let store = EmbeddedStore::open(dir).expect("store opens");
         let router_stop = CancellationToken::new();
         let (broker, router) =
-            Broker::start(config, Arc::new(store), Arc::new(auth), router_stop.clone()).expect("broker starts");
+            Broker::start(config, Arc::new(store), auth, router_stop.clone()).expect("broker starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -104,6 +108,20 @@ impl Client {
     ) -> (Client, ConnAck) {
         let mut client = Client::open(addr, protocol).await;
         client.send(&connect_packet(protocol, id, clean, props)).await;
+        match client.recv().await {
+            Some(Packet::ConnAck(ack)) => (client, ack),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Connect with a username (for authenticators that look at it).
+    pub async fn connect_as(addr: SocketAddr, protocol: Protocol, id: &str, username: &str) -> (Client, ConnAck) {
+        let mut client = Client::open(addr, protocol).await;
+        let mut packet = connect_packet(protocol, id, true, Properties::default());
+        if let Packet::Connect(c) = &mut packet {
+            c.username = Some(username.into());
+        }
+        client.send(&packet).await;
         match client.recv().await {
             Some(Packet::ConnAck(ack)) => (client, ack),
             other => panic!("expected CONNACK, got {other:?}"),

@@ -4,4 +4,5 @@
 mod bad_input;
 mod flow;
 mod harness;
+mod identity;
 mod lifecycle;

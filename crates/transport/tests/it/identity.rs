@@ -1,0 +1,88 @@
+//! The core's side of identity: sessions belong to their owner, namespaces isolate tenants, and
+//! an administrative kick closes exactly the connections it names. A test authenticator maps a
+//! username `domain/resource` to a device identity, and no username to an anonymous one.
+
+use std::sync::Arc;
+
+use switchyard_broker::auth::{AuthFuture, ConnectCredentials};
+use switchyard_broker::{Authenticator, BrokerConfig, Namespace, Principal, owner_key};
+use switchyard_codec::{Properties, Protocol, QoS, reason};
+use switchyard_identity::{DeviceIdentity, Domain, Identity, ResourceId};
+
+use crate::harness::{Client, TestBroker};
+
+struct UsernameAuth;
+
+fn device(username: &str) -> Identity {
+    let (domain, resource) = username.split_once('/').expect("domain/resource");
+    Identity::Device(DeviceIdentity {
+        domain: Domain::parse(domain).unwrap(),
+        resource: ResourceId::parse(resource).unwrap(),
+    })
+}
+
+impl Authenticator for UsernameAuth {
+    fn authenticate<'a>(&'a self, creds: ConnectCredentials<'a>) -> AuthFuture<'a> {
+        let identity = creds.username.map_or(Identity::Anonymous, device);
+        Box::pin(std::future::ready(Ok(Principal::new(identity))))
+    }
+    fn may_publish(&self, _who: &Principal, _topic: &str) -> bool {
+        true
+    }
+    fn may_subscribe(&self, _who: &Principal, _filter: &str) -> bool {
+        true
+    }
+}
+
+async fn start(dir: &std::path::Path) -> TestBroker {
+    TestBroker::start_with(dir, BrokerConfig::default(), Arc::new(UsernameAuth)).await
+}
+
+#[tokio::test]
+async fn another_identity_cannot_take_a_client_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let (_owner, ack) = Client::connect_as(broker.addr, Protocol::V5, "shared-id", "t.example/d1").await;
+    assert_eq!(ack.code, 0);
+    let (_thief, ack) = Client::connect_as(broker.addr, Protocol::V5, "shared-id", "t.example/d2").await;
+    assert_eq!(ack.code, reason::CLIENT_IDENTIFIER_NOT_VALID);
+    let (_thief, ack) = Client::connect_as(broker.addr, Protocol::V311, "shared-id", "t.example/d2").await;
+    assert_eq!(ack.code, reason::v311::IDENTIFIER_REJECTED);
+    // The same client id in another tenant is another session altogether.
+    let (_other, ack) = Client::connect_as(broker.addr, Protocol::V5, "shared-id", "u.example/d2").await;
+    assert_eq!(ack.code, 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn namespaces_do_not_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let (mut anon, _) = Client::connect(broker.addr, Protocol::V5, "anon", true, Properties::default()).await;
+    assert_eq!(anon.subscribe("#", QoS::AtMostOnce).await, [0]);
+    let (mut other, _) = Client::connect_as(broker.addr, Protocol::V5, "o", "u.example/watcher").await;
+    assert_eq!(other.subscribe("#", QoS::AtMostOnce).await, [0]);
+    let (mut mate, _) = Client::connect_as(broker.addr, Protocol::V5, "m", "t.example/watcher").await;
+    assert_eq!(mate.subscribe("#", QoS::AtMostOnce).await, [0]);
+    let (mut device, _) = Client::connect_as(broker.addr, Protocol::V5, "d", "t.example/d1").await;
+    device.publish("t.example/resources/d1/events", QoS::AtMostOnce, 0, b"{}").await;
+    let got = mate.next_publish().await.expect("same tenant receives");
+    assert_eq!(got.topic, "t.example/resources/d1/events");
+    let silence = std::time::Duration::from_millis(300);
+    assert!(anon.recv_within(silence).await.is_none(), "anonymous namespace sees nothing of a tenant");
+    assert!(other.recv_within(silence).await.is_none(), "another tenant sees nothing");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn kick_closes_only_the_named_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let (mut d1, _) = Client::connect_as(broker.addr, Protocol::V5, "c1", "t.example/d1").await;
+    let (mut d2, _) = Client::connect_as(broker.addr, Protocol::V5, "c2", "t.example/d2").await;
+    let ns = Namespace::tenant(&Domain::parse("t.example").unwrap());
+    broker.broker.kick(ns, Some(owner_key(&device("t.example/d1")))).await.unwrap();
+    assert_eq!(d1.closed_with().await, Some(reason::ADMINISTRATIVE_ACTION));
+    assert_eq!(d2.subscribe("t.example/x", QoS::AtMostOnce).await, [0], "d2 unaffected");
+    broker.stop().await;
+}
