@@ -38,6 +38,8 @@ pub struct BrokerConfig {
     pub max_session_expiry: u32,
     /// Events the router buffers from connections before senders wait.
     pub event_queue: usize,
+    /// How often `$SYS` figures are published, in milliseconds.
+    pub sys_interval_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -53,6 +55,7 @@ impl Default for BrokerConfig {
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
             event_queue: 4096,
+            sys_interval_ms: 10_000,
         }
     }
 }

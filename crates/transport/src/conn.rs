@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use switchyard_broker::{AckKind, Broker, Event, Outbox, Outgoing, WillAction, now_ms};
-use switchyard_codec::{Disconnect, Packet, Protocol, Publish, QoS, reason, topic};
+use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, QoS, reason, topic};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -263,7 +263,8 @@ impl Connection {
                 return Err(Ending::error(reason::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"));
             }
         }
-        if !self.broker.auth().may_publish(&self.accepted.principal, &publish.topic) {
+        let sys = publish.topic == "$SYS" || publish.topic.starts_with("$SYS/");
+        if sys || !self.broker.auth().may_publish(&self.accepted.principal, &publish.topic) {
             tracing::info!(client_id = %self.accepted.client_id, topic = %publish.topic, "publish not authorized; closing");
             return Err(Ending::error(reason::NOT_AUTHORIZED, "publish not authorized"));
         }
@@ -356,7 +357,8 @@ impl Connection {
         if let Some(code) = ending.disconnect
             && self.protocol() == Protocol::V5
         {
-            let packet = Packet::Disconnect(Disconnect { reason: code, ..Disconnect::default() });
+            let properties = Properties { reason_string: Some(ending.why.to_owned()), ..Properties::default() };
+            let packet = Packet::Disconnect(Disconnect { reason: code, properties });
             let _ = switchyard_codec::encode(&packet, Protocol::V5, &mut self.wbuf);
         }
         let flush = async {

@@ -7,6 +7,7 @@
 mod connect;
 mod publish;
 mod subscribe;
+mod sys;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -42,6 +43,7 @@ pub(crate) struct Space {
 enum Timer {
     SessionExpiry(SessionId, u64),
     Will(SessionId, u64),
+    Sys,
 }
 
 pub(crate) struct Router {
@@ -61,6 +63,7 @@ pub(crate) struct Router {
     dirty: HashSet<SessionId>,
     /// Packets held until the batch is durable, in order.
     held: Vec<(Arc<Outbox>, Outgoing)>,
+    started_ms: u64,
 }
 
 impl Router {
@@ -79,6 +82,7 @@ impl Router {
             ops: Vec::new(),
             dirty: HashSet::new(),
             held: Vec::new(),
+            started_ms: now_ms(),
         }
     }
 
@@ -117,6 +121,7 @@ impl Router {
     /// The event loop: until shutdown, or until every sender is gone.
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(BATCH);
+        self.schedule(now_ms() + self.cfg.sys_interval_ms.max(100), Timer::Sys);
         loop {
             let sleep = self.next_timer().map(|at| at.saturating_sub(now_ms()));
             tokio::select! {
@@ -230,6 +235,7 @@ impl Router {
                         self.publish_will(id);
                     }
                 }
+                Timer::Sys => self.publish_sys(),
             }
         }
     }

@@ -76,7 +76,7 @@ impl Router {
         self.route(ns, &message, origin)
     }
 
-    fn route(&mut self, ns: &Namespace, message: &Arc<Message>, origin: Option<SessionId>) -> Routed {
+    pub(super) fn route(&mut self, ns: &Namespace, message: &Arc<Message>, origin: Option<SessionId>) -> Routed {
         let Some(space) = self.spaces.get(ns) else { return Routed::default() };
         let mut entries = Vec::new();
         space.subs.matches(&message.topic, &mut entries);

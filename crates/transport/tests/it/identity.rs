@@ -86,3 +86,21 @@ async fn kick_closes_only_the_named_owner() {
     assert_eq!(d2.subscribe("t.example/x", QoS::AtMostOnce).await, [0], "d2 unaffected");
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn sys_topics_are_per_namespace_and_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig { sys_interval_ms: 100, ..BrokerConfig::default() };
+    let broker = TestBroker::start_with(dir.path(), config, Arc::new(UsernameAuth)).await;
+    let (mut tenant, _) = Client::connect_as(broker.addr, Protocol::V5, "t", "t.example/app").await;
+    let (_peer, _) = Client::connect_as(broker.addr, Protocol::V5, "t2", "t.example/d2").await;
+    let (_other, _) = Client::connect_as(broker.addr, Protocol::V5, "o", "u.example/d3").await;
+    assert_eq!(tenant.subscribe("$SYS/broker/clients/connected", QoS::AtMostOnce).await, [0]);
+    let p = tenant.next_publish().await.expect("$SYS figure arrives");
+    assert_eq!(&p.payload[..], b"2", "counts only this tenant's two clients");
+    // `#` does not match `$SYS`, and nobody may publish there.
+    let (mut anon, _) = Client::connect(broker.addr, Protocol::V5, "a", true, Properties::default()).await;
+    anon.publish("$SYS/broker/uptime", QoS::AtMostOnce, 0, b"forged").await;
+    assert_eq!(anon.closed_with().await, Some(reason::NOT_AUTHORIZED));
+    broker.stop().await;
+}
