@@ -6,3 +6,4 @@ mod flow;
 mod harness;
 mod identity;
 mod lifecycle;
+mod tls;
