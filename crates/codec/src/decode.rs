@@ -53,6 +53,9 @@ const AUTH: u8 = 15;
 /// else is a [`DecodeError::ProtocolError`]). CONNECT is always read by its own protocol level,
 /// whatever `protocol` says. `max_packet_size` bounds the whole packet, fixed header included, and
 /// is enforced as soon as the fixed header is complete.
+///
+/// After an error the connection must be closed (sending first, under 5.0, a DISCONNECT or CONNACK
+/// with [`DecodeError::reason_code`]); the offending packet's bytes may have been consumed.
 pub fn decode(
     buf: &mut BytesMut,
     protocol: Option<Protocol>,

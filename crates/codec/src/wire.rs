@@ -81,7 +81,7 @@ pub(crate) fn check_utf8(bytes: &[u8], protocol: Protocol) -> Result<&str, Decod
         }
         Protocol::V5 => {
             let clean = if s.is_ascii() {
-                bytes.iter().all(|&b| b >= 0x20 && b != 0x7f)
+                !bytes.iter().fold(false, |found, &b| found | (b < 0x20) | (b == 0x7f))
             } else {
                 s.chars().all(|c| !disallowed(c))
             };

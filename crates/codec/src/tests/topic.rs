@@ -143,3 +143,30 @@ proptest! {
         }
     }
 }
+
+/// The matching rules spelled out level by level, to check the byte-level implementation against.
+fn reference_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let filter: Vec<&str> = filter.split('/').collect();
+    let topic: Vec<&str> = topic.split('/').collect();
+    for (i, level) in filter.iter().enumerate() {
+        match (*level, topic.get(i)) {
+            ("#", _) => return true,
+            ("+", Some(_)) => {}
+            (level, Some(t)) if level == *t => {}
+            _ => return false,
+        }
+    }
+    filter.len() == topic.len()
+}
+
+proptest! {
+    #[test]
+    fn matches_agrees_with_the_level_by_level_rules(filter in "[ab+#/$]{1,8}", topic in "[ab/$]{1,8}") {
+        if valid_topic_filter(&filter) && parse_shared(&filter).is_none() {
+            prop_assert_eq!(matches(&filter, &topic), reference_matches(&filter, &topic), "{} vs {}", filter, topic);
+        }
+    }
+}
