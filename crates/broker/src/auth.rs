@@ -92,6 +92,15 @@ pub trait Authenticator: Send + Sync + 'static {
     fn may_publish(&self, who: &Principal, topic: &str) -> bool;
     /// May `who` subscribe to `filter` (shared-subscription prefix already removed)?
     fn may_subscribe(&self, who: &Principal, filter: &str) -> bool;
+    /// Whether some topics of `namespace` are withheld from subscribers whose (wider) filter
+    /// matches them; when false the core skips [`Authenticator::may_receive`] entirely.
+    fn filters_receive(&self, _namespace: &Namespace) -> bool {
+        false
+    }
+    /// May subscribers in `namespace` receive messages published to `topic`?
+    fn may_receive(&self, _namespace: &Namespace, _topic: &str) -> bool {
+        true
+    }
 }
 
 /// One `[[mqtt.anonymous_deny]]` rule: a filter anonymous clients may not use for that action.
@@ -128,13 +137,38 @@ impl Authenticator for AnonymousAuth {
     }
 
     fn may_subscribe(&self, _who: &Principal, filter: &str) -> bool {
+        // The filter itself is refused when a rule covers it; a wider filter (`#`) is granted
+        // and the denied topics are withheld at delivery (see `may_receive`).
         !self.deny.iter().any(|rule| match rule {
-            // A subscription is denied when it could receive anything the rule names: the
-            // same filter, or a wider one that matches the rule's topic.
-            DenyRule::Subscribe(denied) => denied == filter || topic::matches(filter, denied),
+            DenyRule::Subscribe(denied) => denied == filter || covers(denied, filter),
             DenyRule::Publish(_) => false,
         })
     }
+
+    fn filters_receive(&self, namespace: &Namespace) -> bool {
+        *namespace == Namespace::anonymous() && self.deny.iter().any(|r| matches!(r, DenyRule::Subscribe(_)))
+    }
+
+    fn may_receive(&self, _namespace: &Namespace, topic_name: &str) -> bool {
+        !self.deny.iter().any(|rule| match rule {
+            DenyRule::Subscribe(denied) => topic::matches(denied, topic_name),
+            DenyRule::Publish(_) => false,
+        })
+    }
+}
+
+/// True when every topic `filter` can match is also matched by `rule`.
+fn covers(rule: &str, filter: &str) -> bool {
+    let mut rule_levels = rule.split('/');
+    for level in filter.split('/') {
+        match rule_levels.next() {
+            Some("#") => return true,
+            Some("+") if level != "#" => {}
+            Some(r) if r == level && level != "+" && level != "#" => {}
+            _ => return false,
+        }
+    }
+    matches!(rule_levels.next(), None | Some("#"))
 }
 
 #[cfg(test)]
@@ -149,10 +183,17 @@ mod tests {
         };
         let who = Principal::new(Identity::Anonymous);
         for (filter, allowed) in
-            [("test/nosubscribe", false), ("test/#", false), ("#", false), ("test/other", true), ("ro/x", true)]
+            [("test/nosubscribe", false), ("test/#", true), ("#", true), ("test/other", true), ("ro/x", true)]
         {
             assert_eq!(auth.may_subscribe(&who, filter), allowed, "{filter}");
         }
+        // Wider filters are granted, but the denied topic is withheld from them.
+        assert!(auth.filters_receive(&Namespace::anonymous()));
+        assert!(!auth.may_receive(&Namespace::anonymous(), "test/nosubscribe"));
+        assert!(auth.may_receive(&Namespace::anonymous(), "test/other"));
+        let rule = |r: &str, f: &str| covers(r, f);
+        assert!(rule("a/#", "a/b/+") && rule("a/+", "a/b") && rule("#", "x/#") && rule("a/#", "a"));
+        assert!(!rule("a/+", "a/#") && !rule("a/b", "a/+") && !rule("a/b", "a") && !rule("a", "a/b"));
         for (name, allowed) in [("ro/x", false), ("ro", false), ("test/nosubscribe", true)] {
             assert_eq!(auth.may_publish(&who, name), allowed, "{name}");
         }

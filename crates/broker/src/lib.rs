@@ -98,7 +98,7 @@ impl Broker {
         let stats = Arc::new(Stats::default());
         let snapshot = store.load().map_err(BrokerError::Load)?;
         let restored = snapshot.sessions.len();
-        let mut router = router::Router::new(Arc::clone(&config), store, Arc::clone(&stats));
+        let mut router = router::Router::new(Arc::clone(&config), Arc::clone(&auth), store, Arc::clone(&stats));
         router.restore(snapshot);
         tracing::info!(sessions = restored, "broker state loaded");
         let (tx, rx) = mpsc::channel(config.event_queue);

@@ -117,7 +117,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     drop(broker);
     tracing::info!(data_dir = %settings.data_dir.display(), tenant = %settings.tenant_domain, "switchyard ready");
 
-    wait_for_signal().await;
+    // The core ending on its own (a panic) leaves nothing worth serving: stop, and say so.
+    let mut core = tokio::task::spawn_blocking(move || router.join());
+    let core_failed = tokio::select! {
+        () = wait_for_signal() => false,
+        _ = &mut core => true,
+    };
+    if core_failed {
+        tracing::error!("broker core stopped unexpectedly; shutting down");
+    }
     tracing::info!(deadline_s = settings.shutdown_timeout.as_secs(), "shutting down");
     shutdown.cancel();
     listeners.close();
@@ -131,10 +139,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::warn!(open = tasks.len(), "connections still open at the deadline; closing anyway");
     }
     router_stop.cancel();
-    let joined =
-        tokio::time::timeout(settings.shutdown_timeout, tokio::task::spawn_blocking(move || router.join())).await;
-    if joined.is_err() {
+    if !core_failed && tokio::time::timeout(settings.shutdown_timeout, core).await.is_err() {
         tracing::error!("broker core did not finish flushing before the deadline");
+    }
+    if core_failed {
+        anyhow::bail!("broker core stopped unexpectedly");
     }
     tracing::info!("stopped");
     Ok(())

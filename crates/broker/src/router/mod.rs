@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Stats;
-use crate::auth::Namespace;
+use crate::auth::{Authenticator, Namespace};
 use crate::config::BrokerConfig;
 use crate::message::{ConnId, Event, Message, now_ms};
 use crate::outbox::{Outbox, Outgoing};
@@ -48,6 +48,7 @@ enum Timer {
 
 pub(crate) struct Router {
     cfg: Arc<BrokerConfig>,
+    auth: Arc<dyn Authenticator>,
     store: Arc<dyn SessionStore>,
     stats: Arc<Stats>,
     sessions: HashMap<SessionId, Session>,
@@ -67,9 +68,15 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub fn new(cfg: Arc<BrokerConfig>, store: Arc<dyn SessionStore>, stats: Arc<Stats>) -> Router {
+    pub fn new(
+        cfg: Arc<BrokerConfig>,
+        auth: Arc<dyn Authenticator>,
+        store: Arc<dyn SessionStore>,
+        stats: Arc<Stats>,
+    ) -> Router {
         Router {
             cfg,
+            auth,
             store,
             stats,
             sessions: HashMap::new(),

@@ -77,6 +77,9 @@ impl Router {
     }
 
     pub(super) fn route(&mut self, ns: &Namespace, message: &Arc<Message>, origin: Option<SessionId>) -> Routed {
+        if self.auth.filters_receive(ns) && !self.auth.may_receive(ns, &message.topic) {
+            return Routed::default();
+        }
         let Some(space) = self.spaces.get(ns) else { return Routed::default() };
         let mut entries = Vec::new();
         space.subs.matches(&message.topic, &mut entries);

@@ -107,8 +107,13 @@ impl Router {
 
     fn send_retained(&mut self, ns: &Namespace, id: SessionId, filter: &str, options: SubOptions, sub_id: Option<u32>) {
         let Some(space) = self.spaces.get(ns) else { return };
-        let matching: Vec<_> =
-            space.retained.iter().filter(|(t, _)| topic::matches(filter, t)).map(|(_, m)| Arc::clone(m)).collect();
+        let withheld = self.auth.filters_receive(ns);
+        let matching: Vec<_> = space
+            .retained
+            .iter()
+            .filter(|(t, _)| topic::matches(filter, t) && (!withheld || self.auth.may_receive(ns, t)))
+            .map(|(_, m)| Arc::clone(m))
+            .collect();
         for message in matching {
             let qos: QoS = message.qos.min(options.qos);
             let delivery = Delivery {

@@ -104,3 +104,18 @@ async fn sys_topics_are_per_namespace_and_read_only() {
     assert_eq!(anon.closed_with().await, Some(reason::NOT_AUTHORIZED));
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn wide_anonymous_filters_are_granted_but_denied_topics_withheld() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut sub, _) = Client::connect(broker.addr, Protocol::V311, "wide", true, Properties::default()).await;
+    assert_eq!(sub.subscribe("test/nosubscribe", QoS::AtMostOnce).await, [reason::v311::SUBACK_FAILURE]);
+    assert_eq!(sub.subscribe("#", QoS::AtMostOnce).await, [0]);
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V311, "p", true, Properties::default()).await;
+    publisher.publish("test/nosubscribe", QoS::AtMostOnce, 0, b"secret").await;
+    publisher.publish("test/open", QoS::AtMostOnce, 0, b"fine").await;
+    let got = sub.next_publish().await.expect("the open topic arrives");
+    assert_eq!(got.topic, "test/open", "the denied topic was withheld");
+    broker.stop().await;
+}
