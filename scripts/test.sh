@@ -16,11 +16,7 @@ SUDO=
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
-STEP_START=$SECONDS
-step() {
-    printf '\n==> %s  (t=%ds)\n' "$*" "$SECONDS"
-    STEP_START=$SECONDS
-}
+step() { printf '\n==> %s  (t=%ds)\n' "$*" "$SECONDS"; }
 trap 'status=$?; [ $status -eq 0 ] || printf "\n==> FAILED (exit %d) after %ds\n" $status $SECONDS' EXIT
 
 # -- 1. system packages -------------------------------------------------------------

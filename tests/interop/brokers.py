@@ -101,6 +101,17 @@ def make_certs(directory: Path) -> tuple[Path, Path, Path]:
     return ca, cert, key
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL when the test process dies, so a killed
+    test run leaves no broker behind (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
 def wait_for_port(port: int, deadline: float, alive) -> None:
     while True:
         try:
@@ -119,12 +130,14 @@ class Broker:
 
     kind = "?"
 
-    def __init__(self, workdir: Path, certs: tuple[Path, Path, Path]):
+    def __init__(self, workdir: Path, certs: tuple[Path, Path, Path], deny: bool = True):
+        self.deny = deny  # the anonymous_deny rule for DENIED_SUBSCRIBE
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.ca_file, self.cert_file, self.key_file = certs
-        self.mqtt_port, self.tls_port, self.http_port = free_ports(3)
+        # https_port: HTTP over TLS, which switchyard serves whenever [tls] is set.
+        self.mqtt_port, self.tls_port, self.http_port, self.https_port = free_ports(4)
         self.log_file = workdir / "broker.log"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -152,6 +165,7 @@ class Broker:
             stderr=subprocess.STDOUT,
             env=self.env(),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         deadline = time.monotonic() + START_TIMEOUT
@@ -195,27 +209,31 @@ class Switchyard(Broker):
 
     kind = "switchyard"
 
-    def __init__(self, workdir: Path, certs, binary: str):
-        super().__init__(workdir, certs)
+    def __init__(self, workdir: Path, certs, binary: str, deny: bool = True):
+        super().__init__(workdir, certs, deny)
         self.binary = binary
         self.config = workdir / "switchyard.toml"
         q = json.dumps  # a JSON string is a valid TOML basic string
-        self.config.write_text(
-            "[server]\n"
-            f"data_dir = {q(str(self.data_dir))}\n"
-            "[mqtt]\n"
-            f"listen = {q(f'{HOST}:{self.mqtt_port}')}\n"
-            f"tls_listen = {q(f'{HOST}:{self.tls_port}')}\n"
-            "allow_anonymous = true\n"
-            f"max_packet_size = {MAX_PACKET_SIZE}\n"
-            "[[mqtt.anonymous_deny]]\n"
-            f"subscribe = {q(DENIED_SUBSCRIBE)}\n"
-            "[tls]\n"
-            f"cert = {q(str(self.cert_file))}\n"
-            f"key = {q(str(self.key_file))}\n"
-            "[http]\n"
-            f"listen = {q(f'{HOST}:{self.http_port}')}\n"
-        )
+        lines = [
+            "[server]",
+            f"data_dir = {q(str(self.data_dir))}",
+            "[mqtt]",
+            f"listen = {q(f'{HOST}:{self.mqtt_port}')}",
+            f"tls_listen = {q(f'{HOST}:{self.tls_port}')}",
+            "allow_anonymous = true",
+            f"max_packet_size = {MAX_PACKET_SIZE}",
+        ]
+        if deny:
+            lines += ["[[mqtt.anonymous_deny]]", f"subscribe = {q(DENIED_SUBSCRIBE)}"]
+        lines += [
+            "[tls]",
+            f"cert = {q(str(self.cert_file))}",
+            f"key = {q(str(self.key_file))}",
+            "[http]",
+            f"listen = {q(f'{HOST}:{self.http_port}')}",
+            f"tls_listen = {q(f'{HOST}:{self.https_port}')}",
+        ]
+        self.config.write_text("\n".join(lines) + "\n")
 
     def command(self) -> list[str]:
         return [
@@ -229,6 +247,7 @@ class Switchyard(Broker):
     def env(self) -> dict:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
+        env.setdefault("NO_COLOR", "1")
         return env
 
 
@@ -237,8 +256,8 @@ class Mosquitto(Broker):
 
     kind = "mosquitto"
 
-    def __init__(self, workdir: Path, certs):
-        super().__init__(workdir, certs)
+    def __init__(self, workdir: Path, certs, deny: bool = True):
+        super().__init__(workdir, certs, deny)
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         # The dynamic-security plugin can refuse a subscription (an acl_file only
         # filters deliveries); anonymous clients get the anonymous group's role.
@@ -263,7 +282,9 @@ class Mosquitto(Broker):
                                     "topic": DENIED_SUBSCRIBE,
                                     "allow": False,
                                 },
-                            ],
+                            ]
+                            if deny
+                            else [],
                         }
                     ],
                     "anonymousGroup": "anonymous",

@@ -8,6 +8,7 @@ Fixtures:
 - `broker`: one broker shared by the whole session (tests isolate themselves by topic
   prefix and client id); a test that makes it exit fails, and the next test gets a new one.
 - `fresh_broker`: a broker of the test's own, for restarts and root-level wildcards.
+- `make_broker`: a factory of brokers, all stopped at the end of the session.
 - `topic`: a unique topic prefix for the test.
 """
 
@@ -39,6 +40,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "not_mosquitto(reason): skip when validating against mosquitto, saying why"
     )
+    config.addinivalue_line("markers", "broker_options(**kw): options for fresh_broker")
 
 
 def pytest_report_header(config):
@@ -92,12 +94,12 @@ def make_broker(broker_kind, certs, tmp_path_factory):
             returncode=4,
         )
 
-    def make():
+    def make(deny: bool = True):
         workdir = tmp_path_factory.mktemp(broker_kind)
         if broker_kind == "switchyard":
-            b = Switchyard(workdir, certs, switchyard_bin())
+            b = Switchyard(workdir, certs, switchyard_bin(), deny=deny)
         else:
-            b = Mosquitto(workdir, certs)
+            b = Mosquitto(workdir, certs, deny=deny)
         started.append(b)
         b.start()
         return b
@@ -137,8 +139,11 @@ def broker(request, _shared, make_broker):
 
 
 @pytest.fixture
-def fresh_broker(make_broker):
-    b = make_broker()
+def fresh_broker(request, make_broker):
+    """A broker of the test's own; `@pytest.mark.broker_options(deny=False)` drops the
+    anonymous_deny rule."""
+    marker = request.node.get_closest_marker("broker_options")
+    b = make_broker(**(marker.kwargs if marker else {}))
     yield b
     died = b.proc is not None and not b.alive()
     b.stop()

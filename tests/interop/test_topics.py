@@ -41,20 +41,30 @@ def test_wildcards(broker, topic, rel_filter):
         assert all(m.payload.decode() == m.topic[len(topic) + 1 :] for m in got)
 
 
+@pytest.mark.broker_options(deny=False)  # no deny rule that a root `#` would cover
 def test_dollar_topics_not_matched_by_root_wildcards(fresh_broker):
+    """`#` and `+` at the first level match neither the broker's own (retained) `$SYS`
+    topics nor other `$` topics a client publishes to, where the broker allows that."""
     b = fresh_broker
     with Client(b, V5) as control, Client(b, V5) as pub:
-        assert control.subscribe("$itest/#", 1) == [1]
-        wild = []
-        for f in ("#", "+/x", "+/#"):
-            c = Client(b, V5)
-            assert c.subscribe(f, 1) == [1]
-            wild.append(c)
-        try:
+        assert control.subscribe("$SYS/#", 0) == [0]  # retained broker figures, if any
+        if control.subscribe("$itest/#", 1) == [1]:
             pub.publish("$itest/x", b"dollar", 1)
+            seen = [m.topic for m in control.get_until("$itest/x")]
+        else:
+            try:
+                seen = [control.get(timeout=2).topic]
+            except AssertionError:
+                seen = []
+        assert seen, "no $-topic message to test with"
+        wild = []
+        try:
+            for f in ("#", "+/x", "+/#"):
+                wild.append(Client(b, V5))
+                assert wild[-1].subscribe(f, 1) == [1]
+            if "$itest/x" in seen:
+                pub.publish("$itest/x", b"dollar", 1)
             pub.publish("plain/x", b"sentinel", 1)
-            m = control.get()
-            assert (m.topic, m.payload) == ("$itest/x", b"dollar")
             for c in wild:
                 assert [m.topic for m in collect_until_sentinel(c)] == []
         finally:

@@ -62,7 +62,7 @@ def test_no_will_after_clean_disconnect(broker, topic, version):
         c.send(raw.disconnect(WIRE[version], reason=0))
         c.wait_closed()
         c.close()
-        sub.expect_none(1.0)
+        sub.expect_none(0.5)
 
 
 def test_disconnect_with_will_message_publishes_it(broker, topic):
