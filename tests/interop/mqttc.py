@@ -89,6 +89,8 @@ class Client:
         maximum_packet_size: int | None = None,
         manual_ack: bool = False,
         timeout: float = TIMEOUT,
+        username: str | None = None,
+        password: str | None = None,
     ):
         self.version = version
         self.timeout = timeout
@@ -102,6 +104,8 @@ class Client:
             transport="websockets" if transport == "ws" else "tcp",
             manual_ack=manual_ack,
         )
+        if username is not None or password is not None:
+            self.paho.username_pw_set(username, password)
         if transport == "ws":
             self.paho.ws_set_options(path="/mqtt")
         if transport == "tls":

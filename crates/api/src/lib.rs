@@ -1,7 +1,17 @@
-//! The HTTP(S) front door. One axum router serves plain HTTP and HTTPS: service info and health
-//! today, the REST, SSE and WebSocket APIs as they land, and MQTT over WebSocket at `/mqtt`,
-//! which hands the upgraded socket to the same connection task as MQTT over TCP.
+//! The HTTP(S) front door. One axum router serves plain HTTP and HTTPS: service info, health and
+//! metrics, the admin API and the Device Hub API, the REST, SSE and WebSocket APIs as they land,
+//! and MQTT over WebSocket at `/mqtt`, which hands the upgraded socket to the same connection
+//! task as MQTT over TCP.
+//!
+//! - `admin`: `/admin/tenants...` (admin token); `devices`: `/devices...`, `/apikeys...` (API
+//!   key); `auth`: the extractors that authenticate them; `error`: the one error type;
+//!   `metrics`: `GET /metrics`.
 
+mod admin;
+mod auth;
+mod devices;
+mod error;
+mod metrics;
 mod ws_io;
 
 use std::net::SocketAddr;
@@ -9,21 +19,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use hyper_util::rt::TokioIo;
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use switchyard_broker::Broker;
+use switchyard_hub::Hub;
 use switchyard_transport::{ListenerLimits, TlsSource};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+pub use devices::parse_ttl;
+pub use error::ApiError;
 pub use ws_io::WsIo;
+
+/// Largest JSON body the admin and Device Hub APIs accept.
+const MAX_HUB_BODY: usize = 64 * 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -32,11 +49,22 @@ pub struct ApiState {
     pub limits: ListenerLimits,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
+    /// Tenants, devices, API keys, and authentication of every request.
+    pub hub: Arc<Hub>,
+    /// The Prometheus recorder's handle, when one is installed.
+    pub metrics: Option<PrometheusHandle>,
 }
 
 /// The router with every route.
 pub fn router(state: ApiState) -> Router {
-    Router::new().route("/", get(info)).route("/health", get(health)).route("/mqtt", get(mqtt_ws)).with_state(state)
+    let hub = admin::routes().merge(devices::routes()).layer(DefaultBodyLimit::max(MAX_HUB_BODY));
+    Router::new()
+        .route("/", get(info))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
+        .route("/mqtt", get(mqtt_ws))
+        .merge(hub)
+        .with_state(state)
 }
 
 async fn info() -> Json<serde_json::Value> {

@@ -90,7 +90,7 @@ pub trait Authenticator: Send + Sync + 'static {
     fn authenticate<'a>(&'a self, creds: ConnectCredentials<'a>) -> AuthFuture<'a>;
     /// May `who` publish to `topic`?
     fn may_publish(&self, who: &Principal, topic: &str) -> bool;
-    /// May `who` subscribe to `filter` (shared-subscription prefix already removed)?
+    /// May `who` subscribe to `filter`, as the client wrote it (`$share/{group}/...` included)?
     fn may_subscribe(&self, who: &Principal, filter: &str) -> bool;
     /// Whether some topics of `namespace` are withheld from subscribers whose (wider) filter
     /// matches them; when false the core skips [`Authenticator::may_receive`] entirely.
@@ -137,6 +137,7 @@ impl Authenticator for AnonymousAuth {
     }
 
     fn may_subscribe(&self, _who: &Principal, filter: &str) -> bool {
+        let filter = topic::parse_shared(filter).map_or(filter, |(_, inner)| inner);
         // The filter itself is refused when a rule covers it; a wider filter (`#`) is granted
         // and the denied topics are withheld at delivery (see `may_receive`).
         !self.deny.iter().any(|rule| match rule {

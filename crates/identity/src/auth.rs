@@ -69,10 +69,7 @@ impl AuthError {
     /// may answer `0x8A Banned` / `0x87 Not authorized` rather than `0x86 Bad user name or
     /// password`).
     pub fn is_refused_by_registry(&self) -> bool {
-        matches!(
-            self,
-            AuthError::TenantDisabled | AuthError::NotRegistered | AuthError::Blocked
-        )
+        matches!(self, AuthError::TenantDisabled | AuthError::NotRegistered | AuthError::Blocked)
     }
 }
 
@@ -112,11 +109,7 @@ pub fn authenticate_bearer(
 }
 
 fn check_tenant(tenant: &Tenant, domain: &Domain) -> Result<(), AuthError> {
-    if &tenant.domain == domain {
-        Ok(())
-    } else {
-        Err(AuthError::WrongTenant)
-    }
+    if &tenant.domain == domain { Ok(()) } else { Err(AuthError::WrongTenant) }
 }
 
 fn check_device_key(
@@ -127,11 +120,7 @@ fn check_device_key(
     now_ms: u64,
 ) -> Result<(), AuthError> {
     check_tenant(tenant, &device.domain)?;
-    if keys.verify_device_key(&device.resource, key, now_ms) {
-        Ok(())
-    } else {
-        Err(AuthError::BadDeviceKey)
-    }
+    if keys.verify_device_key(&device.resource, key, now_ms) { Ok(()) } else { Err(AuthError::BadDeviceKey) }
 }
 
 fn check_device_token(
@@ -176,19 +165,12 @@ pub fn authenticate_app(
     if tenant.disabled {
         return Err(AuthError::TenantDisabled);
     }
-    Ok(Identity::Application(AppIdentity {
-        domain: key.domain.clone(),
-        api_key_id: key.id.clone(),
-    }))
+    Ok(Identity::Application(AppIdentity { domain: key.domain.clone(), api_key_id: key.id.clone() }))
 }
 
 /// Checks the admin token against its stored hash.
 pub fn authenticate_admin(stored: &SecretHash, token: &AdminToken) -> Result<Identity, AuthError> {
-    if token.matches(stored) {
-        Ok(Identity::Admin)
-    } else {
-        Err(AuthError::BadAdminToken)
-    }
+    if token.matches(stored) { Ok(Identity::Admin) } else { Err(AuthError::BadAdminToken) }
 }
 
 #[cfg(test)]

@@ -15,9 +15,7 @@
 //! - The administrator has no topic rights.
 
 use crate::ids::{Domain, Identity};
-use crate::topic::{
-    Channel, TenantFilter, TenantTopic, is_valid_filter, is_valid_topic_name, split_share,
-};
+use crate::topic::{Channel, TenantFilter, TenantTopic, is_valid_filter, is_valid_topic_name, split_share};
 
 /// An authorization decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,14 +131,10 @@ pub fn authorize_subscribe(identity: &Identity, filter: &str) -> Decision<Subscr
     }
     if inner.starts_with('$') {
         return match (is_sys(inner), share_group, identity) {
-            (true, None, Identity::Application(app)) => Allow(SubscribeTarget::Sys {
-                tenant: Some(app.domain.clone()),
-                filter: inner.to_owned(),
-            }),
-            (true, None, Identity::Anonymous) => Allow(SubscribeTarget::Sys {
-                tenant: None,
-                filter: inner.to_owned(),
-            }),
+            (true, None, Identity::Application(app)) => {
+                Allow(SubscribeTarget::Sys { tenant: Some(app.domain.clone()), filter: inner.to_owned() })
+            }
+            (true, None, Identity::Anonymous) => Allow(SubscribeTarget::Sys { tenant: None, filter: inner.to_owned() }),
             _ => Deny(DenyReason::Reserved),
         };
     }
@@ -157,10 +151,9 @@ pub fn authorize_subscribe(identity: &Identity, filter: &str) -> Decision<Subscr
             Some(f) => Allow(SubscribeTarget::Tenant(f)),
             None => Deny(DenyReason::OutsideTenant),
         },
-        Identity::Anonymous => Allow(SubscribeTarget::Anonymous {
-            share_group: share_group.map(str::to_owned),
-            filter: inner.to_owned(),
-        }),
+        Identity::Anonymous => {
+            Allow(SubscribeTarget::Anonymous { share_group: share_group.map(str::to_owned), filter: inner.to_owned() })
+        }
         Identity::Admin => Deny(DenyReason::NoTopicRights),
     }
 }

@@ -120,25 +120,16 @@ fn parse_username(username: &str) -> Result<Username, CredentialsError> {
             domain: Domain::parse(domain)?,
             resource: ResourceId::parse(resource)?,
         })),
-        [domain, "apikey", key] => Ok(Username::App {
-            domain: Domain::parse(domain)?,
-            key_id: ApiKeyId::parse(key)?,
-        }),
-        _ => Err(CredentialsError::BadUsername(
-            "unknown username form".to_owned(),
-        )),
+        [domain, "apikey", key] => Ok(Username::App { domain: Domain::parse(domain)?, key_id: ApiKeyId::parse(key)? }),
+        _ => Err(CredentialsError::BadUsername("unknown username form".to_owned())),
     }
 }
 
 fn parse_device_proof(password: &str) -> Result<DeviceProof, CredentialsError> {
     if password.bytes().filter(|&b| b == b'.').count() == 2 {
-        DeviceToken::parse(password)
-            .map(DeviceProof::Token)
-            .map_err(CredentialsError::BadToken)
+        DeviceToken::parse(password).map(DeviceProof::Token).map_err(CredentialsError::BadToken)
     } else {
-        DeviceKey::from_base64(password)
-            .map(DeviceProof::Key)
-            .map_err(|_| CredentialsError::BadPassword)
+        DeviceKey::from_base64(password).map(DeviceProof::Key).map_err(|_| CredentialsError::BadPassword)
     }
 }
 
@@ -148,10 +139,7 @@ fn parse_secret(secret: &str) -> Result<ApiSecret, CredentialsError> {
 
 /// Parses MQTT CONNECT credentials. No username and no password is [`Credentials::Anonymous`];
 /// whether that is allowed is the broker's decision.
-pub fn parse_mqtt(
-    username: Option<&str>,
-    password: Option<&[u8]>,
-) -> Result<Credentials, CredentialsError> {
+pub fn parse_mqtt(username: Option<&str>, password: Option<&[u8]>) -> Result<Credentials, CredentialsError> {
     if password.is_some_and(|p| p.len() > MAX_PASSWORD_LEN) {
         return Err(CredentialsError::TooLong);
     }
@@ -165,15 +153,10 @@ pub fn parse_mqtt(
     let password = password.ok_or(CredentialsError::MissingPassword)?;
     let password = std::str::from_utf8(password).map_err(|_| CredentialsError::BadPassword)?;
     Ok(match form {
-        Username::Device(device) => Credentials::Device {
-            device,
-            proof: parse_device_proof(password)?,
-        },
-        Username::App { domain, key_id } => Credentials::ApiKey {
-            domain: Some(domain),
-            key_id,
-            secret: parse_secret(password)?,
-        },
+        Username::Device(device) => Credentials::Device { device, proof: parse_device_proof(password)? },
+        Username::App { domain, key_id } => {
+            Credentials::ApiKey { domain: Some(domain), key_id, secret: parse_secret(password)? }
+        }
     })
 }
 
@@ -183,29 +166,18 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, CredentialsError>
     if value.len() > MAX_HEADER_LEN {
         return Err(CredentialsError::TooLong);
     }
-    let (scheme, rest) = value
-        .trim()
-        .split_once(' ')
-        .ok_or(CredentialsError::BadHeader)?;
+    let (scheme, rest) = value.trim().split_once(' ').ok_or(CredentialsError::BadHeader)?;
     let rest = rest.trim_start();
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = STANDARD
-            .decode(rest)
-            .map_err(|_| CredentialsError::BadHeader)?;
+        let decoded = STANDARD.decode(rest).map_err(|_| CredentialsError::BadHeader)?;
         let decoded = String::from_utf8(decoded).map_err(|_| CredentialsError::BadHeader)?;
         let (key, secret) = decoded.split_once(':').ok_or(CredentialsError::BadHeader)?;
-        Ok(Credentials::ApiKey {
-            domain: None,
-            key_id: ApiKeyId::parse(key)?,
-            secret: parse_secret(secret)?,
-        })
+        Ok(Credentials::ApiKey { domain: None, key_id: ApiKeyId::parse(key)?, secret: parse_secret(secret)? })
     } else if scheme.eq_ignore_ascii_case("bearer") {
         if rest.contains('.') {
             parse_bearer_token(rest)
         } else {
-            AdminToken::from_base64(rest)
-                .map(Credentials::Admin)
-                .map_err(|_| CredentialsError::BadPassword)
+            AdminToken::from_base64(rest).map(Credentials::Admin).map_err(|_| CredentialsError::BadPassword)
         }
     } else {
         Err(CredentialsError::BadHeader)
@@ -213,9 +185,7 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, CredentialsError>
 }
 
 fn parse_bearer_token(token: &str) -> Result<Credentials, CredentialsError> {
-    DeviceToken::parse(token)
-        .map(Credentials::Bearer)
-        .map_err(CredentialsError::BadToken)
+    DeviceToken::parse(token).map(Credentials::Bearer).map_err(CredentialsError::BadToken)
 }
 
 /// Parses WebSocket URL query credentials (`apiKey=…&apiSecret=…` or `token=…`, for browsers
@@ -242,15 +212,11 @@ pub fn parse_query(query: &str) -> Result<Option<Credentials>, CredentialsError>
     match (api_key, api_secret, token) {
         (None, None, None) => Ok(None),
         (None, None, Some(token)) => parse_bearer_token(token).map(Some),
-        (Some(key), Some(secret), None) => Ok(Some(Credentials::ApiKey {
-            domain: None,
-            key_id: ApiKeyId::parse(key)?,
-            secret: parse_secret(secret)?,
-        })),
+        (Some(key), Some(secret), None) => {
+            Ok(Some(Credentials::ApiKey { domain: None, key_id: ApiKeyId::parse(key)?, secret: parse_secret(secret)? }))
+        }
         (Some(_), None, None) => Err(CredentialsError::MissingPassword),
-        (None, Some(_), None) => Err(CredentialsError::BadUsername(
-            "apiSecret without apiKey".to_owned(),
-        )),
+        (None, Some(_), None) => Err(CredentialsError::BadUsername("apiSecret without apiKey".to_owned())),
         _ => Err(CredentialsError::Ambiguous),
     }
 }
@@ -270,11 +236,7 @@ impl fmt::Display for Credentials {
                 let d = token.claimed_device();
                 write!(f, "device {}/{} (bearer token)", d.domain, d.resource)
             }
-            Credentials::ApiKey {
-                domain: Some(d),
-                key_id,
-                ..
-            } => write!(f, "api key {d}/{key_id}"),
+            Credentials::ApiKey { domain: Some(d), key_id, .. } => write!(f, "api key {d}/{key_id}"),
             Credentials::ApiKey { key_id, .. } => write!(f, "api key {key_id}"),
             Credentials::Admin(_) => f.write_str("admin"),
             Credentials::Anonymous => f.write_str("anonymous"),

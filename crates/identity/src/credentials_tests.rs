@@ -10,17 +10,9 @@ use crate::token::mint_token;
 const KEY: &str = "XtBWHrV7Y9FsY6DRL_lJMK3WhOUZZfh_TmjoAymFxz0";
 
 fn token_for(domain: &str, resource: &str) -> String {
-    let device = DeviceIdentity {
-        domain: Domain::parse(domain).unwrap(),
-        resource: ResourceId::parse(resource).unwrap(),
-    };
-    mint_token(
-        &device,
-        &DeviceKey::from_base64(KEY).unwrap(),
-        1_700_000_000_000,
-        Duration::from_secs(60),
-        None,
-    )
+    let device =
+        DeviceIdentity { domain: Domain::parse(domain).unwrap(), resource: ResourceId::parse(resource).unwrap() };
+    mint_token(&device, &DeviceKey::from_base64(KEY).unwrap(), 1_700_000_000_000, Duration::from_secs(60), None)
 }
 
 /// A compact, comparable summary of a parse result.
@@ -39,82 +31,26 @@ fn mqtt_table() {
     type Case<'a> = (Option<&'a str>, Option<&'a [u8]>, &'a str);
     let cases: Vec<Case> = vec![
         (None, None, "anonymous"),
-        (
-            Some("app.example.com/dev-1"),
-            Some(KEY.as_bytes()),
-            "device app.example.com/dev-1 (key)",
-        ),
-        (
-            Some("app.example.com/dev-1"),
-            Some(token.as_bytes()),
-            "device app.example.com/dev-1 (token)",
-        ),
-        (
-            Some("localhost/a:b.c-d_e"),
-            Some(KEY.as_bytes()),
-            "device localhost/a:b.c-d_e (key)",
-        ),
-        (
-            Some("app.example.com/apikey"),
-            Some(KEY.as_bytes()),
-            "device app.example.com/apikey (key)",
-        ),
-        (
-            Some("app.example.com/apikey/k1"),
-            Some(KEY.as_bytes()),
-            "api key app.example.com/k1",
-        ),
+        (Some("app.example.com/dev-1"), Some(KEY.as_bytes()), "device app.example.com/dev-1 (key)"),
+        (Some("app.example.com/dev-1"), Some(token.as_bytes()), "device app.example.com/dev-1 (token)"),
+        (Some("localhost/a:b.c-d_e"), Some(KEY.as_bytes()), "device localhost/a:b.c-d_e (key)"),
+        (Some("app.example.com/apikey"), Some(KEY.as_bytes()), "device app.example.com/apikey (key)"),
+        (Some("app.example.com/apikey/k1"), Some(KEY.as_bytes()), "api key app.example.com/k1"),
         (None, Some(b"x"), "error: PasswordWithoutUsername"),
-        (
-            Some("app.example.com/dev-1"),
-            None,
-            "error: MissingPassword",
-        ),
+        (Some("app.example.com/dev-1"), None, "error: MissingPassword"),
         (Some("plainuser"), Some(b"pw"), "error: NotTenantUsername"),
         (Some("plainuser"), None, "error: NotTenantUsername"),
         (Some(""), Some(b"pw"), "error: NotTenantUsername"),
-        (
-            Some(&long_user),
-            Some(KEY.as_bytes()),
-            "error: UsernameTooLong",
-        ),
-        (
-            Some("app.example.com/dev-1"),
-            Some(long_password.as_bytes()),
-            "error: TooLong",
-        ),
-        (
-            Some("app.example.com/dev-1"),
-            Some(b"short"),
-            "error: BadPassword",
-        ),
-        (
-            Some("app.example.com/dev-1"),
-            Some(b"\xff\xfe"),
-            "error: BadPassword",
-        ),
-        (
-            Some("app.example.com/dev-1"),
-            Some(b"a.b.c"),
-            "error: BadToken(Malformed)",
-        ),
-        (
-            Some("app.example.com/apikey/k1"),
-            Some(b"not-a-secret"),
-            "error: BadPassword",
-        ),
-        (
-            Some("app.example.com/apikey/k1"),
-            Some(token.as_bytes()),
-            "error: BadPassword",
-        ),
+        (Some(&long_user), Some(KEY.as_bytes()), "error: UsernameTooLong"),
+        (Some("app.example.com/dev-1"), Some(long_password.as_bytes()), "error: TooLong"),
+        (Some("app.example.com/dev-1"), Some(b"short"), "error: BadPassword"),
+        (Some("app.example.com/dev-1"), Some(b"\xff\xfe"), "error: BadPassword"),
+        (Some("app.example.com/dev-1"), Some(b"a.b.c"), "error: BadToken(Malformed)"),
+        (Some("app.example.com/apikey/k1"), Some(b"not-a-secret"), "error: BadPassword"),
+        (Some("app.example.com/apikey/k1"), Some(token.as_bytes()), "error: BadPassword"),
     ];
     for (username, password, want) in cases {
-        assert_eq!(
-            summary(parse_mqtt(username, password)),
-            want,
-            "{username:?}"
-        );
+        assert_eq!(summary(parse_mqtt(username, password)), want, "{username:?}");
     }
 }
 
@@ -134,10 +70,7 @@ fn mqtt_bad_usernames() {
         "app.example.com/..",
     ] {
         let got = parse_mqtt(Some(username), Some(KEY.as_bytes()));
-        assert!(
-            matches!(got, Err(CredentialsError::BadUsername(_))),
-            "{username:?}: {got:?}"
-        );
+        assert!(matches!(got, Err(CredentialsError::BadUsername(_))), "{username:?}: {got:?}");
     }
 }
 
@@ -152,18 +85,12 @@ fn authorization_header_table() {
     let too_long = format!("Bearer {}", "a".repeat(MAX_HEADER_LEN));
     let cases: Vec<(String, &str)> = vec![
         (good_basic, "api key k1"),
-        (
-            format!("BASIC {}", STANDARD.encode(format!("k1:{KEY}"))),
-            "api key k1",
-        ),
+        (format!("BASIC {}", STANDARD.encode(format!("k1:{KEY}"))), "api key k1"),
         (bearer, "device app.example.com/dev-1 (bearer token)"),
         (lower, "device app.example.com/dev-1 (bearer token)"),
         (admin, "admin"),
         (basic("k1"), "error: BadHeader"),
-        (
-            basic(&format!("k.1:{KEY}")),
-            "error: BadUsername(\"api key id contains a character that is not allowed\")",
-        ),
+        (basic(&format!("k.1:{KEY}")), "error: BadUsername(\"api key id contains a character that is not allowed\")"),
         (basic("k1:short"), "error: BadPassword"),
         (format!("Basic {KEY}"), "error: BadHeader"),
         ("Basic !!!".to_owned(), "error: BadHeader"),
@@ -187,32 +114,20 @@ fn query_table() {
         ("foo=bar&limit=3".into(), "none"),
         (format!("apiKey=k1&apiSecret={KEY}"), "api key k1"),
         (format!("?apiSecret={KEY}&x=1&apiKey=k1"), "api key k1"),
-        (
-            format!("token={token}"),
-            "device app.example.com/dev-1 (bearer token)",
-        ),
+        (format!("token={token}"), "device app.example.com/dev-1 (bearer token)"),
         (format!("token={token}&token={token}"), "error: Ambiguous"),
-        (
-            format!("token={token}&apiKey=k1&apiSecret={KEY}"),
-            "error: Ambiguous",
-        ),
+        (format!("token={token}&apiKey=k1&apiSecret={KEY}"), "error: Ambiguous"),
         (format!("token={token}&apiKey=k1"), "error: Ambiguous"),
         ("apiKey=k1".into(), "error: MissingPassword"),
         ("apiKey=k1&apiSecret=".into(), "error: BadPassword"),
-        (
-            format!("apiSecret={KEY}"),
-            "error: BadUsername(\"apiSecret without apiKey\")",
-        ),
+        (format!("apiSecret={KEY}"), "error: BadUsername(\"apiSecret without apiKey\")"),
         (
             format!("apiKey=k%31&apiSecret={KEY}"),
             "error: BadUsername(\"api key id contains a character that is not allowed\")",
         ),
         ("token=abc".into(), "error: BadToken(Malformed)"),
         ("token".into(), "error: BadToken(Malformed)"),
-        (
-            format!("x={}", "a".repeat(MAX_HEADER_LEN)),
-            "error: TooLong",
-        ),
+        (format!("x={}", "a".repeat(MAX_HEADER_LEN)), "error: TooLong"),
     ];
     for (query, want) in cases {
         let got = match parse_query(&query) {

@@ -111,26 +111,14 @@ impl Domain {
             return Err(IdError::Empty { kind: KIND });
         }
         if s.len() > Self::MAX_LEN {
-            return Err(IdError::TooLong {
-                kind: KIND,
-                max: Self::MAX_LEN,
-            });
+            return Err(IdError::TooLong { kind: KIND, max: Self::MAX_LEN });
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        {
+        if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.') {
             return Err(IdError::BadChar { kind: KIND });
         }
         for label in s.split('.') {
-            if label.is_empty()
-                || label.len() > Self::MAX_LABEL
-                || label.starts_with('-')
-                || label.ends_with('-')
-            {
-                return Err(IdError::BadLabel {
-                    label: label.to_owned(),
-                });
+            if label.is_empty() || label.len() > Self::MAX_LABEL || label.starts_with('-') || label.ends_with('-') {
+                return Err(IdError::BadLabel { label: label.to_owned() });
             }
         }
         Ok(Self(s.to_owned()))
@@ -164,15 +152,9 @@ impl ResourceId {
             return Err(IdError::Empty { kind: KIND });
         }
         if s.len() > Self::MAX_LEN {
-            return Err(IdError::TooLong {
-                kind: KIND,
-                max: Self::MAX_LEN,
-            });
+            return Err(IdError::TooLong { kind: KIND, max: Self::MAX_LEN });
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-        {
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-')) {
             return Err(IdError::BadChar { kind: KIND });
         }
         if s == "." || s == ".." {
@@ -187,14 +169,7 @@ impl ResourceId {
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        Ok(Self(format!(
-            "{}-{}-{}-{}-{}",
-            &hex[0..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        )))
+        Ok(Self(format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])))
     }
 }
 
@@ -224,15 +199,9 @@ impl ApiKeyId {
             return Err(IdError::Empty { kind: KIND });
         }
         if s.len() > Self::MAX_LEN {
-            return Err(IdError::TooLong {
-                kind: KIND,
-                max: Self::MAX_LEN,
-            });
+            return Err(IdError::TooLong { kind: KIND, max: Self::MAX_LEN });
         }
-        if !s
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(IdError::BadChar { kind: KIND });
         }
         Ok(Self(s.to_owned()))
@@ -395,10 +364,7 @@ mod tests {
         assert_eq!(s.len(), 36);
         assert_eq!(ResourceId::parse(s).unwrap(), id);
         let groups: Vec<&str> = s.split('-').collect();
-        assert_eq!(
-            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
+        assert_eq!(groups.iter().map(|g| g.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12]);
         assert!(groups[2].starts_with('4'));
         assert!(matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
         assert_ne!(ResourceId::generate().unwrap(), id);
@@ -406,22 +372,13 @@ mod tests {
 
     #[test]
     fn resource_ids_are_case_sensitive() {
-        assert_ne!(
-            ResourceId::parse("a").unwrap(),
-            ResourceId::parse("A").unwrap()
-        );
+        assert_ne!(ResourceId::parse("a").unwrap(), ResourceId::parse("A").unwrap());
     }
 
     #[test]
     fn api_key_ids() {
-        for (input, ok) in [
-            ("abc", true),
-            ("aB-_9", true),
-            ("", false),
-            ("a.b", false),
-            ("a/b", false),
-            ("a=", false),
-        ] {
+        for (input, ok) in [("abc", true), ("aB-_9", true), ("", false), ("a.b", false), ("a/b", false), ("a=", false)]
+        {
             assert_eq!(ApiKeyId::parse(input).is_ok(), ok, "{input:?}");
         }
         assert!(ApiKeyId::parse(&"a".repeat(65)).is_err());
@@ -443,10 +400,8 @@ mod tests {
     #[test]
     fn identity_domain() {
         let domain = Domain::parse("d.example").unwrap();
-        let device = Identity::Device(DeviceIdentity {
-            domain: domain.clone(),
-            resource: ResourceId::parse("r").unwrap(),
-        });
+        let device =
+            Identity::Device(DeviceIdentity { domain: domain.clone(), resource: ResourceId::parse("r").unwrap() });
         assert_eq!(device.domain(), Some(&domain));
         assert_eq!(Identity::Anonymous.domain(), None);
         assert_eq!(Identity::Admin.domain(), None);

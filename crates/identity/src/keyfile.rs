@@ -119,15 +119,11 @@ impl KeyFile {
 
     /// Reads an existing key file.
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyFileError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| KeyFileError::Io { path: path.display().to_string(), source })?;
         decode32(text.trim())
             .map(|b| Self(Bytes32::new(b)))
-            .map_err(|_| KeyFileError::Format {
-                path: path.display().to_string(),
-            })
+            .map_err(|_| KeyFileError::Format { path: path.display().to_string() })
     }
 
     /// Reads the key file, or creates it (mode 0600 on Unix, never overwriting) with a fresh
@@ -141,25 +137,17 @@ impl KeyFile {
         match options.open(path) {
             Ok(mut file) => {
                 let mut line = format!("{}\n", URL_SAFE_NO_PAD.encode(key.0.expose()));
-                let written = file
-                    .write_all(line.as_bytes())
-                    .and_then(|()| file.sync_all());
+                let written = file.write_all(line.as_bytes()).and_then(|()| file.sync_all());
                 zeroize::Zeroize::zeroize(&mut line);
                 if let Err(source) = written {
                     // Leave no empty or partial key file behind for the next start to trip on.
                     let _ = std::fs::remove_file(path);
-                    return Err(KeyFileError::Io {
-                        path: path.display().to_string(),
-                        source,
-                    });
+                    return Err(KeyFileError::Io { path: path.display().to_string(), source });
                 }
                 Ok(key)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load(path),
-            Err(source) => Err(KeyFileError::Io {
-                path: path.display().to_string(),
-                source,
-            }),
+            Err(source) => Err(KeyFileError::Io { path: path.display().to_string(), source }),
         }
     }
 
@@ -173,13 +161,7 @@ impl KeyFile {
         let aad = aad(domain);
         let ciphertext = self
             .cipher()
-            .encrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: key.bytes(),
-                    aad: &aad,
-                },
-            )
+            .encrypt(&XNonce::from(nonce), Payload { msg: key.bytes(), aad: &aad })
             .expect("XChaCha20-Poly1305 accepts a 32-byte message");
         let mut sealed = Vec::with_capacity(SEALED_LEN);
         sealed.push(VERSION);
@@ -194,23 +176,13 @@ impl KeyFile {
         if bytes.len() != SEALED_LEN || bytes[0] != VERSION {
             return Err(SealError::Format);
         }
-        let nonce: [u8; NONCE_LEN] = bytes[1..1 + NONCE_LEN]
-            .try_into()
-            .map_err(|_| SealError::Format)?;
+        let nonce: [u8; NONCE_LEN] = bytes[1..1 + NONCE_LEN].try_into().map_err(|_| SealError::Format)?;
         let aad = aad(domain);
         let mut plain = self
             .cipher()
-            .decrypt(
-                &XNonce::from(nonce),
-                Payload {
-                    msg: &bytes[1 + NONCE_LEN..],
-                    aad: &aad,
-                },
-            )
+            .decrypt(&XNonce::from(nonce), Payload { msg: &bytes[1 + NONCE_LEN..], aad: &aad })
             .map_err(|_| SealError::Auth)?;
-        let key = <[u8; 32]>::try_from(plain.as_slice())
-            .map(MasterKey::from_bytes)
-            .map_err(|_| SealError::Format);
+        let key = <[u8; 32]>::try_from(plain.as_slice()).map(MasterKey::from_bytes).map_err(|_| SealError::Format);
         zeroize::Zeroize::zeroize(&mut plain);
         key
     }
@@ -235,12 +207,7 @@ mod tests {
         let d = domain("app.example.com");
         let sealed = kf.seal(&d, &key).unwrap();
         assert_eq!(sealed.as_bytes().len(), SEALED_LEN);
-        assert!(
-            !sealed
-                .as_bytes()
-                .windows(32)
-                .any(|w| w == key.bytes().as_slice())
-        );
+        assert!(!sealed.as_bytes().windows(32).any(|w| w == key.bytes().as_slice()));
         assert_eq!(kf.open(&d, &sealed).unwrap().bytes(), key.bytes());
         // Fresh nonce every time.
         assert_ne!(kf.seal(&d, &key).unwrap(), sealed);
@@ -255,27 +222,17 @@ mod tests {
 
         let other = KeyFile::generate().unwrap();
         assert_eq!(other.open(&d, &sealed).err(), Some(SealError::Auth));
-        assert_eq!(
-            kf.open(&domain("evil.example.com"), &sealed).err(),
-            Some(SealError::Auth)
-        );
+        assert_eq!(kf.open(&domain("evil.example.com"), &sealed).err(), Some(SealError::Auth));
         for i in 1..SEALED_LEN {
             let mut bytes = sealed.as_bytes().to_vec();
             bytes[i] ^= 0x01;
             let damaged = SealedKey::from_bytes(bytes).unwrap();
-            assert_eq!(
-                kf.open(&d, &damaged).err(),
-                Some(SealError::Auth),
-                "byte {i}"
-            );
+            assert_eq!(kf.open(&d, &damaged).err(), Some(SealError::Auth), "byte {i}");
         }
         let mut bytes = sealed.as_bytes().to_vec();
         bytes[0] = 2;
         assert_eq!(SealedKey::from_bytes(bytes).err(), Some(SealError::Format));
-        assert_eq!(
-            SealedKey::from_bytes(vec![VERSION; 10]).err(),
-            Some(SealError::Format)
-        );
+        assert_eq!(SealedKey::from_bytes(vec![VERSION; 10]).err(), Some(SealError::Format));
     }
 
     #[test]
@@ -317,24 +274,12 @@ mod tests {
     fn key_file_errors() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing");
-        assert!(matches!(
-            KeyFile::load(&missing),
-            Err(KeyFileError::Io { .. })
-        ));
+        assert!(matches!(KeyFile::load(&missing), Err(KeyFileError::Io { .. })));
         let bad = dir.path().join("bad");
         std::fs::write(&bad, "not a key\n").unwrap();
-        assert!(matches!(
-            KeyFile::load_or_create(&bad),
-            Err(KeyFileError::Format { .. })
-        ));
+        assert!(matches!(KeyFile::load_or_create(&bad), Err(KeyFileError::Format { .. })));
         let no_dir = dir.path().join("no/such/dir/key");
-        assert!(matches!(
-            KeyFile::load_or_create(&no_dir),
-            Err(KeyFileError::Io { .. })
-        ));
-        assert_eq!(
-            format!("{:?}", KeyFile::generate().unwrap()),
-            "KeyFile(<redacted>)"
-        );
+        assert!(matches!(KeyFile::load_or_create(&no_dir), Err(KeyFileError::Io { .. })));
+        assert_eq!(format!("{:?}", KeyFile::generate().unwrap()), "KeyFile(<redacted>)");
     }
 }

@@ -28,8 +28,7 @@ pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(30 * 24 * 60 * 
 impl MasterKey {
     /// The device key of `resource` under this master key (SPEC §2.2).
     pub fn derive_device_key(&self, resource: &ResourceId) -> DeviceKey {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.bytes())
-            .expect("HMAC accepts any key length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.bytes()).expect("HMAC accepts any key length");
         mac.update(DEVICE_KEY_CONTEXT.as_bytes());
         mac.update(resource.as_str().as_bytes());
         DeviceKey::from_bytes(mac.finalize().into_bytes().into())
@@ -57,10 +56,7 @@ pub struct TenantKeys {
 impl TenantKeys {
     /// A key set with no previous key.
     pub fn new(current: MasterKey) -> Self {
-        Self {
-            current,
-            previous: None,
-        }
+        Self { current, previous: None }
     }
 
     /// Makes `new` current; the current key becomes the previous one, retired at
@@ -70,10 +66,7 @@ impl TenantKeys {
         let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
         Self {
             current: new,
-            previous: Some(PreviousKey {
-                key: self.current,
-                retire_at_ms: now_ms.saturating_add(grace_ms),
-            }),
+            previous: Some(PreviousKey { key: self.current, retire_at_ms: now_ms.saturating_add(grace_ms) }),
         }
     }
 
@@ -91,34 +84,20 @@ impl TenantKeys {
 
     /// Whether `presented` is a valid device key of `resource` at `now_ms`. Every candidate is
     /// compared in constant time, without an early exit.
-    pub fn verify_device_key(
-        &self,
-        resource: &ResourceId,
-        presented: &DeviceKey,
-        now_ms: u64,
-    ) -> bool {
+    pub fn verify_device_key(&self, resource: &ResourceId, presented: &DeviceKey, now_ms: u64) -> bool {
         let matched = self
             .device_keys(resource, now_ms)
             .iter()
-            .fold(Choice::from(0), |acc, candidate| {
-                acc | candidate.bytes().ct_eq(presented.bytes())
-            });
+            .fold(Choice::from(0), |acc, candidate| acc | candidate.bytes().ct_eq(presented.bytes()));
         matched.into()
     }
 
     /// Encrypts the set for storage in the tenant's record.
-    pub fn seal(
-        &self,
-        domain: &Domain,
-        key_file: &KeyFile,
-    ) -> Result<SealedTenantKeys, EntropyError> {
+    pub fn seal(&self, domain: &Domain, key_file: &KeyFile) -> Result<SealedTenantKeys, EntropyError> {
         Ok(SealedTenantKeys {
             current: key_file.seal(domain, &self.current)?,
             previous: match &self.previous {
-                Some(p) => Some(SealedPrevious {
-                    key: key_file.seal(domain, &p.key)?,
-                    retire_at_ms: p.retire_at_ms,
-                }),
+                Some(p) => Some(SealedPrevious { key: key_file.seal(domain, &p.key)?, retire_at_ms: p.retire_at_ms }),
                 None => None,
             },
         })
@@ -150,10 +129,7 @@ impl SealedTenantKeys {
         Ok(TenantKeys {
             current: key_file.open(domain, &self.current)?,
             previous: match &self.previous {
-                Some(p) => Some(PreviousKey {
-                    key: key_file.open(domain, &p.key)?,
-                    retire_at_ms: p.retire_at_ms,
-                }),
+                Some(p) => Some(PreviousKey { key: key_file.open(domain, &p.key)?, retire_at_ms: p.retire_at_ms }),
                 None => None,
             },
         })
@@ -168,31 +144,11 @@ pub(crate) mod tests {
     /// `base64.urlsafe_b64encode(hmac.new(mk, b"switchyard/device/v1:" + rid.encode(),
     /// hashlib.sha256).digest()).rstrip(b"=")`. The same table is in `docs/device-keys.md`.
     pub(crate) const VECTORS: &[(&str, &str, &str)] = &[
-        (
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "sensor-1",
-            "XtBWHrV7Y9FsY6DRL_lJMK3WhOUZZfh_TmjoAymFxz0",
-        ),
-        (
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-            "a:b.c-d_e",
-            "uOrxQTU7LF0EQximQsdB7dacINECpNLAF0OYY_AQr9o",
-        ),
-        (
-            "SMKT2Fw1wvnBmREt-Ns7ZVx4JSBrUxJBXY_hYZRGLKU",
-            "Device.42",
-            "X35AGMHR9iR3vHoA7FPngjZSUlroTvW8Cy1ZBmCrf1M",
-        ),
-        (
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "a",
-            "sa9XpojhB4SvDz3SiGjjrGwI6kboxmtwpGgNp-xEwSc",
-        ),
-        (
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-            "A",
-            "r86-h5C2kucfiyWBaWbgw4zBBEpGj_pMOemh1ayCndE",
-        ),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "sensor-1", "XtBWHrV7Y9FsY6DRL_lJMK3WhOUZZfh_TmjoAymFxz0"),
+        ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "a:b.c-d_e", "uOrxQTU7LF0EQximQsdB7dacINECpNLAF0OYY_AQr9o"),
+        ("SMKT2Fw1wvnBmREt-Ns7ZVx4JSBrUxJBXY_hYZRGLKU", "Device.42", "X35AGMHR9iR3vHoA7FPngjZSUlroTvW8Cy1ZBmCrf1M"),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "a", "sa9XpojhB4SvDz3SiGjjrGwI6kboxmtwpGgNp-xEwSc"),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "A", "r86-h5C2kucfiyWBaWbgw4zBBEpGj_pMOemh1ayCndE"),
     ];
 
     /// Master key = bytes 0..32, resource id = 128 × `x`.
@@ -229,18 +185,9 @@ pub(crate) mod tests {
         let rotated = keys.rotate(new, 1_000, Duration::from_secs(10));
         let retire = rotated.previous.as_ref().unwrap().retire_at_ms;
         assert_eq!(retire, 11_000);
-        for (now, old_ok) in [
-            (1_000, true),
-            (10_999, true),
-            (11_000, false),
-            (u64::MAX, false),
-        ] {
+        for (now, old_ok) in [(1_000, true), (10_999, true), (11_000, false), (u64::MAX, false)] {
             assert!(rotated.verify_device_key(&r, &new_device_key, now), "{now}");
-            assert_eq!(
-                rotated.verify_device_key(&r, &old_device_key, now),
-                old_ok,
-                "{now}"
-            );
+            assert_eq!(rotated.verify_device_key(&r, &old_device_key, now), old_ok, "{now}");
         }
         assert_eq!(rotated.device_keys(&r, 1_000).len(), 2);
         assert_eq!(rotated.device_keys(&r, 11_000).len(), 1);
@@ -253,14 +200,13 @@ pub(crate) mod tests {
         let first = MasterKey::generate().unwrap();
         let r = rid("d");
         let first_key = first.derive_device_key(&r);
-        let keys = TenantKeys::new(first)
-            .rotate(MasterKey::generate().unwrap(), 0, DEFAULT_ROTATION_GRACE)
-            .rotate(MasterKey::generate().unwrap(), 1, DEFAULT_ROTATION_GRACE);
-        assert!(!keys.verify_device_key(&r, &first_key, 2));
-        assert_eq!(
-            keys.previous.unwrap().retire_at_ms,
-            1 + 30 * 24 * 3600 * 1000
+        let keys = TenantKeys::new(first).rotate(MasterKey::generate().unwrap(), 0, DEFAULT_ROTATION_GRACE).rotate(
+            MasterKey::generate().unwrap(),
+            1,
+            DEFAULT_ROTATION_GRACE,
         );
+        assert!(!keys.verify_device_key(&r, &first_key, 2));
+        assert_eq!(keys.previous.unwrap().retire_at_ms, 1 + 30 * 24 * 3600 * 1000);
     }
 
     #[test]
@@ -274,18 +220,13 @@ pub(crate) mod tests {
         );
         let sealed = keys.seal(&d, &kf).unwrap();
         let json = serde_json::to_string(&sealed).unwrap();
-        let opened = serde_json::from_str::<SealedTenantKeys>(&json)
-            .unwrap()
-            .open(&d, &kf)
-            .unwrap();
+        let opened = serde_json::from_str::<SealedTenantKeys>(&json).unwrap().open(&d, &kf).unwrap();
         assert_eq!(opened.current.bytes(), keys.current.bytes());
         let (a, b) = (opened.previous.unwrap(), keys.previous.unwrap());
         assert_eq!(a.key.bytes(), b.key.bytes());
         assert_eq!(a.retire_at_ms, 1_005);
 
-        let single = TenantKeys::new(MasterKey::generate().unwrap())
-            .seal(&d, &kf)
-            .unwrap();
+        let single = TenantKeys::new(MasterKey::generate().unwrap()).seal(&d, &kf).unwrap();
         assert!(!serde_json::to_string(&single).unwrap().contains("previous"));
         assert!(single.open(&d, &kf).unwrap().previous.is_none());
     }

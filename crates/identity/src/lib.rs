@@ -29,22 +29,14 @@ pub mod secret;
 pub mod token;
 pub mod topic;
 
-pub use auth::{
-    AuthError, authenticate_admin, authenticate_app, authenticate_bearer, authenticate_device,
-};
-pub use authz::{
-    Decision, DenyReason, PublishTarget, SubscribeTarget, authorize_publish, authorize_subscribe,
-};
-pub use credentials::{
-    Credentials, CredentialsError, DeviceProof, parse_authorization, parse_mqtt, parse_query,
-};
+pub use auth::{AuthError, authenticate_admin, authenticate_app, authenticate_bearer, authenticate_device};
+pub use authz::{Decision, DenyReason, PublishTarget, SubscribeTarget, authorize_publish, authorize_subscribe};
+pub use credentials::{Credentials, CredentialsError, DeviceProof, parse_authorization, parse_mqtt, parse_query};
 pub use ids::{ApiKeyId, AppIdentity, DeviceIdentity, Domain, IdError, Identity, ResourceId};
 pub use keyfile::{KeyFile, KeyFileError, SealError, SealedKey};
 pub use keys::{DEFAULT_ROTATION_GRACE, SealedTenantKeys, TenantKeys};
 pub use limiter::{AuthLimiter, LimitRule, LimiterConfig, Throttled};
 pub use registry::{ApiKey, Device, Provisioned, RotateError, Tenant};
-pub use secret::{
-    AdminToken, ApiSecret, DeviceKey, EntropyError, MasterKey, SecretHash, SecretParseError,
-};
+pub use secret::{AdminToken, ApiSecret, DeviceKey, EntropyError, MasterKey, SecretHash, SecretParseError};
 pub use token::{Claims, DeviceToken, TokenError, TokenPolicy, mint_token, verify_token};
 pub use topic::{Channel, TenantFilter, TenantTopic};

@@ -45,16 +45,8 @@ impl Default for LimiterConfig {
         let minute = Duration::from_secs(60);
         let cooldown = Duration::from_secs(300);
         Self {
-            per_address: LimitRule {
-                max_failures: 30,
-                window: minute,
-                cooldown,
-            },
-            per_username: LimitRule {
-                max_failures: 10,
-                window: minute,
-                cooldown,
-            },
+            per_address: LimitRule { max_failures: 30, window: minute, cooldown },
+            per_username: LimitRule { max_failures: 10, window: minute, cooldown },
             max_tracked: 100_000,
         }
     }
@@ -125,12 +117,7 @@ fn millis(d: Duration) -> u64 {
 impl AuthLimiter {
     /// An empty limiter.
     pub fn new(config: LimiterConfig) -> Self {
-        Self {
-            config,
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            next_generation: 0,
-        }
+        Self { config, entries: HashMap::new(), order: VecDeque::new(), next_generation: 0 }
     }
 
     fn keys(ip: IpAddr, username: Option<&str>) -> impl Iterator<Item = Key> {
@@ -139,15 +126,10 @@ impl AuthLimiter {
 
     /// Whether an attempt from `ip` for `username` may be checked at `now_ms`.
     pub fn check(&self, ip: IpAddr, username: Option<&str>, now_ms: u64) -> Result<(), Throttled> {
-        let locked_until = Self::keys(ip, username)
-            .filter_map(|k| self.entries.get(&k))
-            .map(|e| e.locked_until_ms)
-            .max()
-            .unwrap_or(0);
+        let locked_until =
+            Self::keys(ip, username).filter_map(|k| self.entries.get(&k)).map(|e| e.locked_until_ms).max().unwrap_or(0);
         if locked_until > now_ms {
-            Err(Throttled {
-                retry_after: Duration::from_millis(locked_until - now_ms),
-            })
+            Err(Throttled { retry_after: Duration::from_millis(locked_until - now_ms) })
         } else {
             Ok(())
         }
@@ -180,14 +162,7 @@ impl AuthLimiter {
             let generation = self.next_generation;
             self.next_generation += 1;
             self.order.push_back((key, generation));
-            self.entries.insert(
-                key,
-                Entry {
-                    tat_ms: now_ms,
-                    locked_until_ms: 0,
-                    generation,
-                },
-            );
+            self.entries.insert(key, Entry { tat_ms: now_ms, locked_until_ms: 0, generation });
         }
         let entry = self.entries.get_mut(&key).expect("inserted above");
         let window = millis(rule.window);
@@ -207,18 +182,13 @@ impl AuthLimiter {
             let Some((key, generation)) = self.order.pop_front() else {
                 break;
             };
-            if self
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.generation == generation)
-            {
+            if self.entries.get(&key).is_some_and(|e| e.generation == generation) {
                 self.entries.remove(&key);
             }
         }
         if self.order.len() > 2 * max {
             let entries = &self.entries;
-            self.order
-                .retain(|(k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
+            self.order.retain(|(k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
         }
     }
 }
@@ -305,10 +275,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_oldest_evicted() {
-        let config = LimiterConfig {
-            max_tracked: 4,
-            ..LimiterConfig::default()
-        };
+        let config = LimiterConfig { max_tracked: 4, ..LimiterConfig::default() };
         let mut l = AuthLimiter::new(config);
         let a = ip("192.0.2.1");
         for _ in 0..10 {
@@ -328,16 +295,8 @@ mod tests {
     #[test]
     fn degenerate_config_does_not_panic() {
         let config = LimiterConfig {
-            per_address: LimitRule {
-                max_failures: 0,
-                window: Duration::ZERO,
-                cooldown: Duration::MAX,
-            },
-            per_username: LimitRule {
-                max_failures: u32::MAX,
-                window: Duration::MAX,
-                cooldown: Duration::ZERO,
-            },
+            per_address: LimitRule { max_failures: 0, window: Duration::ZERO, cooldown: Duration::MAX },
+            per_username: LimitRule { max_failures: u32::MAX, window: Duration::MAX, cooldown: Duration::ZERO },
             max_tracked: 0,
         };
         let mut l = AuthLimiter::new(config);

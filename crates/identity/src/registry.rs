@@ -26,11 +26,7 @@ pub struct Tenant {
     #[serde(default)]
     pub require_registration: bool,
     /// Longest allowed token lifetime (stored as whole seconds, `max_token_lifetime_s`).
-    #[serde(
-        rename = "max_token_lifetime_s",
-        with = "duration_secs",
-        default = "default_max_lifetime"
-    )]
+    #[serde(rename = "max_token_lifetime_s", with = "duration_secs", default = "default_max_lifetime")]
     pub max_token_lifetime: Duration,
     /// The master keys, sealed by the server's key file.
     pub keys: SealedTenantKeys,
@@ -80,11 +76,7 @@ pub enum RotateError {
 
 impl Tenant {
     /// Creates a tenant with a fresh master key and a first API key, with default settings.
-    pub fn provision(
-        domain: Domain,
-        key_file: &KeyFile,
-        now_ms: u64,
-    ) -> Result<Provisioned, EntropyError> {
+    pub fn provision(domain: Domain, key_file: &KeyFile, now_ms: u64) -> Result<Provisioned, EntropyError> {
         let master_key = MasterKey::generate()?;
         let keys = TenantKeys::new(master_key.clone()).seal(&domain, key_file)?;
         let (api_key, api_secret) = ApiKey::generate(domain.clone(), now_ms)?;
@@ -189,12 +181,7 @@ impl ApiKey {
     /// A new key for `domain`; the secret is returned to be shown once.
     pub fn generate(domain: Domain, now_ms: u64) -> Result<(Self, ApiSecret), EntropyError> {
         let secret = ApiSecret::generate()?;
-        let key = Self {
-            id: ApiKeyId::generate()?,
-            domain,
-            secret_hash: secret.hash(),
-            created_ms: now_ms,
-        };
+        let key = Self { id: ApiKeyId::generate()?, domain, secret_hash: secret.hash(), created_ms: now_ms };
         Ok((key, secret))
     }
 }
@@ -226,9 +213,7 @@ mod tests {
         assert_eq!(api_key, p.api_key);
 
         let mut rotated = tenant;
-        let new = rotated
-            .rotate_master_key(&kf, 2_000, DEFAULT_ROTATION_GRACE)
-            .unwrap();
+        let new = rotated.rotate_master_key(&kf, 2_000, DEFAULT_ROTATION_GRACE).unwrap();
         let keys = rotated.open_keys(&kf).unwrap();
         assert_eq!(keys.current.bytes(), new.bytes());
         assert_eq!(keys.previous.unwrap().key.bytes(), p.master_key.bytes());
@@ -244,28 +229,20 @@ mod tests {
     fn records_deserialize_with_defaults() {
         let kf = KeyFile::generate().unwrap();
         let domain = Domain::parse("a.b").unwrap();
-        let keys = TenantKeys::new(MasterKey::generate().unwrap())
-            .seal(&domain, &kf)
-            .unwrap();
+        let keys = TenantKeys::new(MasterKey::generate().unwrap()).seal(&domain, &kf).unwrap();
         let json = serde_json::json!({"domain": "a.b", "created_ms": 5, "keys": keys});
         let tenant: Tenant = serde_json::from_value(json).unwrap();
         assert!(!tenant.disabled && !tenant.require_registration);
         assert_eq!(tenant.max_token_lifetime, TokenPolicy::DEFAULT_MAX_LIFETIME);
 
-        let device: Device =
-            serde_json::from_value(serde_json::json!({"resource": "d1", "created_ms": 7})).unwrap();
+        let device: Device = serde_json::from_value(serde_json::json!({"resource": "d1", "created_ms": 7})).unwrap();
         assert_eq!(device, Device::new(ResourceId::parse("d1").unwrap(), 7));
         assert_eq!(
             serde_json::to_value(&device).unwrap(),
             serde_json::json!({"resource": "d1", "metadata": {}, "created_ms": 7,
                 "last_seen_ms": null, "message_count": 0, "blocked": false})
         );
-        assert!(
-            serde_json::from_value::<Device>(
-                serde_json::json!({"resource": "a/b", "created_ms": 1})
-            )
-            .is_err()
-        );
+        assert!(serde_json::from_value::<Device>(serde_json::json!({"resource": "a/b", "created_ms": 1})).is_err());
     }
 
     #[test]

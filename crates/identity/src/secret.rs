@@ -246,11 +246,7 @@ mod tests {
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB", // non-canonical trailing bits
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.",
         ] {
-            assert_eq!(
-                MasterKey::from_base64(bad).err(),
-                Some(SecretParseError::Encoding),
-                "{bad:?}"
-            );
+            assert_eq!(MasterKey::from_base64(bad).err(), Some(SecretParseError::Encoding), "{bad:?}");
         }
     }
 
@@ -274,10 +270,7 @@ mod tests {
 
     #[test]
     fn generated_secrets_differ() {
-        assert_ne!(
-            ApiSecret::generate().unwrap().expose_base64(),
-            ApiSecret::generate().unwrap().expose_base64()
-        );
+        assert_ne!(ApiSecret::generate().unwrap().expose_base64(), ApiSecret::generate().unwrap().expose_base64());
     }
 
     #[test]
@@ -300,8 +293,7 @@ mod tests {
         assert_eq!(hex, API_SECRET_ZERO_HASH_HEX);
     }
 
-    const API_SECRET_ZERO_HASH_HEX: &str =
-        "9d2c2ed909644bd29dbd0127a9e409751ab8aa25d879dc58880f7a3af20761ed";
+    const API_SECRET_ZERO_HASH_HEX: &str = "9d2c2ed909644bd29dbd0127a9e409751ab8aa25d879dc58880f7a3af20761ed";
 
     #[test]
     fn secret_hash_serde() {

@@ -80,19 +80,13 @@ impl TokenPolicy {
 
     /// The default policy with the given maximum lifetime.
     pub fn with_max_lifetime(max_lifetime: Duration) -> Self {
-        Self {
-            max_lifetime,
-            ..Self::default()
-        }
+        Self { max_lifetime, ..Self::default() }
     }
 }
 
 impl Default for TokenPolicy {
     fn default() -> Self {
-        Self {
-            max_lifetime: Self::DEFAULT_MAX_LIFETIME,
-            leeway: Self::DEFAULT_LEEWAY,
-        }
+        Self { max_lifetime: Self::DEFAULT_MAX_LIFETIME, leeway: Self::DEFAULT_LEEWAY }
     }
 }
 
@@ -192,16 +186,12 @@ pub struct DeviceToken {
 
 impl fmt::Debug for DeviceToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DeviceToken")
-            .field("claimed", &self.claimed)
-            .finish_non_exhaustive()
+        f.debug_struct("DeviceToken").field("claimed", &self.claimed).finish_non_exhaustive()
     }
 }
 
 fn decode_part(part: &str) -> Result<Vec<u8>, TokenError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| TokenError::Malformed)
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| TokenError::Malformed)
 }
 
 impl DeviceToken {
@@ -217,17 +207,13 @@ impl DeviceToken {
         else {
             return Err(TokenError::Malformed);
         };
-        let header: Header =
-            serde_json::from_slice(&decode_part(header)?).map_err(|_| TokenError::Malformed)?;
-        if header.alg != "HS256"
-            || header.crit.is_some()
-            || header.typ.is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        let header: Header = serde_json::from_slice(&decode_part(header)?).map_err(|_| TokenError::Malformed)?;
+        if header.alg != "HS256" || header.crit.is_some() || header.typ.is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
         {
             return Err(TokenError::UnsupportedHeader);
         }
         let claims_json = decode_part(claims)?;
-        let claims: InClaims =
-            serde_json::from_slice(&claims_json).map_err(|_| TokenError::Malformed)?;
+        let claims: InClaims = serde_json::from_slice(&claims_json).map_err(|_| TokenError::Malformed)?;
         let signature = decode_part(signature)?;
         if signature.len() != 32 {
             return Err(TokenError::Malformed);
@@ -291,12 +277,7 @@ impl DeviceToken {
         if c.exp <= c.iat || c.exp - c.iat > policy.max_lifetime.as_secs() {
             return Err(TokenError::BadLifetime);
         }
-        Ok(Claims {
-            device: self.claimed.clone(),
-            issued_at_s: c.iat,
-            expires_s: c.exp,
-            jti: c.jti.clone(),
-        })
+        Ok(Claims { device: self.claimed.clone(), issued_at_s: c.iat, expires_s: c.exp, jti: c.jti.clone() })
     }
 }
 

@@ -6,14 +6,7 @@ use crate::keys::tests::VECTORS;
 /// Built with Python's `hmac`/`base64`/`json` (see `docs/device-keys.md`): header
 /// `{"alg":"HS256","typ":"JWT"}`, claims serialized compactly in the order iss, sub, iat, exp,
 /// jti. (device key vector index, resource id, iat, ttl s, jti, token)
-type TokenVector = (
-    usize,
-    &'static str,
-    u64,
-    u64,
-    Option<&'static str>,
-    &'static str,
-);
+type TokenVector = (usize, &'static str, u64, u64, Option<&'static str>, &'static str);
 const TOKEN_VECTORS: &[TokenVector] = &[
     (
         1,
@@ -36,10 +29,7 @@ const TOKEN_VECTORS: &[TokenVector] = &[
 const IAT_MS: u64 = 1_700_000_000_000;
 
 fn device(resource: &str) -> DeviceIdentity {
-    DeviceIdentity {
-        domain: Domain::parse("app.example.com").unwrap(),
-        resource: ResourceId::parse(resource).unwrap(),
-    }
+    DeviceIdentity { domain: Domain::parse("app.example.com").unwrap(), resource: ResourceId::parse(resource).unwrap() }
 }
 
 fn vector_key(index: usize) -> DeviceKey {
@@ -53,14 +43,7 @@ fn mint_matches_python_vectors_and_verifies() {
         let key = vector_key(key_index);
         let minted = mint_token(&dev, &key, iat * 1000 + 999, Duration::from_secs(ttl), jti);
         assert_eq!(minted, expected, "{resource}");
-        let claims = verify_token(
-            expected,
-            &dev,
-            &[key],
-            (iat + 1) * 1000,
-            &TokenPolicy::default(),
-        )
-        .unwrap();
+        let claims = verify_token(expected, &dev, &[key], (iat + 1) * 1000, &TokenPolicy::default()).unwrap();
         assert_eq!(claims.device, dev);
         assert_eq!(claims.issued_at_s, iat);
         assert_eq!(claims.expires_s, iat + ttl);
@@ -94,74 +77,20 @@ fn verify_refusals() {
     };
     let iat = IAT_MS / 1000;
     let header = HEADER_JSON;
-    type Case<'a> = (
-        &'a str,
-        String,
-        &'a DeviceIdentity,
-        u64,
-        Result<(), TokenError>,
-    );
+    type Case<'a> = (&'a str, String, &'a DeviceIdentity, u64, Result<(), TokenError>);
     let other_dev = device("dev-2");
     let mut other_domain = device("dev-1");
     other_domain.domain = Domain::parse("app.example.com.evil").unwrap();
     let cases: Vec<Case> = vec![
         ("valid", good.clone(), &dev, at(0), Ok(())),
-        (
-            "valid just before exp",
-            good.clone(),
-            &dev,
-            at(3599),
-            Ok(()),
-        ),
-        (
-            "expired at exp",
-            good.clone(),
-            &dev,
-            at(3600),
-            Err(TokenError::Expired),
-        ),
-        (
-            "long expired",
-            good.clone(),
-            &dev,
-            at(99_999),
-            Err(TokenError::Expired),
-        ),
-        (
-            "iat within leeway",
-            good.clone(),
-            &dev,
-            at(0) - 60_000,
-            Ok(()),
-        ),
-        (
-            "iat beyond leeway",
-            good.clone(),
-            &dev,
-            at(0) - 61_000,
-            Err(TokenError::NotYetValid),
-        ),
-        (
-            "other subject",
-            good.clone(),
-            &other_dev,
-            at(0),
-            Err(TokenError::WrongSubject),
-        ),
-        (
-            "other issuer",
-            good.clone(),
-            &other_domain,
-            at(0),
-            Err(TokenError::WrongIssuer),
-        ),
-        (
-            "wrong key",
-            mint_token(&dev, &other_key, IAT_MS, hour, None),
-            &dev,
-            at(0),
-            Err(TokenError::BadSignature),
-        ),
+        ("valid just before exp", good.clone(), &dev, at(3599), Ok(())),
+        ("expired at exp", good.clone(), &dev, at(3600), Err(TokenError::Expired)),
+        ("long expired", good.clone(), &dev, at(99_999), Err(TokenError::Expired)),
+        ("iat within leeway", good.clone(), &dev, at(0) - 60_000, Ok(())),
+        ("iat beyond leeway", good.clone(), &dev, at(0) - 61_000, Err(TokenError::NotYetValid)),
+        ("other subject", good.clone(), &other_dev, at(0), Err(TokenError::WrongSubject)),
+        ("other issuer", good.clone(), &other_domain, at(0), Err(TokenError::WrongIssuer)),
+        ("wrong key", mint_token(&dev, &other_key, IAT_MS, hour, None), &dev, at(0), Err(TokenError::BadSignature)),
         (
             "lifetime over 24h",
             mint_token(&dev, &key, IAT_MS, Duration::from_secs(86_401), None),
@@ -185,44 +114,20 @@ fn verify_refusals() {
         ),
         (
             "nbf in the future",
-            sign(
-                header,
-                &claims(iat, iat + 100, &format!(r#","nbf":{}"#, iat + 90)),
-                &key,
-            ),
+            sign(header, &claims(iat, iat + 100, &format!(r#","nbf":{}"#, iat + 90)), &key),
             &dev,
             at(0),
             Err(TokenError::NotYetValid),
         ),
-        (
-            "nbf passed",
-            sign(
-                header,
-                &claims(iat, iat + 100, &format!(r#","nbf":{iat}"#)),
-                &key,
-            ),
-            &dev,
-            at(0),
-            Ok(()),
-        ),
+        ("nbf passed", sign(header, &claims(iat, iat + 100, &format!(r#","nbf":{iat}"#)), &key), &dev, at(0), Ok(())),
         (
             "unknown claims ignored",
-            sign(
-                header,
-                &claims(iat, iat + 100, r#","aud":"x","scope":[1]"#),
-                &key,
-            ),
+            sign(header, &claims(iat, iat + 100, r#","aud":"x","scope":[1]"#), &key),
             &dev,
             at(0),
             Ok(()),
         ),
-        (
-            "header without typ",
-            sign(r#"{"alg":"HS256"}"#, &claims(iat, iat + 100, ""), &key),
-            &dev,
-            at(0),
-            Ok(()),
-        ),
+        ("header without typ", sign(r#"{"alg":"HS256"}"#, &claims(iat, iat + 100, ""), &key), &dev, at(0), Ok(())),
         (
             "alg none",
             format!(
@@ -243,11 +148,7 @@ fn verify_refusals() {
         ),
         (
             "alg RS256",
-            sign(
-                r#"{"alg":"RS256","typ":"JWT"}"#,
-                &claims(iat, iat + 100, ""),
-                &key,
-            ),
+            sign(r#"{"alg":"RS256","typ":"JWT"}"#, &claims(iat, iat + 100, ""), &key),
             &dev,
             at(0),
             Err(TokenError::UnsupportedHeader),
@@ -261,108 +162,51 @@ fn verify_refusals() {
         ),
         (
             "crit header",
-            sign(
-                r#"{"alg":"HS256","crit":["exp"]}"#,
-                &claims(iat, iat + 100, ""),
-                &key,
-            ),
+            sign(r#"{"alg":"HS256","crit":["exp"]}"#, &claims(iat, iat + 100, ""), &key),
             &dev,
             at(0),
             Err(TokenError::UnsupportedHeader),
         ),
         (
             "typ other",
-            sign(
-                r#"{"alg":"HS256","typ":"at+jwt"}"#,
-                &claims(iat, iat + 100, ""),
-                &key,
-            ),
+            sign(r#"{"alg":"HS256","typ":"at+jwt"}"#, &claims(iat, iat + 100, ""), &key),
             &dev,
             at(0),
             Err(TokenError::UnsupportedHeader),
         ),
         (
             "duplicate claim",
-            sign(
-                header,
-                &claims(iat, iat + 100, r#","iss":"app.example.com""#),
-                &key,
-            ),
+            sign(header, &claims(iat, iat + 100, r#","iss":"app.example.com""#), &key),
             &dev,
             at(0),
             Err(TokenError::Malformed),
         ),
         (
             "missing exp",
-            sign(
-                header,
-                r#"{"iss":"app.example.com","sub":"dev-1","iat":1}"#,
-                &key,
-            ),
+            sign(header, r#"{"iss":"app.example.com","sub":"dev-1","iat":1}"#, &key),
             &dev,
             at(0),
             Err(TokenError::Malformed),
         ),
         (
             "float exp",
-            sign(
-                header,
-                &format!(r#"{{"iss":"app.example.com","sub":"dev-1","iat":{iat},"exp":{iat}.5}}"#),
-                &key,
-            ),
+            sign(header, &format!(r#"{{"iss":"app.example.com","sub":"dev-1","iat":{iat},"exp":{iat}.5}}"#), &key),
             &dev,
             at(0),
             Err(TokenError::Malformed),
         ),
         (
             "invalid subject",
-            sign(
-                header,
-                &format!(
-                    r#"{{"iss":"app.example.com","sub":"a/b","iat":{iat},"exp":{}}}"#,
-                    iat + 9
-                ),
-                &key,
-            ),
+            sign(header, &format!(r#"{{"iss":"app.example.com","sub":"a/b","iat":{iat},"exp":{}}}"#, iat + 9), &key),
             &dev,
             at(0),
             Err(TokenError::Malformed),
         ),
-        (
-            "two parts",
-            "a.b".into(),
-            &dev,
-            at(0),
-            Err(TokenError::Malformed),
-        ),
-        (
-            "four parts",
-            format!("{good}.x"),
-            &dev,
-            at(0),
-            Err(TokenError::Malformed),
-        ),
-        (
-            "padded signature",
-            format!("{good}="),
-            &dev,
-            at(0),
-            Err(TokenError::Malformed),
-        ),
-        (
-            "empty",
-            String::new(),
-            &dev,
-            at(0),
-            Err(TokenError::Malformed),
-        ),
-        (
-            "too long",
-            "a".repeat(MAX_TOKEN_LEN + 1),
-            &dev,
-            at(0),
-            Err(TokenError::TooLong),
-        ),
+        ("two parts", "a.b".into(), &dev, at(0), Err(TokenError::Malformed)),
+        ("four parts", format!("{good}.x"), &dev, at(0), Err(TokenError::Malformed)),
+        ("padded signature", format!("{good}="), &dev, at(0), Err(TokenError::Malformed)),
+        ("empty", String::new(), &dev, at(0), Err(TokenError::Malformed)),
+        ("too long", "a".repeat(MAX_TOKEN_LEN + 1), &dev, at(0), Err(TokenError::TooLong)),
     ];
     for (name, token, expected, now, want) in cases {
         let got = verify_token(&token, expected, std::slice::from_ref(&key), now, &p).map(|_| ());
@@ -377,24 +221,12 @@ fn tampered_tokens_are_refused() {
     let good = mint_token(&dev, &key, IAT_MS, Duration::from_secs(60), None);
     let p = TokenPolicy::default();
     // Swap claims for another subject's while keeping the signature.
-    let other = mint_token(
-        &device("dev-2"),
-        &key,
-        IAT_MS,
-        Duration::from_secs(60),
-        None,
-    );
+    let other = mint_token(&device("dev-2"), &key, IAT_MS, Duration::from_secs(60), None);
     let parts: Vec<&str> = good.split('.').collect();
     let other_parts: Vec<&str> = other.split('.').collect();
     let spliced = format!("{}.{}.{}", parts[0], other_parts[1], parts[2]);
     assert_eq!(
-        verify_token(
-            &spliced,
-            &device("dev-2"),
-            std::slice::from_ref(&key),
-            IAT_MS,
-            &p
-        ),
+        verify_token(&spliced, &device("dev-2"), std::slice::from_ref(&key), IAT_MS, &p),
         Err(TokenError::BadSignature)
     );
     // Flip each signature character.
@@ -415,14 +247,8 @@ fn previous_key_verifies_during_grace() {
     let p = TokenPolicy::default();
     let both = [current.clone(), previous];
     assert!(verify_token(&token, &dev, &both, IAT_MS, &p).is_ok());
-    assert_eq!(
-        verify_token(&token, &dev, &[current], IAT_MS, &p),
-        Err(TokenError::BadSignature)
-    );
-    assert_eq!(
-        verify_token(&token, &dev, &[], IAT_MS, &p),
-        Err(TokenError::BadSignature)
-    );
+    assert_eq!(verify_token(&token, &dev, &[current], IAT_MS, &p), Err(TokenError::BadSignature));
+    assert_eq!(verify_token(&token, &dev, &[], IAT_MS, &p), Err(TokenError::BadSignature));
 }
 
 #[test]
@@ -432,10 +258,7 @@ fn tenant_policy_caps_lifetime() {
     let token = mint_token(&dev, &key, IAT_MS, Duration::from_secs(7200), None);
     let one_hour = TokenPolicy::with_max_lifetime(Duration::from_secs(3600));
     assert_eq!(one_hour.leeway, TokenPolicy::DEFAULT_LEEWAY);
-    assert_eq!(
-        verify_token(&token, &dev, std::slice::from_ref(&key), IAT_MS, &one_hour),
-        Err(TokenError::BadLifetime)
-    );
+    assert_eq!(verify_token(&token, &dev, std::slice::from_ref(&key), IAT_MS, &one_hour), Err(TokenError::BadLifetime));
     assert!(verify_token(&token, &dev, &[key], IAT_MS, &TokenPolicy::default()).is_ok());
 }
 

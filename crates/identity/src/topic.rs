@@ -76,19 +76,13 @@ impl TenantTopic {
         if !is_valid_topic_name(topic) {
             return None;
         }
-        strip_domain(domain, topic).map(|relative| Self {
-            domain: domain.clone(),
-            relative: relative.to_owned(),
-        })
+        strip_domain(domain, topic).map(|relative| Self { domain: domain.clone(), relative: relative.to_owned() })
     }
 
     /// `{domain}/resources/{id}/{channel}` of a device (used by HTTP and WebSocket, which name
     /// the resource in the path rather than in a topic).
     pub fn channel(device: &DeviceIdentity, channel: Channel) -> Self {
-        Self {
-            domain: device.domain.clone(),
-            relative: format!("resources/{}/{}", device.resource, channel.as_str()),
-        }
+        Self { domain: device.domain.clone(), relative: format!("resources/{}/{}", device.resource, channel.as_str()) }
     }
 
     /// The tenant.
@@ -172,11 +166,7 @@ impl TenantFilter {
     /// The filter a device may hold: exactly its own commands topic.
     pub fn commands_of(device: &DeviceIdentity) -> Self {
         let topic = TenantTopic::channel(device, Channel::Commands);
-        Self {
-            domain: topic.domain,
-            share_group: None,
-            relative: topic.relative,
-        }
+        Self { domain: topic.domain, share_group: None, relative: topic.relative }
     }
 
     /// The tenant.
@@ -203,11 +193,7 @@ impl TenantFilter {
 impl fmt::Debug for TenantFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.share_group {
-            Some(g) => write!(
-                f,
-                "TenantFilter($share/{g}/{}/{})",
-                self.domain, self.relative
-            ),
+            Some(g) => write!(f, "TenantFilter($share/{g}/{}/{})", self.domain, self.relative),
             None => write!(f, "TenantFilter({}/{})", self.domain, self.relative),
         }
     }
@@ -296,11 +282,7 @@ mod tests {
             ("$SYS/#", None),
         ] {
             let got = TenantFilter::strip(&dom, filter);
-            assert_eq!(
-                got.as_ref().map(|f| (f.share_group(), f.relative())),
-                expected,
-                "{filter:?}"
-            );
+            assert_eq!(got.as_ref().map(|f| (f.share_group(), f.relative())), expected, "{filter:?}");
         }
     }
 
@@ -309,10 +291,7 @@ mod tests {
         let dom = d("a.b");
         for (topic, expected) in [
             ("a.b/resources/x/events", Some(("x", Channel::Events))),
-            (
-                "a.b/resources/a:b.c-d_e/commands",
-                Some(("a:b.c-d_e", Channel::Commands)),
-            ),
+            ("a.b/resources/a:b.c-d_e/commands", Some(("a:b.c-d_e", Channel::Commands))),
             ("a.b/resources/x/events/more", None),
             ("a.b/resources/x/other", None),
             ("a.b/resources//events", None),
@@ -322,33 +301,20 @@ mod tests {
         ] {
             let t = TenantTopic::strip(&dom, topic).unwrap();
             let got = t.resource_channel();
-            assert_eq!(
-                got.as_ref().map(|(id, c)| (id.as_str(), *c)),
-                expected,
-                "{topic:?}"
-            );
+            assert_eq!(got.as_ref().map(|(id, c)| (id.as_str(), *c)), expected, "{topic:?}");
         }
     }
 
     #[test]
     fn typed_constructors() {
-        let device = DeviceIdentity {
-            domain: d("a.b"),
-            resource: ResourceId::parse("dev").unwrap(),
-        };
+        let device = DeviceIdentity { domain: d("a.b"), resource: ResourceId::parse("dev").unwrap() };
         let events = TenantTopic::channel(&device, Channel::Events);
         assert_eq!(events.full(), "a.b/resources/dev/events");
-        assert_eq!(
-            format!("{events:?}"),
-            "TenantTopic(a.b/resources/dev/events)"
-        );
+        assert_eq!(format!("{events:?}"), "TenantTopic(a.b/resources/dev/events)");
         let commands = TenantFilter::commands_of(&device);
         assert_eq!(commands.full(), "a.b/resources/dev/commands");
         assert_eq!(commands.share_group(), None);
-        assert_eq!(
-            TenantFilter::strip(&d("a.b"), "a.b/resources/dev/commands"),
-            Some(commands)
-        );
+        assert_eq!(TenantFilter::strip(&d("a.b"), "a.b/resources/dev/commands"), Some(commands));
         let shared = TenantFilter::strip(&d("a.b"), "$share/g/a.b/#").unwrap();
         assert_eq!(format!("{shared:?}"), "TenantFilter($share/g/a.b/#)");
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchyard_broker::{BrokerConfig, DenyRule, QueueFullPolicy};
+use switchyard_identity::{Domain, LimitRule, LimiterConfig};
 use switchyard_transport::TlsFiles;
 
 /// A commented, complete configuration; `switchyard config example` prints it.
@@ -21,19 +22,26 @@ struct Raw {
     tls: Option<RawTls>,
     http: RawHttp,
     tenant: RawTenant,
+    auth: RawAuth,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct RawServer {
     data_dir: PathBuf,
+    key_file: PathBuf,
     log_format: String,
     shutdown_timeout_secs: u64,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
-        RawServer { data_dir: "./data".into(), log_format: "text".into(), shutdown_timeout_secs: 10 }
+        RawServer {
+            data_dir: "./data".into(),
+            key_file: "./switchyard.key".into(),
+            log_format: "text".into(),
+            shutdown_timeout_secs: 10,
+        }
     }
 }
 
@@ -109,11 +117,36 @@ impl Default for RawHttp {
 #[serde(default, deny_unknown_fields)]
 struct RawTenant {
     domain: String,
+    key_rotation_grace_secs: u64,
 }
 
 impl Default for RawTenant {
     fn default() -> Self {
-        RawTenant { domain: "localhost".into() }
+        RawTenant {
+            domain: "localhost".into(),
+            key_rotation_grace_secs: switchyard_identity::DEFAULT_ROTATION_GRACE.as_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawAuth {
+    max_failures_per_address: u32,
+    max_failures_per_username: u32,
+    failure_window_secs: u64,
+    lockout_secs: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        let limits = LimiterConfig::default();
+        RawAuth {
+            max_failures_per_address: limits.per_address.max_failures,
+            max_failures_per_username: limits.per_username.max_failures,
+            failure_window_secs: limits.per_address.window.as_secs(),
+            lockout_secs: limits.per_address.cooldown.as_secs(),
+        }
     }
 }
 
@@ -129,6 +162,8 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
+    /// The server key file sealing tenants' master keys (keep it outside `data_dir`).
+    pub key_file: PathBuf,
     pub json_logs: bool,
     pub shutdown_timeout: Duration,
     pub mqtt_listen: SocketAddr,
@@ -141,7 +176,12 @@ pub struct Settings {
     pub max_connections: usize,
     pub connect_timeout: Duration,
     pub broker: BrokerConfig,
-    pub tenant_domain: String,
+    /// The tenant created on first start.
+    pub tenant_domain: Domain,
+    /// How long a previous master key stays valid after a rotation.
+    pub rotation_grace: Duration,
+    /// Failed-authentication limits.
+    pub auth_limits: LimiterConfig,
 }
 
 impl Settings {
@@ -162,7 +202,7 @@ impl Settings {
             let Some(rest) = name.strip_prefix("SWITCHYARD_") else { continue };
             let rest = rest.to_ascii_lowercase();
             let Some((section, key)) = rest.split_once('_') else { continue };
-            if !["server", "mqtt", "tls", "http", "tenant"].contains(&section) {
+            if !["server", "mqtt", "tls", "http", "tenant", "auth"].contains(&section) {
                 continue;
             }
             let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
@@ -220,6 +260,24 @@ impl Settings {
             topic_alias_maximum: m.topic_alias_maximum,
             ..BrokerConfig::default()
         };
+        let tenant_domain = Domain::parse(&raw.tenant.domain.to_ascii_lowercase())
+            .with_context(|| format!("tenant.domain = {:?} is not a valid domain", raw.tenant.domain))?;
+        let a = &raw.auth;
+        if a.max_failures_per_address == 0 || a.max_failures_per_username == 0 || a.failure_window_secs == 0 {
+            bail!(
+                "auth.max_failures_per_address, auth.max_failures_per_username and auth.failure_window_secs must be at least 1"
+            );
+        }
+        let rule = |max_failures| LimitRule {
+            max_failures,
+            window: Duration::from_secs(a.failure_window_secs),
+            cooldown: Duration::from_secs(a.lockout_secs),
+        };
+        let auth_limits = LimiterConfig {
+            per_address: rule(a.max_failures_per_address),
+            per_username: rule(a.max_failures_per_username),
+            ..LimiterConfig::default()
+        };
         let json_logs = match raw.server.log_format.as_str() {
             "json" => true,
             "text" => false,
@@ -227,6 +285,7 @@ impl Settings {
         };
         Ok(Settings {
             data_dir: raw.server.data_dir,
+            key_file: raw.server.key_file,
             json_logs,
             shutdown_timeout: Duration::from_secs(raw.server.shutdown_timeout_secs),
             mqtt_listen: addr("mqtt.listen", &m.listen)?,
@@ -239,7 +298,9 @@ impl Settings {
             max_connections: m.max_connections,
             connect_timeout: Duration::from_secs(m.connect_timeout_secs.max(1)),
             broker,
-            tenant_domain: raw.tenant.domain,
+            tenant_domain,
+            rotation_grace: Duration::from_secs(raw.tenant.key_rotation_grace_secs),
+            auth_limits,
         })
     }
 }
@@ -274,6 +335,10 @@ mod tests {
         assert_eq!(s.broker.max_packet_size, 262_144);
         assert_eq!(s.anonymous_deny, [DenyRule::Subscribe("test/nosubscribe".into())]);
         assert!(!s.allow_anonymous);
+        assert_eq!(s.key_file, PathBuf::from("./switchyard.key"));
+        assert_eq!(s.auth_limits, LimiterConfig::default());
+        assert_eq!(s.rotation_grace, switchyard_identity::DEFAULT_ROTATION_GRACE);
+        assert_eq!(s.tenant_domain.as_str(), "localhost");
     }
 
     #[test]
@@ -302,6 +367,8 @@ mod tests {
             ("[mqtt]\nmax_packet_size = 10\n", "max_packet_size"),
             ("[mqtt]\nnot_a_key = 1\n", "not_a_key"),
             ("[[mqtt.anonymous_deny]]\n", "anonymous_deny"),
+            ("[tenant]\ndomain = \"a_b\"\n", "tenant.domain"),
+            ("[auth]\nfailure_window_secs = 0\n", "failure_window_secs"),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, expected) in cases {

@@ -1,9 +1,13 @@
 //! The `switchyard` binary: parses the command line and runs the chosen command.
 //!
 //! - `serve`: the broker, wired from typed settings (see `serve.rs`).
+//! - `bench`: the load generator (`switchyard-bench`).
 //! - `config example`: prints a commented, complete configuration.
+//! - `tenant create`, `device key`, `device token`: identity commands without a server
+//!   (see `identity.rs`).
 
 mod config;
+mod identity;
 mod serve;
 
 use std::path::PathBuf;
@@ -35,6 +39,18 @@ enum Command {
         #[arg(long)]
         http_listen: Option<String>,
     },
+    /// Load generator: run a benchmark scenario against a broker on this machine.
+    Bench(switchyard_bench::Args),
+    /// Tenants (offline, against the embedded store).
+    Tenant {
+        #[command(subcommand)]
+        command: identity::TenantCommand,
+    },
+    /// Device keys and connection tokens, computed offline.
+    Device {
+        #[command(subcommand)]
+        command: identity::DeviceCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -55,6 +71,9 @@ fn main() -> ExitCode {
             let flags = config::Overrides { data_dir, mqtt_listen, http_listen };
             config::Settings::load(config.as_deref(), std::env::vars(), &flags).and_then(serve::run)
         }
+        Command::Bench(args) => switchyard_bench::run(args).map_err(anyhow::Error::from),
+        Command::Tenant { command } => identity::tenant(command),
+        Command::Device { command } => identity::device(command),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", config::EXAMPLE);
             Ok(())

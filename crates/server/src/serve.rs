@@ -1,11 +1,15 @@
-//! `switchyard serve`: open storage, start the core, bind every listener, wait for a signal,
-//! then drain within the deadline: stop accepting, close connections (wills go out), flush.
+//! `switchyard serve`: open storage and the key file, load the Device Hub (first start: write
+//! the initial credentials), start the core with the hub as its authenticator, bind every
+//! listener, wait for a signal, then drain within the deadline: stop accepting, close
+//! connections (wills go out), write pending device activity, flush.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use switchyard_broker::{AnonymousAuth, Broker};
+use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, Registry, system_clock};
+use switchyard_identity::KeyFile;
 use switchyard_storage_embedded::EmbeddedStore;
 use switchyard_transport::{ListenerLimits, TlsSource};
 use tokio::net::TcpListener;
@@ -39,14 +43,11 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
-    let store = EmbeddedStore::open(&settings.data_dir)
-        .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?;
-    let auth = AnonymousAuth { allow_anonymous: settings.allow_anonymous, deny: settings.anonymous_deny.clone() };
-    if !settings.allow_anonymous {
-        tracing::warn!(
-            "mqtt.allow_anonymous is false and no tenant authentication is configured yet: every MQTT client will be refused"
-        );
-    }
+    let store = Arc::new(
+        EmbeddedStore::open(&settings.data_dir)
+            .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?,
+    );
+    let hub = open_hub(&settings, Arc::clone(&store))?;
     let tls = match &settings.tls {
         Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate")?),
         None => None,
@@ -64,8 +65,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let router_stop = CancellationToken::new();
-    let (broker, router) = Broker::start(settings.broker.clone(), Arc::new(store), Arc::new(auth), router_stop.clone())
+    let (broker, router) = Broker::start(settings.broker.clone(), store, hub.clone(), router_stop.clone())
         .context("starting the broker core")?;
+    hub.attach(broker.clone());
+    let flusher_stop = CancellationToken::new();
+    let flusher = tokio::spawn(Arc::clone(&hub).run_flusher(flusher_stop.clone()));
     let limits = ListenerLimits {
         connect_timeout: settings.connect_timeout,
         connections: Arc::new(Semaphore::new(settings.max_connections)),
@@ -77,6 +81,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         limits: limits.clone(),
         shutdown: shutdown.clone(),
         tasks: tasks.clone(),
+        hub,
+        metrics: install_metrics(),
     });
 
     listeners.spawn(switchyard_transport::run_listener(
@@ -138,6 +144,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     if drained.is_err() {
         tracing::warn!(open = tasks.len(), "connections still open at the deadline; closing anyway");
     }
+    flusher_stop.cancel();
+    if tokio::time::timeout(settings.shutdown_timeout, flusher).await.is_err() {
+        tracing::error!("device activity was not written before the deadline");
+    }
     router_stop.cancel();
     if !core_failed && tokio::time::timeout(settings.shutdown_timeout, core).await.is_err() {
         tracing::error!("broker core did not finish flushing before the deadline");
@@ -147,6 +157,53 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The key file, the registry (bootstrapped on first start) and the hub over `store`.
+fn open_hub(settings: &Settings, store: Arc<EmbeddedStore>) -> anyhow::Result<Arc<Hub>> {
+    warn_if_inside(&settings.key_file, &settings.data_dir);
+    let key_file = KeyFile::load_or_create(&settings.key_file).context("opening the server key file")?;
+    let registry =
+        Registry::open(store, key_file, system_clock(), DEFAULT_DEVICE_CACHE).context("loading the device registry")?;
+    if let Some(path) =
+        registry.bootstrap(&settings.data_dir, &settings.tenant_domain).context("first-start bootstrap")?
+    {
+        tracing::warn!(
+            path = %path.display(),
+            "first start: the admin token and the first tenant's credentials were written to this file (mode 0600); \
+             read them, store them safely and delete the file"
+        );
+    }
+    let config = HubConfig {
+        rotation_grace: settings.rotation_grace,
+        limiter: settings.auth_limits,
+        anonymous: AnonymousAuth { allow_anonymous: settings.allow_anonymous, deny: settings.anonymous_deny.clone() },
+        ..HubConfig::default()
+    };
+    Ok(Hub::new(Arc::new(registry), config))
+}
+
+/// A key file inside the data directory defeats its purpose: a copy of the data would carry it.
+fn warn_if_inside(key_file: &std::path::Path, data_dir: &std::path::Path) {
+    let absolute = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    if absolute(key_file).starts_with(absolute(data_dir)) {
+        tracing::warn!(
+            key_file = %key_file.display(),
+            "the server key file is inside the data directory: a copy of the data then opens every master key; \
+             move it (server.key_file) and back it up separately"
+        );
+    }
+}
+
+/// Installs the Prometheus recorder behind `GET /metrics` (once per process).
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    match metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder() {
+        Ok(handle) => Some(handle),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics recorder not installed; /metrics shows broker figures only");
+            None
+        }
+    }
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -19,11 +19,7 @@ fn commit(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     let ops: Vec<_> = (next_seq..next_seq + batch)
-                        .map(|seq| SessionOp::PutMessage {
-                            session: session.clone(),
-                            seq,
-                            record: record.clone(),
-                        })
+                        .map(|seq| SessionOp::PutMessage { session: session.clone(), seq, record: record.clone() })
                         .collect();
                     next_seq += batch;
                     ops

@@ -12,8 +12,14 @@
 //! returns, the whole batch is on disk (fsynced); if it fails or the process dies first, none of it
 //! is. redb admits one write transaction at a time, so concurrent commits queue up.
 //!
+//! The same file holds the identity registry (module `registry`): four more tables, `registry_tenants`,
+//! `registry_devices`, `registry_apikeys` and `registry_meta`, behind
+//! [`RegistryStore`](switchyard_storage::RegistryStore).
+//!
 //! redb locks the file: a second [`EmbeddedStore::open`] of the same directory, from this process
 //! or another, fails with [`StorageError::Backend`] instead of sharing it.
+
+mod registry;
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +36,7 @@ const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 
 /// Broker state in `DIR/broker.redb`; see the [crate docs](crate).
 pub struct EmbeddedStore {
-    db: Database,
+    pub(crate) db: Database,
     path: PathBuf,
 }
 
@@ -40,12 +46,8 @@ impl EmbeddedStore {
     ///
     /// Fails if another handle, in this process or another, has the store open.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StorageError::Backend(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::Backend(format!("cannot create data directory {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StorageError::Backend(format!(
@@ -78,11 +80,7 @@ impl EmbeddedStore {
                     let key = session.as_str();
                     messages.retain_in((key, 0)..=(key, u64::MAX), |_, _| false)?;
                 }
-                SessionOp::PutMessage {
-                    session,
-                    seq,
-                    record,
-                } => {
+                SessionOp::PutMessage { session, seq, record } => {
                     messages.insert((session.as_str(), *seq), record.as_ref())?;
                 }
                 SessionOp::DeleteMessage { session, seq } => {
@@ -121,10 +119,7 @@ impl EmbeddedStore {
         let mut retained = Vec::new();
         for entry in txn.open_table(RETAINED)?.iter()? {
             let (topic, record) = entry?;
-            retained.push((
-                topic.value().to_owned(),
-                Bytes::copy_from_slice(record.value()),
-            ));
+            retained.push((topic.value().to_owned(), Bytes::copy_from_slice(record.value())));
         }
         Ok(Snapshot { sessions, retained })
     }
@@ -132,9 +127,7 @@ impl EmbeddedStore {
 
 impl std::fmt::Debug for EmbeddedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("EmbeddedStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -143,13 +136,9 @@ impl SessionStore for EmbeddedStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|e| map_error("begin write", e))?;
+        let mut txn = self.db.begin_write().map_err(|e| map_error("begin write", e))?;
         // The default already, but a PUBACK depends on it: say so.
-        txn.set_durability(Durability::Immediate)
-            .map_err(|e| StorageError::Backend(format!("set durability: {e}")))?;
+        txn.set_durability(Durability::Immediate).map_err(|e| StorageError::Backend(format!("set durability: {e}")))?;
         Self::apply(&txn, ops).map_err(|e| map_error("write batch", e))?;
         txn.commit().map_err(|e| map_error("commit", e))
     }
@@ -165,12 +154,13 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(SESSIONS)?;
     txn.open_table(MESSAGES)?;
     txn.open_table(RETAINED)?;
+    registry::create_tables(&txn)?;
     txn.commit()?;
     Ok(())
 }
 
 /// Sorts a redb failure into the two kinds the broker knows.
-fn map_error(context: &str, e: impl Into<redb::Error>) -> StorageError {
+pub(crate) fn map_error(context: &str, e: impl Into<redb::Error>) -> StorageError {
     match e.into() {
         redb::Error::Corrupted(detail) => StorageError::Corrupt(format!("{context}: {detail}")),
         e => StorageError::Backend(format!("{context}: {e}")),

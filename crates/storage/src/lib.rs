@@ -6,6 +6,9 @@
 //! one batch per group commit; a backend makes the whole batch durable, or none of it, before
 //! [`SessionStore::commit`] returns.
 //!
+//! The identity registry (tenants, devices, API keys) is stored through a second trait,
+//! [`RegistryStore`] ([`registry`]), with its own conformance checks.
+//!
 //! [`MemoryStore`] keeps state in memory: it is the reference the suite is checked against, and a
 //! stand-in for a real backend in broker tests (its clones share data, as a reopened file would).
 
@@ -13,8 +16,10 @@ use bytes::Bytes;
 
 pub mod conformance;
 mod memory;
+pub mod registry;
 
 pub use memory::MemoryStore;
+pub use registry::{RegistryError, RegistryOp, RegistryStore, Table};
 
 /// Why a storage call failed. The broker treats every variant as "not stored".
 #[derive(Debug, thiserror::Error)]
@@ -34,11 +39,7 @@ pub enum SessionOp {
     /// Remove a session record and every message stored under it.
     DeleteSession { session: String },
     /// Create or replace the message at `seq` of a session's queue.
-    PutMessage {
-        session: String,
-        seq: u64,
-        record: Bytes,
-    },
+    PutMessage { session: String, seq: u64, record: Bytes },
     /// Remove one message of a session's queue (absent is not an error).
     DeleteMessage { session: String, seq: u64 },
     /// Create or replace the retained message of a topic.
@@ -96,19 +97,9 @@ mod tests {
     fn null_store_accepts_everything_and_keeps_nothing() {
         let store = NullStore;
         let ops = [
-            SessionOp::PutSession {
-                session: "s".into(),
-                record: Bytes::from_static(b"r"),
-            },
-            SessionOp::PutMessage {
-                session: "s".into(),
-                seq: 1,
-                record: Bytes::from_static(b"m"),
-            },
-            SessionOp::PutRetained {
-                topic: "t".into(),
-                record: Bytes::from_static(b"r"),
-            },
+            SessionOp::PutSession { session: "s".into(), record: Bytes::from_static(b"r") },
+            SessionOp::PutMessage { session: "s".into(), seq: 1, record: Bytes::from_static(b"m") },
+            SessionOp::PutRetained { topic: "t".into(), record: Bytes::from_static(b"r") },
         ];
         store.commit(&ops).unwrap();
         store.commit(&[]).unwrap();

@@ -1,5 +1,6 @@
-//! An in-memory [`SessionStore`]: the reference the [`conformance`](crate::conformance) suite is
-//! checked against, and a stand-in for a real backend in broker tests.
+//! An in-memory [`SessionStore`] and [`RegistryStore`]: the reference the
+//! [`conformance`](crate::conformance) suites are checked against, and a stand-in for a real
+//! backend in broker and Device Hub tests.
 //!
 //! Clones share their data, so a test can "restart" a broker by handing a clone of the store it
 //! used to a new one, as a file-backed store would be reopened. Nothing survives the process.
@@ -9,9 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::registry::{RegistryError, RegistryOp, RegistryStore, Table, scan_start};
 use crate::{SessionOp, SessionStore, Snapshot, StorageError, StoredSession};
 
-/// Broker state kept in memory; clones are handles to the same data.
+/// Broker state and registry records kept in memory; clones are handles to the same data.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
@@ -23,6 +25,8 @@ struct State {
     /// Queued messages per session key, kept apart from `sessions` as a backend's tables are.
     messages: BTreeMap<String, BTreeMap<u64, Bytes>>,
     retained: BTreeMap<String, Bytes>,
+    /// Registry records: one ordered map per table.
+    registry: BTreeMap<Table, BTreeMap<String, Bytes>>,
 }
 
 impl State {
@@ -35,15 +39,8 @@ impl State {
                 self.sessions.remove(session);
                 self.messages.remove(session);
             }
-            SessionOp::PutMessage {
-                session,
-                seq,
-                record,
-            } => {
-                self.messages
-                    .entry(session.clone())
-                    .or_default()
-                    .insert(*seq, record.clone());
+            SessionOp::PutMessage { session, seq, record } => {
+                self.messages.entry(session.clone()).or_default().insert(*seq, record.clone());
             }
             SessionOp::DeleteMessage { session, seq } => {
                 if let Some(queue) = self.messages.get_mut(session) {
@@ -63,11 +60,51 @@ impl State {
     }
 }
 
+impl State {
+    fn registry_apply(&mut self, op: &RegistryOp) {
+        match op {
+            RegistryOp::Create { table, key, value } | RegistryOp::Put { table, key, value } => {
+                self.registry.entry(*table).or_default().insert(key.clone(), value.clone());
+            }
+            RegistryOp::Delete { table, key } => {
+                if let Some(records) = self.registry.get_mut(table) {
+                    records.remove(key);
+                }
+            }
+            RegistryOp::DeletePrefix { table, prefix } => {
+                if let Some(records) = self.registry.get_mut(table) {
+                    records.retain(|key, _| !key.starts_with(prefix.as_str()));
+                }
+            }
+        }
+    }
+
+    /// Whether `key` would exist after `ops` (a batch's earlier ops), without applying them.
+    fn exists_after(&self, ops: &[RegistryOp], table: Table, key: &str) -> bool {
+        let mut exists = self.registry.get(&table).is_some_and(|records| records.contains_key(key));
+        for op in ops {
+            match op {
+                RegistryOp::Create { table: t, key: k, .. } | RegistryOp::Put { table: t, key: k, .. }
+                    if *t == table && k == key =>
+                {
+                    exists = true;
+                }
+                RegistryOp::Delete { table: t, key: k } if *t == table && k == key => {
+                    exists = false;
+                }
+                RegistryOp::DeletePrefix { table: t, prefix } if *t == table && key.starts_with(prefix.as_str()) => {
+                    exists = false;
+                }
+                _ => {}
+            }
+        }
+        exists
+    }
+}
+
 impl MemoryStore {
     fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, StorageError> {
-        self.state
-            .lock()
-            .map_err(|_| StorageError::Backend("memory store poisoned by a panic".into()))
+        self.state.lock().map_err(|_| StorageError::Backend("memory store poisoned by a panic".into()))
     }
 }
 
@@ -96,12 +133,51 @@ impl SessionStore for MemoryStore {
                     .unwrap_or_default(),
             })
             .collect();
-        let retained = state
-            .retained
-            .iter()
-            .map(|(topic, record)| (topic.clone(), record.clone()))
-            .collect();
+        let retained = state.retained.iter().map(|(topic, record)| (topic.clone(), record.clone())).collect();
         Ok(Snapshot { sessions, retained })
+    }
+}
+
+impl RegistryStore for MemoryStore {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Bytes>, StorageError> {
+        let state = self.state()?;
+        Ok(state.registry.get(&table).and_then(|r| r.get(key)).cloned())
+    }
+
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Bytes)>, StorageError> {
+        let state = self.state()?;
+        let Some(records) = state.registry.get(&table) else {
+            return Ok(Vec::new());
+        };
+        let start = scan_start(prefix, after).map(str::to_owned);
+        Ok(records
+            .range((start, std::ops::Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn commit(&self, ops: &[RegistryOp]) -> Result<(), RegistryError> {
+        let mut state = self.state()?;
+        // Check every Create against the state the batch would have reached, then apply.
+        for (i, op) in ops.iter().enumerate() {
+            if let RegistryOp::Create { table, key, .. } = op
+                && state.exists_after(&ops[..i], *table, key)
+            {
+                return Err(RegistryError::Conflict { table: *table, key: key.clone() });
+            }
+        }
+        for op in ops {
+            state.registry_apply(op);
+        }
+        Ok(())
     }
 }
 
@@ -127,6 +203,28 @@ mod tests {
     }
 
     crate::session_store_conformance!(Memory);
+
+    mod registry {
+        use crate::MemoryStore;
+        use crate::conformance::registry::RegistryBackend;
+
+        struct Memory;
+
+        impl RegistryBackend for Memory {
+            type Store = MemoryStore;
+            type Place = MemoryStore;
+
+            fn place(&self) -> MemoryStore {
+                MemoryStore::default()
+            }
+
+            fn open(&self, place: &MemoryStore) -> MemoryStore {
+                place.clone()
+            }
+        }
+
+        crate::registry_store_conformance!(Memory);
+    }
 
     #[test]
     fn run_all_passes() {

@@ -210,8 +210,7 @@ impl Connection {
                     if shared.is_some() && f.options.no_local && self.protocol() == Protocol::V5 {
                         return Err(Ending::error(reason::PROTOCOL_ERROR, "no-local on a shared subscription"));
                     }
-                    let inner = shared.map_or(f.filter.as_str(), |(_, inner)| inner);
-                    allowed.push(self.broker.auth().may_subscribe(&self.accepted.principal, inner));
+                    allowed.push(self.broker.auth().may_subscribe(&self.accepted.principal, &f.filter));
                 }
                 self.to_core(Event::Subscribe { conn, subscribe, allowed }).await
             }

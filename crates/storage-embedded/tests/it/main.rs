@@ -27,11 +27,25 @@ mod conformance {
     switchyard_storage::session_store_conformance!(super::Embedded);
 }
 
-fn put_session(session: &str) -> SessionOp {
-    SessionOp::PutSession {
-        session: session.into(),
-        record: Bytes::from_static(b"record"),
+impl switchyard_storage::conformance::registry::RegistryBackend for Embedded {
+    type Store = EmbeddedStore;
+    type Place = TempDir;
+
+    fn place(&self) -> TempDir {
+        tempfile::tempdir().expect("create temporary directory")
     }
+
+    fn open(&self, place: &TempDir) -> EmbeddedStore {
+        EmbeddedStore::open(place.path()).expect("open embedded store")
+    }
+}
+
+mod registry_conformance {
+    switchyard_storage::registry_store_conformance!(super::Embedded);
+}
+
+fn put_session(session: &str) -> SessionOp {
+    SessionOp::PutSession { session: session.into(), record: Bytes::from_static(b"record") }
 }
 
 fn session_keys(store: &EmbeddedStore) -> Vec<String> {
@@ -78,10 +92,7 @@ fn open_on_a_path_that_is_a_file_fails() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("not-a-dir");
     std::fs::write(&file, b"x").unwrap();
-    assert!(matches!(
-        EmbeddedStore::open(&file),
-        Err(StorageError::Backend(_))
-    ));
+    assert!(matches!(EmbeddedStore::open(&file), Err(StorageError::Backend(_))));
 }
 
 #[test]
@@ -93,9 +104,24 @@ fn a_file_that_is_not_a_database_is_refused() {
         other => panic!("opening garbage gave {other:?}"),
     }
     let content = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
-    assert_eq!(
-        content,
-        vec![0xA5; 64 * 1024],
-        "the refused file was modified"
-    );
+    assert_eq!(content, vec![0xA5; 64 * 1024], "the refused file was modified");
+}
+
+#[test]
+fn registry_and_sessions_share_one_file() {
+    use switchyard_storage::{RegistryOp, RegistryStore, Table};
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    SessionStore::commit(&store, &[put_session("s")]).unwrap();
+    RegistryStore::commit(
+        &store,
+        &[RegistryOp::Put { table: Table::Tenants, key: "a.example".into(), value: Bytes::from_static(b"t") }],
+    )
+    .unwrap();
+    drop(store);
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1, "one database file");
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(session_keys(&store), ["s"]);
+    assert_eq!(store.get(Table::Tenants, "a.example").unwrap(), Some(Bytes::from_static(b"t")));
 }

@@ -4,16 +4,16 @@ use bytes::Bytes;
 
 use super::Backend;
 use super::support::{
-    bytes, check, commit, delete_message, delete_retained, delete_session, owned_stored,
-    put_message, put_retained, put_session, snapshot, stored,
+    bytes, check, commit, delete_message, delete_retained, delete_session, owned_stored, put_message, put_retained,
+    put_session, snapshot, stored,
 };
 use crate::{SessionOp, Snapshot, StoredSession};
 
 /// Session keys and topics that trip up prefix scans and orderings: prefixes of one another,
 /// separators, SQL `LIKE` wildcards, case, combining and multi-byte characters.
 const AWKWARD_KEYS: &[&str] = &[
-    "a", "ab", "a/", "a/b", "a:", "a:b", "a b", "a%", "a_", "a\\", "", "A", "Z", "'", "\"", "é",
-    "e\u{301}", "\u{1}", "\u{7f}", "\u{ffff}", "日本", "🦀/x",
+    "a", "ab", "a/", "a/b", "a:", "a:b", "a b", "a%", "a_", "a\\", "", "A", "Z", "'", "\"", "é", "e\u{301}", "\u{1}",
+    "\u{7f}", "\u{ffff}", "日本", "🦀/x",
 ];
 
 /// Sequence numbers around byte and sign boundaries, in no particular order.
@@ -52,19 +52,11 @@ pub fn empty_store_loads_nothing<B: Backend>(backend: &B) {
 pub fn sessions_round_trip<B: Backend>(backend: &B) {
     let place = backend.place();
     let store = backend.open(&place);
-    let puts: Vec<_> = AWKWARD_KEYS
-        .iter()
-        .rev()
-        .map(|key| put_session(key, &format!("record of {key:?}")))
-        .collect();
+    let puts: Vec<_> = AWKWARD_KEYS.iter().rev().map(|key| put_session(key, &format!("record of {key:?}"))).collect();
     let (first, second) = puts.split_at(puts.len() / 2);
     commit(&store, first);
     commit(&store, second);
-    let expected = snapshot(
-        AWKWARD_KEYS
-            .iter()
-            .map(|key| stored(key, &format!("record of {key:?}"), &[])),
-    );
+    let expected = snapshot(AWKWARD_KEYS.iter().map(|key| stored(key, &format!("record of {key:?}"), &[])));
     check(&store, &expected, "sessions with awkward keys");
 }
 
@@ -73,39 +65,14 @@ pub fn records_round_trip_byte_for_byte<B: Backend>(backend: &B) {
     let place = backend.place();
     let store = backend.open(&place);
     let every_byte = Bytes::from((0..=255).collect::<Vec<u8>>());
-    let large = Bytes::from(
-        (0..300 * 1024)
-            .map(|i| (i % 251) as u8)
-            .collect::<Vec<u8>>(),
-    );
+    let large = Bytes::from((0..300 * 1024).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let ops = [
-        SessionOp::PutSession {
-            session: "s".into(),
-            record: Bytes::new(),
-        },
-        SessionOp::PutMessage {
-            session: "s".into(),
-            seq: 0,
-            record: Bytes::new(),
-        },
-        SessionOp::PutMessage {
-            session: "s".into(),
-            seq: 1,
-            record: every_byte.clone(),
-        },
-        SessionOp::PutMessage {
-            session: "s".into(),
-            seq: 2,
-            record: large.clone(),
-        },
-        SessionOp::PutRetained {
-            topic: "empty".into(),
-            record: Bytes::new(),
-        },
-        SessionOp::PutRetained {
-            topic: "large".into(),
-            record: large.clone(),
-        },
+        SessionOp::PutSession { session: "s".into(), record: Bytes::new() },
+        SessionOp::PutMessage { session: "s".into(), seq: 0, record: Bytes::new() },
+        SessionOp::PutMessage { session: "s".into(), seq: 1, record: every_byte.clone() },
+        SessionOp::PutMessage { session: "s".into(), seq: 2, record: large.clone() },
+        SessionOp::PutRetained { topic: "empty".into(), record: Bytes::new() },
+        SessionOp::PutRetained { topic: "large".into(), record: large.clone() },
     ];
     commit(&store, &ops);
     let expected = Snapshot {
@@ -123,10 +90,7 @@ pub fn records_round_trip_byte_for_byte<B: Backend>(backend: &B) {
 pub fn put_session_replaces_record_and_keeps_messages<B: Backend>(backend: &B) {
     let place = backend.place();
     let store = backend.open(&place);
-    commit(
-        &store,
-        &[put_session("s", "old"), put_message("s", 7, "m7")],
-    );
+    commit(&store, &[put_session("s", "old"), put_message("s", 7, "m7")]);
     commit(&store, &[put_session("s", "new")]);
     let expected = snapshot([stored("s", "new", &[(7, "m7")])]);
     check(&store, &expected, "after replacing the session record");
@@ -142,10 +106,7 @@ pub fn delete_session_removes_only_its_messages<B: Backend>(backend: &B) {
     let mut ops = Vec::new();
     for key in AWKWARD_KEYS {
         ops.push(put_session(key, key));
-        ops.extend(
-            seqs.iter()
-                .map(|&seq| put_message(key, seq, &message(key, seq))),
-        );
+        ops.extend(seqs.iter().map(|&seq| put_message(key, seq, &message(key, seq))));
     }
     commit(&store, &ops);
     for (deleted, key) in AWKWARD_KEYS.iter().enumerate() {
@@ -154,19 +115,11 @@ pub fn delete_session_removes_only_its_messages<B: Backend>(backend: &B) {
             let messages = seqs.iter().map(|&seq| (seq, message(key, seq))).collect();
             owned_stored(key, key, messages)
         }));
-        check(
-            &store,
-            &expected,
-            &format!("after deleting session {key:?}"),
-        );
+        check(&store, &expected, &format!("after deleting session {key:?}"));
     }
     commit(&store, &[put_session("a", "again")]);
     let expected = snapshot([stored("a", "again", &[])]);
-    check(
-        &store,
-        &expected,
-        "a deleted session put again has no messages",
-    );
+    check(&store, &expected, "a deleted session put again has no messages");
 }
 
 /// Messages come back in ascending `seq` order over the whole `u64` range.
@@ -178,12 +131,7 @@ pub fn messages_load_in_seq_order<B: Backend>(backend: &B) {
     for half in [first, second] {
         let ops: Vec<_> = half
             .iter()
-            .flat_map(|&seq| {
-                [
-                    put_message("s", seq, &seq.to_string()),
-                    put_message("t", seq, &format!("t{seq}")),
-                ]
-            })
+            .flat_map(|&seq| [put_message("s", seq, &seq.to_string()), put_message("t", seq, &format!("t{seq}"))])
             .collect();
         commit(&store, &ops);
     }
@@ -201,11 +149,7 @@ pub fn put_message_replaces<B: Backend>(backend: &B) {
     let store = backend.open(&place);
     commit(&store, &[put_session("s", "s"), put_message("s", 5, "old")]);
     commit(&store, &[put_message("s", 5, "new")]);
-    check(
-        &store,
-        &snapshot([stored("s", "s", &[(5, "new")])]),
-        "after replacing a message",
-    );
+    check(&store, &snapshot([stored("s", "s", &[(5, "new")])]), "after replacing a message");
 }
 
 /// `DeleteMessage` removes one message; an absent `seq` or session is not an error.
@@ -214,72 +158,38 @@ pub fn delete_message_removes_one<B: Backend>(backend: &B) {
     let store = backend.open(&place);
     commit(
         &store,
-        &[
-            put_session("s", "s"),
-            put_message("s", 1, "m1"),
-            put_message("s", 2, "m2"),
-            put_message("s", 3, "m3"),
-        ],
+        &[put_session("s", "s"), put_message("s", 1, "m1"), put_message("s", 2, "m2"), put_message("s", 3, "m3")],
     );
     commit(&store, &[delete_message("s", 2)]);
-    commit(
-        &store,
-        &[delete_message("s", 99), delete_message("nobody", 1)],
-    );
+    commit(&store, &[delete_message("s", 99), delete_message("nobody", 1)]);
     let expected = snapshot([stored("s", "s", &[(1, "m1"), (3, "m3")])]);
-    check(
-        &store,
-        &expected,
-        "after deleting a message and absent ones",
-    );
+    check(&store, &expected, "after deleting a message and absent ones");
     commit(&store, &[delete_message("s", 1), delete_message("s", 3)]);
     let expected = snapshot([stored("s", "s", &[])]);
-    check(
-        &store,
-        &expected,
-        "a session whose messages are all deleted stays",
-    );
+    check(&store, &expected, "a session whose messages are all deleted stays");
 }
 
 /// Messages under a key with no session record are not part of the snapshot.
 pub fn messages_without_session_are_not_loaded<B: Backend>(backend: &B) {
     let place = backend.place();
     let store = backend.open(&place);
-    commit(
-        &store,
-        &[put_message("ghost", 1, "m"), put_session("s", "s")],
-    );
-    check(
-        &store,
-        &snapshot([stored("s", "s", &[])]),
-        "message without a session",
-    );
+    commit(&store, &[put_message("ghost", 1, "m"), put_session("s", "s")]);
+    check(&store, &snapshot([stored("s", "s", &[])]), "message without a session");
     commit(&store, &[delete_session("ghost")]);
-    check(
-        &store,
-        &snapshot([stored("s", "s", &[])]),
-        "after deleting the absent session",
-    );
+    check(&store, &snapshot([stored("s", "s", &[])]), "after deleting the absent session");
 }
 
 /// Retained messages are put, replaced and deleted by exact topic, apart from sessions.
 pub fn retained_put_replace_delete<B: Backend>(backend: &B) {
     let place = backend.place();
     let store = backend.open(&place);
-    let topics: Vec<&str> = AWKWARD_KEYS
-        .iter()
-        .copied()
-        .chain(["$SYS/broker/uptime", "a/b/c"])
-        .collect();
+    let topics: Vec<&str> = AWKWARD_KEYS.iter().copied().chain(["$SYS/broker/uptime", "a/b/c"]).collect();
     let ops: Vec<_> = topics.iter().map(|t| put_retained(t, t)).collect();
     commit(&store, &ops);
     commit(&store, &[put_retained("a/b", "replaced")]);
     commit(&store, &[delete_retained("a"), delete_retained("absent")]);
     // Same strings as session keys: the two namespaces must not touch.
-    commit(
-        &store,
-        &[put_session("ab", "session"), delete_session("a/")],
-    );
+    commit(&store, &[put_session("ab", "session"), delete_session("a/")]);
     commit(&store, &[delete_retained("ab")]);
     let mut retained: Vec<(String, Bytes)> = topics
         .iter()
@@ -290,15 +200,8 @@ pub fn retained_put_replace_delete<B: Backend>(backend: &B) {
         })
         .collect();
     retained.sort();
-    let expected = Snapshot {
-        sessions: vec![stored("ab", "session", &[])],
-        retained,
-    };
-    check(
-        &store,
-        &expected,
-        "retained after puts, replace and deletes",
-    );
+    let expected = Snapshot { sessions: vec![stored("ab", "session", &[])], retained };
+    check(&store, &expected, "retained after puts, replace and deletes");
 }
 
 /// Ops inside one batch apply in order: a later op sees the effect of an earlier one.
@@ -307,11 +210,7 @@ pub fn ops_apply_in_batch_order<B: Backend>(backend: &B) {
     let store = backend.open(&place);
     commit(
         &store,
-        &[
-            put_session("replaced", "old"),
-            put_message("replaced", 9, "old"),
-            put_retained("t-replaced", "old"),
-        ],
+        &[put_session("replaced", "old"), put_message("replaced", 9, "old"), put_retained("t-replaced", "old")],
     );
     commit(
         &store,
@@ -373,32 +272,19 @@ pub fn large_batch_is_fully_visible<B: Backend>(backend: &B) {
     for i in 0..100u64 {
         let key = format!("session-{i:03}");
         ops.push(put_session(&key, &key));
-        let messages: Vec<_> = (0..99u64)
-            .map(|j| (j * 1_000 + i, bytes(&format!("{i}:{j}"))))
-            .collect();
+        let messages: Vec<_> = (0..99u64).map(|j| (j * 1_000 + i, bytes(&format!("{i}:{j}")))).collect();
         ops.extend(messages.iter().map(|(seq, record)| SessionOp::PutMessage {
             session: key.clone(),
             seq: *seq,
             record: record.clone(),
         }));
-        sessions.push(StoredSession {
-            session: key.clone(),
-            record: bytes(&key),
-            messages,
-        });
+        sessions.push(StoredSession { session: key.clone(), record: bytes(&key), messages });
     }
     assert_eq!(ops.len(), 10_000);
     commit(&store, &ops);
-    let expected = Snapshot {
-        sessions,
-        retained: Vec::new(),
-    };
+    let expected = Snapshot { sessions, retained: Vec::new() };
     check(&store, &expected, "after a batch of 10,000 puts");
-    let deletes: Vec<_> = expected
-        .sessions
-        .iter()
-        .map(|s| delete_session(&s.session))
-        .collect();
+    let deletes: Vec<_> = expected.sessions.iter().map(|s| delete_session(&s.session)).collect();
     commit(&store, &deletes);
     check(&store, &Snapshot::default(), "after deleting every session");
 }
@@ -419,15 +305,7 @@ pub fn data_survives_reopen<B: Backend>(backend: &B) {
             put_retained("y", "y1"),
         ],
     );
-    commit(
-        &store,
-        &[
-            put_session("a", "a2"),
-            delete_message("a", 1),
-            delete_session("b"),
-            delete_retained("y"),
-        ],
-    );
+    commit(&store, &[put_session("a", "a2"), delete_message("a", 1), delete_session("b"), delete_retained("y")]);
     let expected = Snapshot {
         sessions: vec![stored("a", "a2", &[(u64::MAX, "a#max")])],
         retained: vec![("x".into(), bytes("x1"))],
@@ -436,10 +314,7 @@ pub fn data_survives_reopen<B: Backend>(backend: &B) {
     drop(store);
     let store = backend.open(&place);
     check(&store, &expected, "after reopening");
-    commit(
-        &store,
-        &[put_message("a", 2, "a#2"), put_retained("z", "z1")],
-    );
+    commit(&store, &[put_message("a", 2, "a#2"), put_retained("z", "z1")]);
     drop(store);
     let store = backend.open(&place);
     let expected = Snapshot {
@@ -460,10 +335,7 @@ pub fn concurrent_commits_all_land<B: Backend>(backend: &B) {
             scope.spawn(move || {
                 for b in 0..batches {
                     let key = format!("t{t}-b{b:02}");
-                    commit(
-                        store,
-                        &[put_session(&key, &key), put_message(&key, b, &key)],
-                    );
+                    commit(store, &[put_session(&key, &key), put_message(&key, b, &key)]);
                 }
             });
         }

@@ -14,12 +14,16 @@
 //! - messages stored under a key that has no session record are not loaded;
 //! - records come back byte for byte, empty ones included.
 //!
+//! The registry's checks ([`RegistryStore`](crate::RegistryStore)) live in [`registry`], with
+//! their own macro, [`registry_store_conformance!`](crate::registry_store_conformance).
+//!
 //! A batch that fails must leave nothing behind; the suite cannot provoke a failure in a backend it
 //! does not know, so backends test that themselves where they can.
 
 use crate::SessionStore;
 
 mod checks;
+pub mod registry;
 mod support;
 
 pub use checks::*;

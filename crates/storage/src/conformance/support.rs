@@ -10,44 +10,27 @@ pub(super) fn bytes(s: &str) -> Bytes {
 }
 
 pub(super) fn put_session(session: &str, record: &str) -> SessionOp {
-    SessionOp::PutSession {
-        session: session.into(),
-        record: bytes(record),
-    }
+    SessionOp::PutSession { session: session.into(), record: bytes(record) }
 }
 
 pub(super) fn delete_session(session: &str) -> SessionOp {
-    SessionOp::DeleteSession {
-        session: session.into(),
-    }
+    SessionOp::DeleteSession { session: session.into() }
 }
 
 pub(super) fn put_message(session: &str, seq: u64, record: &str) -> SessionOp {
-    SessionOp::PutMessage {
-        session: session.into(),
-        seq,
-        record: bytes(record),
-    }
+    SessionOp::PutMessage { session: session.into(), seq, record: bytes(record) }
 }
 
 pub(super) fn delete_message(session: &str, seq: u64) -> SessionOp {
-    SessionOp::DeleteMessage {
-        session: session.into(),
-        seq,
-    }
+    SessionOp::DeleteMessage { session: session.into(), seq }
 }
 
 pub(super) fn put_retained(topic: &str, record: &str) -> SessionOp {
-    SessionOp::PutRetained {
-        topic: topic.into(),
-        record: bytes(record),
-    }
+    SessionOp::PutRetained { topic: topic.into(), record: bytes(record) }
 }
 
 pub(super) fn delete_retained(topic: &str) -> SessionOp {
-    SessionOp::DeleteRetained {
-        topic: topic.into(),
-    }
+    SessionOp::DeleteRetained { topic: topic.into() }
 }
 
 pub(super) fn stored(session: &str, record: &str, messages: &[(u64, &str)]) -> StoredSession {
@@ -58,18 +41,11 @@ pub(super) fn stored(session: &str, record: &str, messages: &[(u64, &str)]) -> S
     }
 }
 
-pub(super) fn owned_stored(
-    session: &str,
-    record: &str,
-    messages: Vec<(u64, String)>,
-) -> StoredSession {
+pub(super) fn owned_stored(session: &str, record: &str, messages: Vec<(u64, String)>) -> StoredSession {
     StoredSession {
         session: session.into(),
         record: bytes(record),
-        messages: messages
-            .into_iter()
-            .map(|(seq, m)| (seq, m.into()))
-            .collect(),
+        messages: messages.into_iter().map(|(seq, m)| (seq, m.into())).collect(),
     }
 }
 
@@ -77,10 +53,7 @@ pub(super) fn owned_stored(
 pub(super) fn snapshot(sessions: impl IntoIterator<Item = StoredSession>) -> Snapshot {
     let mut sessions: Vec<_> = sessions.into_iter().collect();
     sessions.sort_by(|a, b| a.session.cmp(&b.session));
-    Snapshot {
-        sessions,
-        retained: Vec::new(),
-    }
+    Snapshot { sessions, retained: Vec::new() }
 }
 
 pub(super) fn commit<S: SessionStore>(store: &S, ops: &[SessionOp]) {
@@ -101,18 +74,9 @@ pub(super) fn check<S: SessionStore>(store: &S, expected: &Snapshot, context: &s
 }
 
 fn first_difference(actual: &Snapshot, expected: &Snapshot) -> Option<String> {
-    let keys = |s: &Snapshot| {
-        s.sessions
-            .iter()
-            .map(|s| s.session.clone())
-            .collect::<Vec<_>>()
-    };
+    let keys = |s: &Snapshot| s.sessions.iter().map(|s| s.session.clone()).collect::<Vec<_>>();
     if keys(actual) != keys(expected) {
-        return Some(format!(
-            "session keys are {:?}, expected {:?}",
-            keys(actual),
-            keys(expected)
-        ));
+        return Some(format!("session keys are {:?}, expected {:?}", keys(actual), keys(expected)));
     }
     for (a, e) in actual.sessions.iter().zip(&expected.sessions) {
         if a.record != e.record {
@@ -125,39 +89,21 @@ fn first_difference(actual: &Snapshot, expected: &Snapshot) -> Option<String> {
         }
         let seqs = |s: &StoredSession| s.messages.iter().map(|m| m.0).collect::<Vec<_>>();
         if seqs(a) != seqs(e) {
-            return Some(format!(
-                "session {:?} message seqs are {:?}, expected {:?}",
-                a.session,
-                seqs(a),
-                seqs(e)
-            ));
+            return Some(format!("session {:?} message seqs are {:?}, expected {:?}", a.session, seqs(a), seqs(e)));
         }
         for ((seq, am), (_, em)) in a.messages.iter().zip(&e.messages) {
             if am != em {
-                return Some(format!(
-                    "session {:?} message {seq} is {}, expected {}",
-                    a.session,
-                    show(am),
-                    show(em)
-                ));
+                return Some(format!("session {:?} message {seq} is {}, expected {}", a.session, show(am), show(em)));
             }
         }
     }
     let topics = |s: &Snapshot| s.retained.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
     if topics(actual) != topics(expected) {
-        return Some(format!(
-            "retained topics are {:?}, expected {:?}",
-            topics(actual),
-            topics(expected)
-        ));
+        return Some(format!("retained topics are {:?}, expected {:?}", topics(actual), topics(expected)));
     }
     for ((topic, a), (_, e)) in actual.retained.iter().zip(&expected.retained) {
         if a != e {
-            return Some(format!(
-                "retained {topic:?} is {}, expected {}",
-                show(a),
-                show(e)
-            ));
+            return Some(format!("retained {topic:?} is {}, expected {}", show(a), show(e)));
         }
     }
     None
@@ -169,9 +115,5 @@ fn show(record: &Bytes) -> String {
     if record.len() <= SHOWN {
         return format!("{record:?}");
     }
-    format!(
-        "{} bytes starting {:?}…",
-        record.len(),
-        record.slice(..SHOWN)
-    )
+    format!("{} bytes starting {:?}…", record.len(), record.slice(..SHOWN))
 }

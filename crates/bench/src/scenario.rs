@@ -1,0 +1,202 @@
+//! The scenario table. A scenario is a name, a line of help, the default for its N and a
+//! function that turns the options into a [`Workload`]: plain data that a runner executes.
+//! Message scenarios differ only in who subscribes to what and who publishes where, so they all
+//! produce a [`FlowPlan`]; a new kind of load (HTTP ingest, queries) adds a `Workload` variant
+//! and its runner, and its rows here.
+
+use crate::error::BenchError;
+use crate::options::Options;
+
+/// One row of the table.
+#[derive(Debug)]
+pub struct ScenarioSpec {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// The scenario's N when `--clients` is not given.
+    pub default_clients: usize,
+    pub plan: fn(&Options, &Names) -> Result<Workload, BenchError>,
+}
+
+/// What a runner executes.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    /// Publishers and subscribers exchanging timestamped messages.
+    Flow(FlowPlan),
+    /// Connections that connect and then stay idle, to weigh them in broker memory.
+    Idle { connections: usize },
+    /// Connect, CONNACK, DISCONNECT in a loop, by this many concurrent workers.
+    ConnectRate { workers: usize },
+}
+
+/// Who subscribes to what, and who publishes where.
+#[derive(Debug, Clone)]
+pub struct FlowPlan {
+    /// The filters of each subscriber.
+    pub subscribers: Vec<Vec<String>>,
+    /// The topics of each publisher, used in turn.
+    pub publishers: Vec<Vec<String>>,
+    /// Deliveries expected for each message published.
+    pub copies: u64,
+}
+
+/// Unique names for one run, so runs never see each other's messages or sessions.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// Prefix of every topic, e.g. `bench/3fa9c1`.
+    pub topics: String,
+    /// Prefix of every client identifier, e.g. `sb3fa9c1`.
+    pub clients: String,
+}
+
+impl Names {
+    /// Names derived from the clock and the process id.
+    pub fn unique() -> Names {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+            .unwrap_or_default();
+        let run = (nanos ^ std::process::id().rotate_left(16)) & 0x00ff_ffff;
+        Names { topics: format!("bench/{run:06x}"), clients: format!("sb{run:06x}") }
+    }
+
+    /// Client identifier of a role's `i`-th client (`p` publisher, `s` subscriber, ...).
+    pub fn client(&self, role: char, i: usize) -> String {
+        format!("{}{role}{i}", self.clients)
+    }
+}
+
+/// Every scenario, in the order `--help` lists them.
+pub static SCENARIOS: &[ScenarioSpec] = &[
+    ScenarioSpec {
+        name: "fan-in",
+        about: "N publishers -> 1 subscriber (wildcard)",
+        default_clients: 20,
+        plan: fan_in,
+    },
+    ScenarioSpec {
+        name: "fan-out",
+        about: "1 publisher -> N subscribers of one topic",
+        default_clients: 100,
+        plan: fan_out,
+    },
+    ScenarioSpec { name: "p2p", about: "N publisher/subscriber pairs, one topic each", default_clients: 10, plan: p2p },
+    ScenarioSpec {
+        name: "shared",
+        about: "--publishers -> shared subscription ($share/bench/...) with N members",
+        default_clients: 10,
+        plan: shared,
+    },
+    ScenarioSpec {
+        name: "many-topics",
+        about: "N publishers over --topics topics -> 1 subscriber of every topic",
+        default_clients: 10,
+        plan: many_topics,
+    },
+    ScenarioSpec {
+        name: "idle",
+        about: "N idle connections; broker memory per connection (--broker-pid)",
+        default_clients: 1000,
+        plan: |o, _| Ok(Workload::Idle { connections: o.clients }),
+    },
+    ScenarioSpec {
+        name: "connect-rate",
+        about: "N workers connecting and disconnecting; connections per second",
+        default_clients: 8,
+        plan: |o, _| Ok(Workload::ConnectRate { workers: o.clients }),
+    },
+];
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static ScenarioSpec> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+fn fan_in(o: &Options, n: &Names) -> Result<Workload, BenchError> {
+    Ok(Workload::Flow(FlowPlan {
+        subscribers: vec![vec![format!("{}/in/+", n.topics)]],
+        publishers: (0..o.clients).map(|i| vec![format!("{}/in/{i}", n.topics)]).collect(),
+        copies: 1,
+    }))
+}
+
+fn fan_out(o: &Options, n: &Names) -> Result<Workload, BenchError> {
+    let topic = format!("{}/out", n.topics);
+    Ok(Workload::Flow(FlowPlan {
+        subscribers: vec![vec![topic.clone()]; o.clients],
+        publishers: vec![vec![topic]],
+        copies: o.clients as u64,
+    }))
+}
+
+fn p2p(o: &Options, n: &Names) -> Result<Workload, BenchError> {
+    let topics: Vec<Vec<String>> = (0..o.clients).map(|i| vec![format!("{}/p2p/{i}", n.topics)]).collect();
+    Ok(Workload::Flow(FlowPlan { subscribers: topics.clone(), publishers: topics, copies: 1 }))
+}
+
+fn shared(o: &Options, n: &Names) -> Result<Workload, BenchError> {
+    let topic = format!("{}/shared", n.topics);
+    Ok(Workload::Flow(FlowPlan {
+        subscribers: vec![vec![format!("$share/bench/{topic}")]; o.clients],
+        publishers: vec![vec![topic]; o.publishers],
+        copies: 1,
+    }))
+}
+
+fn many_topics(o: &Options, n: &Names) -> Result<Workload, BenchError> {
+    if o.topics < o.clients {
+        return Err(BenchError::Options("many-topics needs --topics at least as large as --clients".into()));
+    }
+    let topic = |k: usize| format!("{}/t/{}/{k}", n.topics, k % 16);
+    let publishers = (0..o.clients).map(|i| (i..o.topics).step_by(o.clients).map(topic).collect()).collect();
+    Ok(Workload::Flow(FlowPlan { subscribers: vec![(0..o.topics).map(topic).collect()], publishers, copies: 1 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::options::Args;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn plan(line: &str) -> FlowPlan {
+        let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+        let options = Options::from_args(cli.args).unwrap();
+        let names = Names { topics: "bench/r".into(), clients: "sbr".into() };
+        match (options.scenario.plan)(&options, &names).unwrap() {
+            Workload::Flow(plan) => plan,
+            other => panic!("not a flow: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flows_have_the_promised_shape() {
+        let p = plan("b fan-in -n 3");
+        assert_eq!(p.subscribers, vec![vec!["bench/r/in/+".to_string()]]);
+        assert_eq!(p.publishers.len(), 3);
+        let p = plan("b fan-out -n 4");
+        assert_eq!((p.subscribers.len(), p.publishers.len(), p.copies), (4, 1, 4));
+        let p = plan("b shared -n 5 --publishers 2");
+        assert_eq!(p.subscribers[0], vec!["$share/bench/bench/r/shared".to_string()]);
+        assert_eq!((p.subscribers.len(), p.publishers.len(), p.copies), (5, 2, 1));
+        let p = plan("b many-topics -n 3 --topics 10");
+        assert_eq!(p.subscribers[0].len(), 10);
+        let mut published: Vec<&String> = p.publishers.iter().flatten().collect();
+        published.sort();
+        let mut subscribed: Vec<&String> = p.subscribers[0].iter().collect();
+        subscribed.sort();
+        assert_eq!(published, subscribed);
+    }
+
+    #[test]
+    fn names_are_short_and_distinct() {
+        let n = Names::unique();
+        assert!(n.client('p', 99_999).len() <= 23);
+        assert_ne!(n.client('p', 1), n.client('s', 1));
+    }
+}

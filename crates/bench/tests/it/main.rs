@@ -1,0 +1,150 @@
+//! Smoke runs of every scenario against a real broker started in this process: about a second
+//! each, with tiny numbers. They check that messages flow and that the report is well-formed
+//! JSON, never how fast anything is: speed is not a test.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::Value;
+use switchyard_bench::{Args, Options};
+use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, RouterThread};
+use switchyard_storage_embedded::EmbeddedStore;
+use switchyard_transport::ListenerLimits;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Longest a broker may take to drain and flush when a test ends.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// The broker in-process on 127.0.0.1:0, plain MQTT, embedded storage in a temporary directory.
+struct TestBroker {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    router_stop: CancellationToken,
+    tasks: TaskTracker,
+    router: RouterThread,
+    _dir: tempfile::TempDir,
+}
+
+impl TestBroker {
+    async fn start() -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).expect("store opens");
+        let auth = AnonymousAuth { allow_anonymous: true, deny: Vec::new() };
+        let router_stop = CancellationToken::new();
+        let (broker, router) =
+            Broker::start(BrokerConfig::default(), Arc::new(store), Arc::new(auth), router_stop.clone()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
+        let limits =
+            ListenerLimits { connect_timeout: Duration::from_secs(5), connections: Arc::new(Semaphore::new(1000)) };
+        tokio::spawn(switchyard_transport::run_listener(
+            listener,
+            None,
+            broker,
+            limits,
+            tasks.clone(),
+            shutdown.clone(),
+        ));
+        TestBroker { addr, shutdown, router_stop, tasks, router, _dir: dir }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        tokio::time::timeout(STOP_WAIT, self.tasks.wait()).await.expect("connections drain");
+        self.router_stop.cancel();
+        let router = self.router;
+        tokio::time::timeout(STOP_WAIT, tokio::task::spawn_blocking(move || router.join()))
+            .await
+            .expect("router stops")
+            .unwrap();
+    }
+}
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+}
+
+/// Run `switchyard bench <line>` against a fresh broker and return its report as parsed JSON.
+async fn bench(line: &str) -> Value {
+    let broker = TestBroker::start().await;
+    let command = format!("bench {line} --port {} --warmup 0.2 --duration 1 --json", broker.addr.port());
+    let args = Cli::try_parse_from(command.split_whitespace()).expect("valid command line").args;
+    let options = Options::from_args(args).expect("valid options");
+    let report = switchyard_bench::run_scenario(options, false).await.expect("the scenario runs");
+    broker.stop().await;
+    let text = serde_json::to_string_pretty(&report).unwrap();
+    let json: Value = serde_json::from_str(&text).expect("the report is valid JSON");
+    assert_eq!(json["tool"], "switchyard-bench");
+    assert_eq!(json["scenario"], line.split_whitespace().next().unwrap());
+    assert!(json["errors"].is_array(), "{json}");
+    json
+}
+
+fn delivered(json: &Value) -> u64 {
+    json["flow"]["delivered"].as_u64().unwrap_or_else(|| panic!("no flow.delivered in {json}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_in_qos1_delivers() {
+    let json = bench("fan-in -n 3 --qos 1").await;
+    assert!(delivered(&json) > 0, "{json}");
+    assert!(json["flow"]["latency"]["p99_us"].is_number(), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_qos2_delivers() {
+    let json = bench("fan-out -n 3 --qos 2 --protocol 3").await;
+    assert!(delivered(&json) > 0, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2p_qos0_at_a_fixed_rate_delivers() {
+    let json = bench("p2p -n 2 --qos 0 --rate 500 --payload 64").await;
+    assert!(delivered(&json) > 0, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_subscription_delivers() {
+    let json = bench("shared -n 3 --publishers 2").await;
+    assert!(delivered(&json) > 0, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_topics_delivers() {
+    let json = bench("many-topics -n 2 --topics 50 --count 200").await;
+    assert!(delivered(&json) > 0, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_sessions_deliver_in_both_protocols() {
+    for protocol in ["3", "5"] {
+        let json = bench(&format!("fan-in -n 2 --persistent --protocol {protocol}")).await;
+        assert!(delivered(&json) > 0, "{json}");
+        assert_eq!(json["persistent"], true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_weighed() {
+    let pid = std::process::id();
+    let json = bench(&format!("idle -n 20 --broker-pid {pid}")).await;
+    assert_eq!(json["idle"]["connections"], 20, "{json}");
+    assert!(json["idle"]["alive_at_end"].as_u64().unwrap() > 0, "{json}");
+    assert!(json["idle"]["broker_bytes_per_connection"].is_number(), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_rate_with_credentials_connects() {
+    let json = bench("connect-rate -n 2 --username dev-{i} --password key-{i}").await;
+    assert!(json["connect"]["connects"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["authenticated"], true);
+}
