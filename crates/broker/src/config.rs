@@ -32,6 +32,12 @@ pub struct BrokerConfig {
     pub max_queued_bytes: usize,
     /// Policy when a session's queue is full of QoS 1/2 messages.
     pub queue_full: QueueFullPolicy,
+    /// Back-pressure: when every connected subscriber a QoS 1/2 message goes to has at least
+    /// this many messages queued, the publisher's acknowledgement waits until one of them drains
+    /// to half of it, so publishers slow to their consumers' pace instead of overflowing them.
+    /// A message with at least one subscriber keeping up is acknowledged at once, so a stalled
+    /// subscriber never slows the others.
+    pub backpressure_queue: usize,
     /// Topic aliases a client may set towards us (advertised, 5.0).
     pub topic_alias_maximum: u16,
     /// Longest session expiry granted, in seconds.
@@ -52,6 +58,7 @@ impl Default for BrokerConfig {
             max_queued_messages: 10_000,
             max_queued_bytes: 16 * 1024 * 1024,
             queue_full: QueueFullPolicy::default(),
+            backpressure_queue: 1000,
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
             event_queue: 4096,

@@ -99,6 +99,8 @@ pub struct Session {
     pub offline_since_ms: Option<u64>,
     /// True once the session record has been written to storage.
     pub stored: bool,
+    /// Publishers' acknowledgements held back while this session is behind (back-pressure).
+    pub waiting_acks: Vec<(Arc<Outbox>, crate::outbox::Outgoing)>,
 }
 
 impl Session {
@@ -121,6 +123,7 @@ impl Session {
             next_seq: 0,
             offline_since_ms: None,
             stored: false,
+            waiting_acks: Vec::new(),
         }
     }
 

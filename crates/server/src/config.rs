@@ -58,6 +58,7 @@ struct RawMqtt {
     max_queued_messages: usize,
     max_queued_bytes: usize,
     queue_full: String,
+    backpressure_queue: usize,
     max_connections: usize,
     connect_timeout_secs: u64,
     topic_alias_maximum: u16,
@@ -78,6 +79,7 @@ impl Default for RawMqtt {
             max_queued_messages: core.max_queued_messages,
             max_queued_bytes: core.max_queued_bytes,
             queue_full: "disconnect".into(),
+            backpressure_queue: core.backpressure_queue,
             max_connections: 100_000,
             connect_timeout_secs: 10,
             topic_alias_maximum: core.topic_alias_maximum,
@@ -257,6 +259,7 @@ impl Settings {
             max_queued_messages: m.max_queued_messages,
             max_queued_bytes: m.max_queued_bytes,
             queue_full,
+            backpressure_queue: m.backpressure_queue,
             topic_alias_maximum: m.topic_alias_maximum,
             ..BrokerConfig::default()
         };

@@ -180,6 +180,7 @@ impl Router {
             Some(_) => self.publish_will(id),
             None => {}
         }
+        self.release_waiting(id, true);
         if expiry == 0 {
             self.end_session(id);
         } else {
@@ -195,6 +196,7 @@ impl Router {
         if self.sessions.get(&id).is_some_and(|s| s.will.is_some()) {
             self.publish_will(id);
         }
+        self.release_waiting(id, true);
         let Some(session) = self.sessions.remove(&id) else { return };
         if let Some(attached) = &session.attached {
             self.conns.remove(&attached.conn);

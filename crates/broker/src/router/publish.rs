@@ -21,6 +21,21 @@ use crate::subtree::SessionId;
 pub(super) struct Routed {
     pub matched: usize,
     pub refused: usize,
+    /// Set when every connected QoS 1/2 subscriber it went to is behind: one of them.
+    pub all_behind: Option<SessionId>,
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivered {
+    /// Sent, or dropped by rule (QoS 0 offline, expired, too large): nothing to wait for.
+    Done,
+    /// Queued for a connected session; `behind` when its queue is over the back-pressure mark.
+    Queued { behind: bool },
+    /// Queued for an offline session.
+    Stored,
+    /// The session's queue was full.
+    Refused,
 }
 
 impl Router {
@@ -48,15 +63,19 @@ impl Router {
             Protocol::V5 if routed.refused == routed.matched => reason::QUOTA_EXCEEDED,
             Protocol::V5 => reason::SUCCESS,
         };
-        if qos == QoS::AtLeastOnce {
-            self.send(&outbox, Outgoing::Ack(AckKind::PubAck, packet_id, code));
+        let ack = if qos == QoS::AtLeastOnce {
+            Outgoing::Ack(AckKind::PubAck, packet_id, code)
         } else {
             if code < 0x80
                 && let Some(session) = self.sessions.get_mut(&id)
             {
                 session.incoming_qos2.insert(packet_id);
             }
-            self.send(&outbox, Outgoing::Ack(AckKind::PubRec, packet_id, code));
+            Outgoing::Ack(AckKind::PubRec, packet_id, code)
+        };
+        match routed.all_behind.and_then(|behind| self.sessions.get_mut(&behind)) {
+            Some(slow) => slow.waiting_acks.push((outbox, ack)),
+            None => self.send(&outbox, ack),
         }
     }
 
@@ -142,21 +161,30 @@ impl Router {
                 target_sessions.push(session);
             }
         }
-        let mut routed = Routed { matched: targets.len(), refused: 0 };
+        let mut routed = Routed { matched: targets.len(), ..Routed::default() };
+        let mut keeping_up = false;
         for (session, delivery) in target_sessions.into_iter().zip(targets) {
-            if !self.deliver(session, delivery) {
-                routed.refused += 1;
+            match self.deliver(session, delivery) {
+                Delivered::Refused => routed.refused += 1,
+                Delivered::Queued { behind: true } => {
+                    routed.all_behind.get_or_insert(session);
+                }
+                Delivered::Queued { behind: false } | Delivered::Done => keeping_up = true,
+                Delivered::Stored => {}
             }
+        }
+        if keeping_up {
+            routed.all_behind = None;
         }
         routed
     }
 
-    /// Hand one delivery to a session. False when the session's queue refused it.
-    pub(super) fn deliver(&mut self, id: SessionId, delivery: Delivery) -> bool {
+    /// Hand one delivery to a session.
+    pub(super) fn deliver(&mut self, id: SessionId, delivery: Delivery) -> Delivered {
         let now = now_ms();
-        let Some(session) = self.sessions.get_mut(&id) else { return true };
+        let Some(session) = self.sessions.get_mut(&id) else { return Delivered::Done };
         if delivery.message.expired(now) {
-            return true;
+            return Delivered::Done;
         }
         if let Some(attached) = &session.attached
             && attached.max_packet_size < u32::MAX
@@ -166,7 +194,7 @@ impl Router {
             if size > attached.max_packet_size as usize {
                 // Larger than the client accepts: discarded as if delivered (MQTT 5.0 3.1.2.25).
                 self.stats.oversized_dropped.fetch_add(1, Ordering::Relaxed);
-                return true;
+                return Delivered::Done;
             }
         }
         if delivery.qos == QoS::AtMostOnce {
@@ -175,13 +203,13 @@ impl Router {
                 self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
                 self.send(&outbox, Outgoing::Publish(delivery));
             }
-            return true;
+            return Delivered::Done;
         }
         let cost = delivery.message.cost();
         if session.queue.is_empty() && session.window_room() > 0 {
             let held = Held { delivery, flow: Flow::Queued, seq: None };
             self.send_held(id, held);
-            return true;
+            return Delivered::Done;
         }
         if session.queue.len() >= self.cfg.max_queued_messages
             || session.queued_bytes + cost > self.cfg.max_queued_bytes
@@ -195,7 +223,7 @@ impl Router {
                 self.send(&attached.outbox, Outgoing::Close(reason::QUOTA_EXCEEDED));
                 self.disconnected(attached.conn, WillAction::Publish, None);
             }
-            return false;
+            return Delivered::Refused;
         }
         let mut held = Held { delivery, flow: Flow::Queued, seq: None };
         if session.persistent() {
@@ -209,7 +237,27 @@ impl Router {
         }
         session.queued_bytes += cost;
         session.queue.push_back(held);
-        true
+        if session.attached.is_none() {
+            return Delivered::Stored;
+        }
+        Delivered::Queued { behind: session.queue.len() >= self.backpressure_mark() }
+    }
+
+    /// Queue length from which a session counts as behind.
+    fn backpressure_mark(&self) -> usize {
+        self.cfg.backpressure_queue.min(self.cfg.max_queued_messages / 2).max(1)
+    }
+
+    /// Release the acknowledgements held for a session once it has caught up (or gone).
+    pub(super) fn release_waiting(&mut self, id: SessionId, all: bool) {
+        let mark = self.backpressure_mark();
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        if session.waiting_acks.is_empty() || (!all && session.queue.len() > mark / 2) {
+            return;
+        }
+        for (outbox, ack) in std::mem::take(&mut session.waiting_acks) {
+            self.send(&outbox, ack);
+        }
     }
 
     /// Put a message in flight: allocate its packet id, store it, send it.
@@ -244,12 +292,13 @@ impl Router {
         loop {
             let Some(session) = self.sessions.get_mut(&id) else { return };
             if session.window_room() == 0 {
-                return;
+                break;
             }
-            let Some(held) = session.queue.pop_front() else { return };
+            let Some(held) = session.queue.pop_front() else { break };
             session.queued_bytes -= held.delivery.message.cost();
             self.send_held(id, held);
         }
+        self.release_waiting(id, false);
     }
 
     /// Remove the inflight message `packet_id` if it is in `flow`; returns it.

@@ -124,7 +124,7 @@ impl Router {
                 packet_id: 0,
                 subscription_ids: sub_id.into_iter().collect(),
             };
-            self.deliver(id, delivery);
+            let _ = self.deliver(id, delivery);
         }
     }
 }

@@ -56,14 +56,19 @@ async fn overflowing_subscriber_is_disconnected_with_quota_exceeded() {
     let broker = TestBroker::start(dir.path(), small_queues(QueueFullPolicy::DisconnectSubscriber)).await;
     let (mut stalled, _) = Client::connect(broker.addr, Protocol::V5, "stalled", true, Properties::default()).await;
     assert_eq!(stalled.subscribe("load", QoS::AtLeastOnce).await, [1]);
+    // A healthy subscriber keeps up, so the publisher is not held back for the stalled one.
+    let (mut healthy, _) = Client::connect(broker.addr, Protocol::V5, "healthy", true, Properties::default()).await;
+    assert_eq!(healthy.subscribe("load", QoS::AtLeastOnce).await, [1]);
+    let reader = tokio::spawn(async move { while healthy.next_publish().await.is_some() {} });
     let (mut publisher, _) = Client::connect(broker.addr, Protocol::V5, "pub", true, Properties::default()).await;
     for i in 1..=60 {
         publisher.publish("load", QoS::AtLeastOnce, i, b"{}").await;
-        let _ = publisher.recv().await;
+        assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
     }
     // The stalled client reads only now: its window of messages, then DISCONNECT 0x97.
     assert_eq!(stalled.closed_with().await, Some(reason::QUOTA_EXCEEDED));
     broker.stop().await;
+    reader.abort();
 }
 
 #[tokio::test]
@@ -115,5 +120,37 @@ async fn server_keep_alive_caps_the_client() {
     let broker = TestBroker::start(dir.path(), config).await;
     let (_client, ack) = Client::connect(broker.addr, Protocol::V5, "ka", true, Properties::default()).await;
     assert_eq!(ack.properties.server_keep_alive, Some(30));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn publisher_waits_for_a_lone_slow_subscriber_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig { max_inflight_messages: 4, backpressure_queue: 8, ..BrokerConfig::default() };
+    let broker = TestBroker::start(dir.path(), config).await;
+    let (mut slow, _) = Client::connect(broker.addr, Protocol::V5, "slow", true, Properties::default()).await;
+    assert_eq!(slow.subscribe("bp", QoS::AtLeastOnce).await, [1]);
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V311, "pub", true, Properties::default()).await;
+    for i in 1..=30u16 {
+        publisher.publish("bp", QoS::AtLeastOnce, i, b"{}").await;
+    }
+    // 4 in flight and 7 queued are acknowledged; from the 8th queued message on, the only
+    // subscriber is behind and the acknowledgements wait.
+    let mut acked = 0;
+    while let Some(Packet::PubAck(_)) = publisher.recv_within(Duration::from_millis(300)).await {
+        acked += 1;
+    }
+    assert_eq!(acked, 11);
+    // The subscriber catches up: every message arrives, every acknowledgement follows.
+    for _ in 0..30 {
+        slow.next_publish().await.expect("every message is delivered");
+    }
+    while acked < 30 {
+        match publisher.recv().await {
+            Some(Packet::PubAck(_)) => acked += 1,
+            other => panic!("expected the held PUBACKs, got {other:?}"),
+        }
+    }
+    assert_eq!(broker.broker.stats().queue_refused.load(Ordering::Relaxed), 0);
     broker.stop().await;
 }
