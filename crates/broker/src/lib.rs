@@ -98,7 +98,9 @@ impl Broker {
         let stats = Arc::new(Stats::default());
         let snapshot = store.load().map_err(BrokerError::Load)?;
         let restored = snapshot.sessions.len();
-        let mut router = router::Router::new(Arc::clone(&config), Arc::clone(&auth), store, Arc::clone(&stats));
+        let mut router =
+            router::Router::new(Arc::clone(&config), Arc::clone(&auth), Arc::clone(&store), Arc::clone(&stats))
+                .map_err(BrokerError::Thread)?;
         router.restore(snapshot);
         tracing::info!(sessions = restored, "broker state loaded");
         let (tx, rx) = mpsc::channel(config.event_queue);

@@ -122,10 +122,10 @@ pub struct ConnectRequest {
 #[derive(Debug)]
 pub enum Event {
     Connect(Box<ConnectRequest>),
-    /// An authorized PUBLISH with its topic resolved.
+    /// An authorized PUBLISH with its topic resolved (boxed: keeps every event small).
     Publish {
         conn: ConnId,
-        publish: Publish,
+        publish: Box<Publish>,
     },
     PubAck {
         conn: ConnId,

@@ -36,7 +36,14 @@ fn init_logs(json: bool) {
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     init_logs(settings.json_logs);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    // The broker core has a thread of its own; the connections get the other cores.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = (cores - 1).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(serve(settings))
 }
 

@@ -267,7 +267,7 @@ impl Connection {
             tracing::info!(client_id = %self.accepted.client_id, topic = %publish.topic, "publish not authorized; closing");
             return Err(Ending::error(reason::NOT_AUTHORIZED, "publish not authorized"));
         }
-        self.to_core(Event::Publish { conn: self.conn, publish }).await
+        self.to_core(Event::Publish { conn: self.conn, publish: Box::new(publish) }).await
     }
 
     /// Encode what the core queued, until the write buffer is full enough.

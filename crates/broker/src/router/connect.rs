@@ -8,7 +8,7 @@ use switchyard_codec::{ConnAck, Packet, Protocol, Publish, reason};
 use switchyard_storage::SessionOp;
 
 use super::{Router, Timer};
-use crate::message::{ConnId, ConnectRequest, Message, WillAction, now_ms};
+use crate::message::{ConnId, ConnectRequest, Message, WillAction};
 use crate::outbox::{AckKind, Outgoing};
 use crate::session::{Attached, Flow, Session};
 use crate::subtree::SessionId;
@@ -153,7 +153,7 @@ impl Router {
     /// Detach `conn` from session `id`: the session ends, or waits offline for its expiry.
     fn detach(&mut self, conn: ConnId, id: SessionId, will: WillAction) {
         self.conns.remove(&conn);
-        let now = now_ms();
+        let now = self.now;
         let Some(session) = self.sessions.get_mut(&id) else { return };
         if session.attached.as_ref().is_none_or(|a| a.conn != conn) {
             return;
@@ -227,7 +227,7 @@ impl Router {
             payload: will.payload,
             properties: will.properties,
         };
-        let message = Message::from_publish(publish, now_ms());
+        let message = Message::from_publish(publish, self.now);
         self.accept(&ns, Arc::new(message), None);
     }
 }

@@ -4,6 +4,7 @@
 //! It never waits on a connection: everything it sends goes through non-blocking outboxes. It
 //! runs on a thread of its own, so a storage commit delays only the router, never the sockets.
 
+mod commit;
 mod connect;
 mod publish;
 mod subscribe;
@@ -49,7 +50,7 @@ enum Timer {
 pub(crate) struct Router {
     cfg: Arc<BrokerConfig>,
     auth: Arc<dyn Authenticator>,
-    store: Arc<dyn SessionStore>,
+    committer: commit::Committer,
     stats: Arc<Stats>,
     sessions: HashMap<SessionId, Session>,
     by_key: HashMap<(Namespace, Arc<str>), SessionId>,
@@ -65,6 +66,8 @@ pub(crate) struct Router {
     /// Packets held until the batch is durable, in order.
     held: Vec<(Arc<Outbox>, Outgoing)>,
     started_ms: u64,
+    /// The clock, read once per batch.
+    now: u64,
 }
 
 impl Router {
@@ -73,11 +76,12 @@ impl Router {
         auth: Arc<dyn Authenticator>,
         store: Arc<dyn SessionStore>,
         stats: Arc<Stats>,
-    ) -> Router {
-        Router {
+    ) -> std::io::Result<Router> {
+        let committer = commit::Committer::start(store, Arc::clone(&stats))?;
+        Ok(Router {
             cfg,
             auth,
-            store,
+            committer,
             stats,
             sessions: HashMap::new(),
             by_key: HashMap::new(),
@@ -90,7 +94,8 @@ impl Router {
             dirty: HashSet::new(),
             held: Vec::new(),
             started_ms: now_ms(),
-        }
+            now: now_ms(),
+        })
     }
 
     /// Rebuild state from storage: offline sessions with their queues, and retained messages.
@@ -138,6 +143,7 @@ impl Router {
                     if n == 0 {
                         break;
                     }
+                    self.now = now_ms();
                     for event in batch.drain(..) {
                         self.handle(event);
                     }
@@ -153,12 +159,13 @@ impl Router {
         }
         self.shutdown();
         self.finish_batch();
+        self.committer.finish();
     }
 
     fn handle(&mut self, event: Event) {
         match event {
             Event::Connect(req) => self.connect(*req),
-            Event::Publish { conn, publish } => self.publish(conn, publish),
+            Event::Publish { conn, publish } => self.publish(conn, *publish),
             Event::PubAck { conn, packet_id } => self.puback(conn, packet_id),
             Event::PubRec { conn, packet_id } => self.pubrec(conn, packet_id),
             Event::PubRel { conn, packet_id } => self.pubrel(conn, packet_id),
@@ -170,8 +177,8 @@ impl Router {
         }
     }
 
-    /// Write dirty session records, commit, then release held packets. A failed commit sends
-    /// no acknowledgement: the publishers waiting for one are disconnected and will resend.
+    /// Write dirty session records and hand the batch to the committer, which releases the
+    /// held packets once the batch is durable (at once when there is nothing to store).
     fn finish_batch(&mut self) {
         for id in std::mem::take(&mut self.dirty) {
             if let Some(session) = self.sessions.get_mut(&id)
@@ -182,25 +189,11 @@ impl Router {
                 session.stored = true;
             }
         }
-        let mut failed = false;
-        if !self.ops.is_empty() {
-            let ops = std::mem::take(&mut self.ops);
-            if let Err(e) = self.store.commit(&ops) {
-                tracing::error!(error = %e, ops = ops.len(), "storage commit failed; acknowledgements withheld");
-                self.stats.storage_errors.fetch_add(1, Ordering::Relaxed);
-                failed = true;
-            }
+        if self.ops.is_empty() && self.held.is_empty() {
+            return;
         }
-        for (outbox, item) in self.held.drain(..) {
-            if failed && is_ack(&item) {
-                outbox.push(Outgoing::Close(reason::UNSPECIFIED_ERROR));
-            } else {
-                let dropped = outbox.push(item);
-                if dropped > 0 {
-                    self.stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-                }
-            }
-        }
+        let batch = commit::Batch { ops: std::mem::take(&mut self.ops), held: std::mem::take(&mut self.held) };
+        self.committer.submit(batch);
     }
 
     /// Hold `item` for `outbox` until the batch is durable.
@@ -225,7 +218,8 @@ impl Router {
     }
 
     fn fire_timers(&mut self) {
-        let now = now_ms();
+        self.now = now_ms();
+        let now = self.now;
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -287,7 +281,8 @@ impl Router {
     /// Server shutdown: wills that are due now are published, every client is told, and
     /// every persistent session is written with the time it went offline.
     fn shutdown(&mut self) {
-        let now = now_ms();
+        self.now = now_ms();
+        let now = self.now;
         let ids: Vec<SessionId> = self.sessions.keys().copied().collect();
         for id in ids {
             let Some(session) = self.sessions.get_mut(&id) else { continue };
@@ -305,14 +300,5 @@ impl Router {
     /// Key used to store a retained message.
     fn retained_key(ns: &Namespace, topic: &str) -> String {
         store_key(ns, topic)
-    }
-}
-
-fn is_ack(item: &Outgoing) -> bool {
-    use switchyard_codec::Packet;
-    match item {
-        Outgoing::Ack(kind, ..) => matches!(kind, crate::outbox::AckKind::PubAck | crate::outbox::AckKind::PubRec),
-        Outgoing::Control(packet) => matches!(**packet, Packet::ConnAck(_) | Packet::SubAck(_)),
-        Outgoing::Publish(_) | Outgoing::Close(_) => false,
     }
 }

@@ -10,7 +10,7 @@ use switchyard_storage::SessionOp;
 use super::Router;
 use crate::auth::Namespace;
 use crate::config::QueueFullPolicy;
-use crate::message::{ConnId, Delivery, Message, WillAction, now_ms};
+use crate::message::{ConnId, Delivery, Message, WillAction};
 use crate::outbox::{AckKind, Outgoing};
 use crate::persist;
 use crate::session::{Flow, Held};
@@ -52,7 +52,7 @@ impl Router {
             return;
         }
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        let message = Arc::new(Message::from_publish(publish, now_ms()));
+        let message = Arc::new(Message::from_publish(publish, self.now));
         let routed = self.accept(&ns, message, Some(id));
         if qos == QoS::AtMostOnce {
             return;
@@ -181,7 +181,7 @@ impl Router {
 
     /// Hand one delivery to a session.
     pub(super) fn deliver(&mut self, id: SessionId, delivery: Delivery) -> Delivered {
-        let now = now_ms();
+        let now = self.now;
         let Some(session) = self.sessions.get_mut(&id) else { return Delivered::Done };
         if delivery.message.expired(now) {
             return Delivered::Done;
@@ -264,7 +264,7 @@ impl Router {
     fn send_held(&mut self, id: SessionId, mut held: Held) {
         let Some(session) = self.sessions.get_mut(&id) else { return };
         let Some(attached) = session.attached.clone() else { return };
-        let now = now_ms();
+        let now = self.now;
         if held.delivery.message.expired(now) {
             if let Some(seq) = held.seq {
                 self.ops.push(SessionOp::DeleteMessage { session: session.store_key(), seq });
