@@ -14,6 +14,7 @@ use switchyard_codec::{
     ConnAck, Connect, DecodeError, Disconnect, EncodeError, Packet, Properties, Protocol, PubResp, Publish, QoS,
     SubOptions, Subscribe, SubscribeFilter,
 };
+use switchyard_identity::{Domain, MasterKey, ResourceId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,26 +29,55 @@ const FILTERS_PER_SUBSCRIBE: usize = 100;
 /// Free space kept in the input buffer before each read.
 const READ_SPACE: usize = 64 * 1024;
 
-/// User name and password sent in every CONNECT. `{i}` in either is replaced by the client's
-/// index, so per-device credentials can be generated from one pattern.
+/// What every CONNECT of a run presents.
 #[derive(Clone)]
-pub struct Credentials {
-    pub username: String,
-    pub password: Option<String>,
+pub enum Credentials {
+    /// A fixed user name and password; `{i}` in either is replaced by the client's index, so
+    /// per-client credentials can be generated from one pattern.
+    Password { username: String, password: Option<String> },
+    /// Devices of a tenant (SPEC §2.2): user name `{domain}/{client id}`, password the device key
+    /// derived from the tenant's master key for that resource id.
+    DeviceKey { domain: Domain, master: MasterKey },
 }
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+        match self {
+            Credentials::Password { username, .. } => {
+                f.debug_struct("Password").field("username", username).finish_non_exhaustive()
+            }
+            Credentials::DeviceKey { domain, .. } => {
+                f.debug_struct("DeviceKey").field("domain", domain).finish_non_exhaustive()
+            }
+        }
     }
 }
 
 impl Credentials {
-    fn for_client(&self, index: usize) -> (String, Option<Bytes>) {
-        let index = index.to_string();
-        let username = self.username.replace("{i}", &index);
-        let password = self.password.as_ref().map(|p| Bytes::from(p.replace("{i}", &index)));
-        (username, password)
+    /// How clients authenticate, for the report.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credentials::Password { .. } => "password",
+            Credentials::DeviceKey { .. } => "device-key",
+        }
+    }
+
+    /// User name and password of client `index`, whose client identifier is `client_id`.
+    fn for_client(&self, index: usize, client_id: &str) -> Result<(String, Option<Bytes>), BenchError> {
+        match self {
+            Credentials::Password { username, password } => {
+                let index = index.to_string();
+                let username = username.replace("{i}", &index);
+                let password = password.as_ref().map(|p| Bytes::from(p.replace("{i}", &index)));
+                Ok((username, password))
+            }
+            Credentials::DeviceKey { domain, master } => {
+                let resource = ResourceId::parse(client_id)
+                    .map_err(|e| BenchError::Options(format!("client id {client_id:?} is no resource id: {e}")))?;
+                let key = master.derive_device_key(&resource).expose_base64();
+                Ok((format!("{domain}/{client_id}"), Some(Bytes::from(key))))
+            }
+        }
     }
 }
 
@@ -60,7 +90,7 @@ pub struct Session<'a> {
     pub persistent: Option<u32>,
     pub keep_alive: u16,
     pub credentials: Option<&'a Credentials>,
-    /// Index substituted for `{i}` in the credentials.
+    /// Index substituted for `{i}` in password credentials.
     pub index: usize,
 }
 
@@ -99,7 +129,7 @@ impl Conn {
         };
         let (username, password) = match session.credentials {
             Some(c) => {
-                let (u, p) = c.for_client(session.index);
+                let (u, p) = c.for_client(session.index, &session.client_id)?;
                 (Some(u), p)
             }
             None => (None, None),
@@ -454,8 +484,18 @@ mod tests {
 
     #[test]
     fn credentials_substitute_the_index() {
-        let c = Credentials { username: "dev-{i}".into(), password: Some("key-{i}".into()) };
-        assert_eq!(c.for_client(7), ("dev-7".into(), Some(Bytes::from("key-7"))));
+        let c = Credentials::Password { username: "dev-{i}".into(), password: Some("key-{i}".into()) };
+        assert_eq!(c.for_client(7, "x").unwrap(), ("dev-7".into(), Some(Bytes::from("key-7"))));
         assert!(!format!("{c:?}").contains("key"));
+    }
+
+    #[test]
+    fn device_credentials_derive_the_key_of_the_client_id() {
+        let master = MasterKey::generate().unwrap();
+        let expected = master.derive_device_key(&ResourceId::parse("sb1p0").unwrap()).expose_base64();
+        let c = Credentials::DeviceKey { domain: Domain::parse("a.example").unwrap(), master };
+        assert_eq!(c.for_client(0, "sb1p0").unwrap(), ("a.example/sb1p0".into(), Some(Bytes::from(expected))));
+        assert!(c.for_client(0, "no/slash").is_err());
+        assert!(!format!("{c:?}").contains("master"));
     }
 }

@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<(), BenchError> {
 
 /// Run one scenario inside the current tokio runtime and return its report.
 pub async fn run_scenario(options: Options, show_progress: bool) -> Result<Report, BenchError> {
-    let names = Names::unique();
+    let names = Names::unique(&options.topic_prefix);
     let workload = (options.scenario.plan)(&options, &names)?;
     let ctx = Arc::new(Ctx { options, names });
     let progress = Progress::new(show_progress);

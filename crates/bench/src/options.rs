@@ -3,10 +3,12 @@
 //! bounded in time (and optionally in count), and numbers that cannot work are refused.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::builder::{PossibleValue, PossibleValuesParser};
 use switchyard_codec::{Protocol, QoS};
+use switchyard_identity::{Domain, MasterKey};
 
 use crate::client::{Credentials, STAMP_LEN};
 use crate::error::BenchError;
@@ -80,6 +82,17 @@ pub struct Args {
     /// Password for every CONNECT (`{i}` is replaced by the client's index).
     #[arg(long, requires = "username", env = "SWITCHYARD_BENCH_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
+    /// Authenticate every client as a device of --tenant, with the device key derived from the
+    /// master key in this file (43 characters of base64url) for its client id.
+    #[arg(long, conflicts_with = "username", requires = "tenant")]
+    pub master_key_file: Option<PathBuf>,
+    /// The tenant's domain for --master-key-file.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// First topic level(s) of every topic used; with application credentials, the tenant's
+    /// domain (e.g. `localhost/bench`).
+    #[arg(long, default_value = "bench")]
+    pub topic_prefix: String,
     /// The broker's process id: its resident memory and CPU time are reported.
     #[arg(long)]
     pub broker_pid: Option<u32>,
@@ -117,6 +130,8 @@ pub struct Options {
     /// Session expiry of persistent subscribers.
     pub persistent: Option<u32>,
     pub credentials: Option<Credentials>,
+    /// First level(s) of every topic.
+    pub topic_prefix: String,
     pub broker_pid: Option<u32>,
     pub label: Option<String>,
     pub json: bool,
@@ -150,6 +165,17 @@ impl Options {
         if args.payload < STAMP_LEN || args.payload > 16 * 1024 * 1024 {
             return Err(BenchError::Options(format!("--payload must be between {STAMP_LEN} bytes and 16 MiB")));
         }
+        if args.topic_prefix.is_empty() || args.topic_prefix.contains(['+', '#']) || args.topic_prefix.ends_with('/') {
+            return Err(BenchError::Options(
+                "--topic-prefix must be a topic name without wildcards or a trailing /".into(),
+            ));
+        }
+        let credentials = match (args.master_key_file, args.tenant, args.username) {
+            (Some(file), Some(tenant), _) => Some(device_keys(&file, &tenant)?),
+            (None, Some(_), _) => return Err(BenchError::Options("--tenant needs --master-key-file".into())),
+            (None, None, Some(username)) => Some(Credentials::Password { username, password: args.password }),
+            _ => None,
+        };
         if args.count == Some(0) {
             return Err(BenchError::Options("--count must be at least 1".into()));
         }
@@ -169,7 +195,8 @@ impl Options {
             duration,
             warmup,
             persistent: args.persistent.then_some(args.session_expiry),
-            credentials: args.username.map(|username| Credentials { username, password: args.password }),
+            credentials,
+            topic_prefix: args.topic_prefix,
             broker_pid: args.broker_pid,
             label: args.label,
             json: args.json,
@@ -181,6 +208,17 @@ impl Options {
         let run = (self.warmup + self.duration).as_secs() + 60;
         u16::try_from(run).unwrap_or(u16::MAX)
     }
+}
+
+/// Device credentials: the tenant's domain and the master key read from `file`.
+fn device_keys(file: &Path, tenant: &str) -> Result<Credentials, BenchError> {
+    let domain = Domain::parse(tenant).map_err(|e| BenchError::Options(format!("--tenant {tenant:?}: {e}")))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| BenchError::Options(format!("cannot read {}: {e}", file.display())))?;
+    let master = MasterKey::from_base64(text.trim()).map_err(|_| {
+        BenchError::Options(format!("{} must hold a master key: 43 characters of base64url", file.display()))
+    })?;
+    Ok(Credentials::DeviceKey { domain, master })
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, BenchError> {
@@ -235,6 +273,9 @@ mod tests {
             "bench fan-in --qos 3",
             "bench fan-in --count 0",
             "bench fan-in --password x",
+            "bench fan-in --tenant a.example",
+            "bench fan-in --master-key-file /nonexistent --tenant a.example",
+            "bench fan-in --topic-prefix a/+",
         ] {
             assert!(parse(line).is_err(), "{line} was accepted");
         }

@@ -41,7 +41,8 @@ pub struct Report {
     /// Closed-loop bound on messages not yet delivered; `None`: open loop.
     pub backlog: Option<u64>,
     pub persistent: bool,
-    pub authenticated: bool,
+    /// How clients authenticated: `none`, `password` or `device-key`.
+    pub auth: &'static str,
     pub warmup_s: f64,
     pub duration_s: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,7 +91,7 @@ impl Report {
             inflight: o.inflight,
             backlog: o.backlog,
             persistent: o.persistent.is_some(),
-            authenticated: o.credentials.is_some(),
+            auth: o.credentials.as_ref().map_or("none", |c| c.kind()),
             warmup_s: o.warmup.as_secs_f64(),
             duration_s: o.duration.as_secs_f64(),
             flow,

@@ -42,21 +42,21 @@ pub struct FlowPlan {
 /// Unique names for one run, so runs never see each other's messages or sessions.
 #[derive(Debug, Clone)]
 pub struct Names {
-    /// Prefix of every topic, e.g. `bench/3fa9c1`.
+    /// Prefix of every topic, e.g. `bench/3fa9c1` (`--topic-prefix` and the run).
     pub topics: String,
     /// Prefix of every client identifier, e.g. `sb3fa9c1`.
     pub clients: String,
 }
 
 impl Names {
-    /// Names derived from the clock and the process id.
-    pub fn unique() -> Names {
+    /// Names derived from the clock and the process id; topics start with `topic_prefix`.
+    pub fn unique(topic_prefix: &str) -> Names {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
             .unwrap_or_default();
         let run = (nanos ^ std::process::id().rotate_left(16)) & 0x00ff_ffff;
-        Names { topics: format!("bench/{run:06x}"), clients: format!("sb{run:06x}") }
+        Names { topics: format!("{topic_prefix}/{run:06x}"), clients: format!("sb{run:06x}") }
     }
 
     /// Client identifier of a role's `i`-th client (`p` publisher, `s` subscriber, ...).
@@ -195,7 +195,8 @@ mod tests {
 
     #[test]
     fn names_are_short_and_distinct() {
-        let n = Names::unique();
+        let n = Names::unique("bench");
+        assert!(n.topics.starts_with("bench/"));
         assert!(n.client('p', 99_999).len() <= 23);
         assert_ne!(n.client('p', 1), n.client('s', 1));
     }

@@ -146,12 +146,12 @@ pub enum Event {
     /// `allowed[i]` is the authorization decision for `subscribe.filters[i]`.
     Subscribe {
         conn: ConnId,
-        subscribe: Subscribe,
+        subscribe: Box<Subscribe>,
         allowed: Vec<bool>,
     },
     Unsubscribe {
         conn: ConnId,
-        unsubscribe: Unsubscribe,
+        unsubscribe: Box<Unsubscribe>,
     },
     /// The connection is gone. `session_expiry` is a 5.0 DISCONNECT's new expiry interval.
     Disconnected {

@@ -40,7 +40,7 @@ enum Command {
         http_listen: Option<String>,
     },
     /// Load generator: run a benchmark scenario against a broker on this machine.
-    Bench(switchyard_bench::Args),
+    Bench(Box<switchyard_bench::Args>),
     /// Tenants (offline, against the embedded store).
     Tenant {
         #[command(subcommand)]
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
             let flags = config::Overrides { data_dir, mqtt_listen, http_listen };
             config::Settings::load(config.as_deref(), std::env::vars(), &flags).and_then(serve::run)
         }
-        Command::Bench(args) => switchyard_bench::run(args).map_err(anyhow::Error::from),
+        Command::Bench(args) => switchyard_bench::run(*args).map_err(anyhow::Error::from),
         Command::Tenant { command } => identity::tenant(command),
         Command::Device { command } => identity::device(command),
         Command::Config { command: ConfigCommand::Example } => {

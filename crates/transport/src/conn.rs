@@ -20,6 +20,9 @@ use crate::handshake::{self, Accepted, Refused};
 
 /// Bytes queued for the socket before we stop taking more from the outbox.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Smallest and largest socket read.
+const MIN_READ: usize = 64;
+const MAX_READ: usize = 64 * 1024;
 /// How long a closing connection may take to flush its last packets.
 const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 
@@ -51,12 +54,12 @@ pub async fn serve<S>(
     let (mut reader, mut writer) = tokio::io::split(stream);
     let conn = broker.next_conn_id();
     let max_in = broker.config().max_packet_size as usize;
-    let mut rbuf = BytesMut::with_capacity(1024);
+    let mut rbuf = BytesMut::new();
     let outbox = Arc::new(Outbox::new(broker.config().max_queued_bytes));
-    let phase = async {
+    let phase = Box::pin(async {
         let connect = handshake::read_connect(&mut reader, &mut rbuf, max_in).await?;
         handshake::accept(&broker, conn, connect, peer, &outbox).await
-    };
+    });
     let accepted = match tokio::time::timeout(connect_timeout, phase).await {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(Refused::ConnAck(protocol, code))) => {
@@ -128,15 +131,25 @@ impl Connection {
         let mut deadline = Instant::now() + keep_alive;
         let max_in = self.broker.config().max_packet_size as usize;
         // Packets the client sent together with CONNECT.
-        if let Err(ending) = self.decode_all(&mut rbuf, max_in).await {
+        if let Err(ending) = Box::pin(self.decode_all(&mut rbuf, max_in)).await {
             return ending;
         }
+        if rbuf.is_empty() {
+            rbuf = BytesMut::new();
+        }
+        // Read size adapts: it doubles while reads fill the buffer and the buffer is released
+        // whenever it is empty and reads are small, so an idle connection holds almost nothing.
+        let mut read_size = MIN_READ;
         loop {
             if let Some(ending) = self.closing.take()
                 && self.wbuf.is_empty()
             {
                 return ending;
             }
+            if rbuf.capacity() - rbuf.len() < read_size / 2 {
+                rbuf.reserve(read_size);
+            }
+            let spare = rbuf.capacity() - rbuf.len();
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
@@ -148,6 +161,9 @@ impl Connection {
                         self.wbuf.advance(n);
                         if self.wbuf.is_empty() {
                             let _ = writer.flush().await;
+                            if self.wbuf.capacity() > MAX_READ {
+                                self.wbuf = BytesMut::new();
+                            }
                         }
                     }
                 },
@@ -157,15 +173,15 @@ impl Connection {
                 read = reader.read_buf(&mut rbuf), if self.closing.is_none() => {
                     match read {
                         Ok(0) | Err(_) => return Ending { will: WillAction::Publish, session_expiry: None, disconnect: None, why: "connection lost" },
-                        Ok(_) => {
+                        Ok(n) => {
                             deadline = Instant::now() + keep_alive;
-                            if let Err(ending) = self.decode_all(&mut rbuf, max_in).await {
+                            read_size = if n >= spare { (read_size * 2).min(MAX_READ) } else if n < read_size / 4 { (read_size / 2).max(MIN_READ) } else { read_size };
+                            // Boxed: the packet-handling state is not kept in an idle connection.
+                            if let Err(ending) = Box::pin(self.decode_all(&mut rbuf, max_in)).await {
                                 return ending;
                             }
-                            if rbuf.is_empty() && rbuf.capacity() > 16 * 1024 {
-                                rbuf = BytesMut::with_capacity(1024);
-                            } else {
-                                rbuf.reserve(1024);
+                            if rbuf.is_empty() && read_size == MIN_READ {
+                                rbuf = BytesMut::new();
                             }
                         }
                     }
@@ -212,9 +228,11 @@ impl Connection {
                     }
                     allowed.push(self.broker.auth().may_subscribe(&self.accepted.principal, &f.filter));
                 }
-                self.to_core(Event::Subscribe { conn, subscribe, allowed }).await
+                self.to_core(Event::Subscribe { conn, subscribe: Box::new(subscribe), allowed }).await
             }
-            Packet::Unsubscribe(unsubscribe) => self.to_core(Event::Unsubscribe { conn, unsubscribe }).await,
+            Packet::Unsubscribe(unsubscribe) => {
+                self.to_core(Event::Unsubscribe { conn, unsubscribe: Box::new(unsubscribe) }).await
+            }
             Packet::PingReq => {
                 let _ = switchyard_codec::encode(&Packet::PingResp, self.protocol(), &mut self.wbuf);
                 Ok(())

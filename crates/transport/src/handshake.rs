@@ -49,7 +49,7 @@ pub async fn read_connect<R: AsyncRead + Unpin>(
             }
             Err(_) => return Err(Refused::Close("malformed CONNECT")),
         }
-        buf.reserve(1024);
+        buf.reserve(256);
         match reader.read_buf(buf).await {
             Ok(0) | Err(_) => return Err(Refused::Close("closed before CONNECT")),
             Ok(_) => {}

@@ -90,7 +90,7 @@ async fn handle(
         None => serve(stream, Some(peer), broker, timeout, shutdown).await,
         Some(tls) => {
             let started = tokio::time::Instant::now();
-            match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+            match tokio::time::timeout(timeout, Box::pin(tls.acceptor().accept(stream))).await {
                 Ok(Ok(stream)) => {
                     let left = timeout.saturating_sub(started.elapsed());
                     serve(stream, Some(peer), broker, left, shutdown).await;

@@ -1,6 +1,7 @@
-//! Smoke runs of every scenario against a real broker started in this process: about a second
-//! each, with tiny numbers. They check that messages flow and that the report is well-formed
-//! JSON, never how fast anything is: speed is not a test.
+//! Smoke runs of every scenario against a real broker started in this process (plain MQTT and
+//! one tenant, authenticated by the Device Hub): about a second each, with tiny numbers. They
+//! check that messages flow and that the report is well-formed JSON, never how fast anything
+//! is: speed is not a test.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use clap::Parser;
 use serde_json::Value;
 use switchyard_bench::{Args, Options};
 use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, RouterThread};
+use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, Registry, system_clock};
+use switchyard_identity::{Domain, KeyFile};
+use switchyard_storage::MemoryStore;
 use switchyard_storage_embedded::EmbeddedStore;
 use switchyard_transport::ListenerLimits;
 use tokio::net::TcpListener;
@@ -20,9 +24,17 @@ use tokio_util::task::TaskTracker;
 /// Longest a broker may take to drain and flush when a test ends.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
-/// The broker in-process on 127.0.0.1:0, plain MQTT, embedded storage in a temporary directory.
+/// The one tenant of the test broker.
+const TENANT: &str = "a.example";
+
+/// The broker in-process on 127.0.0.1:0: plain MQTT for anonymous clients, and the tenant
+/// [`TENANT`], whose master key is in `master.key` and whose API key is `app_username` /
+/// `app_password`; embedded storage in a temporary directory.
 struct TestBroker {
     addr: SocketAddr,
+    master_key_file: String,
+    app_username: String,
+    app_password: String,
     shutdown: CancellationToken,
     router_stop: CancellationToken,
     tasks: TaskTracker,
@@ -34,10 +46,22 @@ impl TestBroker {
     async fn start() -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).expect("store opens");
-        let auth = AnonymousAuth { allow_anonymous: true, deny: Vec::new() };
+        let registry = Registry::open(
+            Arc::new(MemoryStore::default()),
+            KeyFile::generate().unwrap(),
+            system_clock(),
+            DEFAULT_DEVICE_CACHE,
+        )
+        .expect("registry opens");
+        let tenant = registry.create_tenant(Domain::parse(TENANT).unwrap()).expect("tenant created");
+        let master_key_file = dir.path().join("master.key");
+        std::fs::write(&master_key_file, tenant.master_key.expose_base64()).unwrap();
+        let anonymous = AnonymousAuth { allow_anonymous: true, deny: Vec::new() };
+        let hub = Hub::new(Arc::new(registry), HubConfig { anonymous, ..HubConfig::default() });
         let router_stop = CancellationToken::new();
         let (broker, router) =
-            Broker::start(BrokerConfig::default(), Arc::new(store), Arc::new(auth), router_stop.clone()).unwrap();
+            Broker::start(BrokerConfig::default(), Arc::new(store), hub.clone(), router_stop.clone()).unwrap();
+        hub.attach(broker.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
@@ -51,7 +75,17 @@ impl TestBroker {
             tasks.clone(),
             shutdown.clone(),
         ));
-        TestBroker { addr, shutdown, router_stop, tasks, router, _dir: dir }
+        TestBroker {
+            addr,
+            master_key_file: master_key_file.display().to_string(),
+            app_username: format!("{TENANT}/apikey/{}", tenant.api_key.id.as_str()),
+            app_password: tenant.api_secret.expose_base64(),
+            shutdown,
+            router_stop,
+            tasks,
+            router,
+            _dir: dir,
+        }
     }
 
     async fn stop(self) {
@@ -74,8 +108,13 @@ struct Cli {
 }
 
 /// Run `switchyard bench <line>` against a fresh broker and return its report as parsed JSON.
+/// In `line`, `{master_key_file}`, `{app_username}` and `{app_password}` stand for the tenant's.
 async fn bench(line: &str) -> Value {
     let broker = TestBroker::start().await;
+    let line = line
+        .replace("{master_key_file}", &broker.master_key_file)
+        .replace("{app_username}", &broker.app_username)
+        .replace("{app_password}", &broker.app_password);
     let command = format!("bench {line} --port {} --warmup 0.2 --duration 1 --json", broker.addr.port());
     let args = Cli::try_parse_from(command.split_whitespace()).expect("valid command line").args;
     let options = Options::from_args(args).expect("valid options");
@@ -146,5 +185,20 @@ async fn idle_connections_are_weighed() {
 async fn connect_rate_with_credentials_connects() {
     let json = bench("connect-rate -n 2 --username dev-{i} --password key-{i}").await;
     assert!(json["connect"]["connects"].as_u64().unwrap() > 0, "{json}");
-    assert_eq!(json["authenticated"], true);
+    assert_eq!(json["auth"], "password");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_authenticate_with_derived_keys() {
+    let json = bench("connect-rate -n 2 --master-key-file {master_key_file} --tenant a.example").await;
+    assert!(json["connect"]["connects"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["connect"]["failures"], 0, "{json}");
+    assert_eq!(json["auth"], "device-key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_application_publishes_under_its_tenant() {
+    let json =
+        bench("fan-in -n 2 --username {app_username} --password {app_password} --topic-prefix a.example/bench").await;
+    assert!(delivered(&json) > 0, "{json}");
 }

@@ -170,8 +170,8 @@ impl Router {
             Event::PubRec { conn, packet_id } => self.pubrec(conn, packet_id),
             Event::PubRel { conn, packet_id } => self.pubrel(conn, packet_id),
             Event::PubComp { conn, packet_id } => self.pubcomp(conn, packet_id),
-            Event::Subscribe { conn, subscribe, allowed } => self.subscribe(conn, subscribe, allowed),
-            Event::Unsubscribe { conn, unsubscribe } => self.unsubscribe(conn, unsubscribe),
+            Event::Subscribe { conn, subscribe, allowed } => self.subscribe(conn, *subscribe, allowed),
+            Event::Unsubscribe { conn, unsubscribe } => self.unsubscribe(conn, *unsubscribe),
             Event::Disconnected { conn, will, session_expiry } => self.disconnected(conn, will, session_expiry),
             Event::Kick { namespace, owner } => self.kick(&namespace, owner.as_deref()),
         }
