@@ -157,8 +157,11 @@ def raw_connect(broker, version, username, password, client_id="raw", source=HOS
         return c, None
 
 
-def connack(broker, version, username, password, client_id="raw", source=HOST):
-    """The CONNACK code only; the connection is closed afterwards."""
+def connack(broker, version, username, password, client_id=None, source=HOST):
+    """The CONNACK code only; the connection is closed afterwards. Each probe uses a fresh
+    client id unless one is given, so back-to-back probes of different identities do not race
+    the server noticing the previous close (a session belongs to the identity that made it)."""
+    client_id = client_id or f"raw-{time.monotonic_ns()}"
     c, code = raw_connect(broker, version, username, password, client_id, source)
     c.close()
     return code

@@ -23,6 +23,8 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Smallest and largest socket read.
 const MIN_READ: usize = 64;
 const MAX_READ: usize = 64 * 1024;
+/// How long a closed connection keeps reading what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
 /// How long a closing connection may take to flush its last packets.
 const CLOSE_FLUSH: Duration = Duration::from_secs(5);
 
@@ -68,6 +70,7 @@ pub async fn serve<S>(
                 let _ = tokio::time::timeout(CLOSE_FLUSH, writer.write_all(&out)).await;
             }
             let _ = writer.shutdown().await;
+            linger(&mut reader).await;
             return;
         }
         Ok(Err(Refused::Close(why))) => {
@@ -93,7 +96,7 @@ pub async fn serve<S>(
         closing: None,
     };
     let ending = conn_state.run(&mut reader, &mut writer, rbuf, shutdown).await;
-    conn_state.finish(&mut writer, ending).await;
+    Box::pin(conn_state.finish(&mut reader, &mut writer, ending)).await;
 }
 
 struct Connection {
@@ -259,7 +262,7 @@ impl Connection {
             return Err(Ending::error(reason::PROTOCOL_ERROR, "subscription identifier in a client PUBLISH"));
         }
         if let Some(alias) = publish.properties.topic_alias.take() {
-            if alias == 0 || alias > self.broker.config().topic_alias_maximum {
+            if alias > self.broker.config().topic_alias_maximum {
                 return Err(Ending::error(reason::TOPIC_ALIAS_INVALID, "topic alias out of range"));
             }
             if publish.topic.is_empty() {
@@ -365,7 +368,11 @@ impl Connection {
     }
 
     /// Tell the core, send the final DISCONNECT (5.0) and flush, within a deadline.
-    async fn finish<W: AsyncWrite + Unpin>(&mut self, writer: &mut W, ending: Ending) {
+    async fn finish<R, W>(&mut self, reader: &mut R, writer: &mut W, ending: Ending)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
         tracing::debug!(client_id = %self.accepted.client_id, why = ending.why, "connection ending");
         let _ = self
             .broker
@@ -383,5 +390,21 @@ impl Connection {
             writer.shutdown().await
         };
         let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
+        linger(reader).await;
     }
+}
+
+/// After our last packet and a write shutdown, read and discard what the client still sends
+/// until it closes too (or briefly), so closing with unread input does not reset the connection
+/// and destroy the DISCONNECT or CONNACK the client has not read yet.
+async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
+    let drain = async {
+        let mut sink = [0u8; 512];
+        while let Ok(n) = reader.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }

@@ -26,7 +26,9 @@ impl Router {
             let code = if !topic::valid_topic_filter(&f.filter) {
                 reason::TOPIC_FILTER_INVALID
             } else if !allowed.get(i).copied().unwrap_or(false) {
-                reason::NOT_AUTHORIZED
+                // Tenants get the precise 5.0 code; the plain-MQTT namespace answers 0x80, which
+                // every client (including those that only know 3.1.1's codes) understands.
+                if ns == Namespace::anonymous() { reason::UNSPECIFIED_ERROR } else { reason::NOT_AUTHORIZED }
             } else {
                 let existed = self.insert_subscription(&ns, id, &f.filter, f.options, sub_id);
                 if let Some(session) = self.sessions.get_mut(&id) {
