@@ -57,9 +57,15 @@ fi
 say "building switchyard (release)"
 cargo build --release -p switchyard-server --locked
 SWITCHYARD=$ROOT/target/release/switchyard
+# What was built: the commit, and whether the work tree differed from it.
+BUILT="$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- crates ':!crates/bench' Cargo.toml 2>/dev/null || echo +changes)"
 
 # 2000+ idle connections need as many descriptors, in the brokers and in the load tool.
-ulimit -n "$(ulimit -Hn)"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNECTIONS + 1000)) ]; then
+    say "ulimit -n is $(ulimit -n): too low for $IDLE_CONNECTIONS idle connections"
+    exit 1
+fi
 
 # -- brokers ---------------------------------------------------------------------------
 free_port() {
@@ -218,7 +224,7 @@ say "runs done in $((SECONDS - started)) s"
     echo "kernel=$(uname -r)"
     echo "mosquitto=$("$MOSQUITTO" -h 2>/dev/null | head -1)"
     echo "rumqttd=$("$RUMQTTD" --version 2>/dev/null)"
-    echo "switchyard=$(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo +changes)"
+    echo "switchyard=$BUILT"
     echo "protocol=$PROTOCOL rounds=$ROUNDS duration=${DURATION}s warmup=${WARMUP}s"
 } >"$OUT/machine.txt"
 
@@ -272,7 +278,8 @@ for label, scenario, value, unit, better in rows:
     r_m, r_r = ratio("mosquitto"), ratio("rumqttd")
     cells = [fmt(med[b][0]) for b in brokers]
     rs = ["n/a" if x is None else f"{x:.2f}" for x in (r_m, r_r)]
-    lines.append(f"| {label} | {unit} ({better} is better) | " + " | ".join(cells) + f" | {rs[0]} | {rs[1]} |")
+    direction = f"{unit}, {better} is better" if better != "-" else f"{unit}, context"
+    lines.append(f"| {label} | {direction} | " + " | ".join(cells) + f" | {rs[0]} | {rs[1]} |")
     summary["rows"].append({"measure": label, "scenario": scenario, "unit": unit, "better": better,
                             "median": {b: med[b][0] for b in brokers}, "samples": {b: med[b][1] for b in brokers},
                             "switchyard_over_mosquitto": r_m, "switchyard_over_rumqttd": r_r})

@@ -91,7 +91,7 @@ impl Router {
         self.next_session += 1;
         let session = Session::new(key.0.clone(), Arc::clone(&key.1), Arc::clone(owner));
         self.by_key.insert(key.clone(), id);
-        self.sessions.insert(id, session);
+        self.sessions.insert(id, Box::new(session));
         self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
         id
     }

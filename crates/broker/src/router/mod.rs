@@ -52,7 +52,7 @@ pub(crate) struct Router {
     auth: Arc<dyn Authenticator>,
     committer: commit::Committer,
     stats: Arc<Stats>,
-    sessions: HashMap<SessionId, Session>,
+    sessions: HashMap<SessionId, Box<Session>>,
     by_key: HashMap<(Namespace, Arc<str>), SessionId>,
     conns: HashMap<ConnId, SessionId>,
     spaces: HashMap<Namespace, Space>,
@@ -261,7 +261,7 @@ impl Router {
             self.schedule(since + u64::from(session.expiry) * 1000, Timer::SessionExpiry(id, 0));
         }
         self.by_key.insert((ns, client_id), id);
-        self.sessions.insert(id, session);
+        self.sessions.insert(id, Box::new(session));
         id
     }
 
