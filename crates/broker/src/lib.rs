@@ -47,7 +47,7 @@ pub struct Stats {
 pub enum BrokerError {
     #[error("cannot read stored broker state")]
     Load(#[source] StorageError),
-    #[error("cannot start the router thread")]
+    #[error("cannot start the storage committer thread")]
     Thread(#[source] std::io::Error),
 }
 
@@ -72,28 +72,35 @@ impl std::fmt::Debug for Broker {
     }
 }
 
-/// The router's thread; join it after shutdown to know state is flushed.
+/// The router's task; await [`RouterTask::join`] after shutdown to know state is flushed.
 #[derive(Debug)]
-pub struct RouterThread(std::thread::JoinHandle<()>);
+pub struct RouterTask(tokio::task::JoinHandle<()>);
 
-impl RouterThread {
-    /// Wait for the router to finish its final flush.
-    pub fn join(self) {
-        if self.0.join().is_err() {
-            tracing::error!("router thread panicked");
+impl RouterTask {
+    /// Wait for the router to finish its final flush. False when it panicked.
+    pub async fn join(self) -> bool {
+        let ok = self.0.await.is_ok();
+        if !ok {
+            tracing::error!("router task panicked");
         }
+        ok
     }
 }
 
 impl Broker {
-    /// Load stored state and start the router. It runs until `shutdown` is cancelled, then
-    /// publishes due wills, tells clients, flushes storage and ends.
+    /// Load stored state and start the router as a task of the current tokio runtime (so
+    /// handing events between connections and the router is a task switch, not a thread
+    /// wake-up). It runs until `shutdown` is cancelled, then publishes due wills, tells
+    /// clients, flushes storage and ends.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
     pub fn start(
         config: BrokerConfig,
         store: Arc<dyn SessionStore>,
         auth: Arc<dyn Authenticator>,
         shutdown: CancellationToken,
-    ) -> Result<(Broker, RouterThread), BrokerError> {
+    ) -> Result<(Broker, RouterTask), BrokerError> {
         let config = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let snapshot = store.load().map_err(BrokerError::Load)?;
@@ -104,14 +111,9 @@ impl Broker {
         router.restore(snapshot);
         tracing::info!(sessions = restored, "broker state loaded");
         let (tx, rx) = mpsc::channel(config.event_queue);
-        let runtime =
-            tokio::runtime::Builder::new_current_thread().enable_time().build().map_err(BrokerError::Thread)?;
-        let thread = std::thread::Builder::new()
-            .name("switchyard-router".into())
-            .spawn(move || runtime.block_on(router.run(rx, shutdown)))
-            .map_err(BrokerError::Thread)?;
+        let task = tokio::spawn(router.run(rx, shutdown));
         let broker = Broker { events: tx, next_conn: Arc::new(AtomicU64::new(1)), config, auth, stats };
-        Ok((broker, RouterThread(thread)))
+        Ok((broker, RouterTask(task)))
     }
 
     /// Send an event to the core, waiting while its queue is full.

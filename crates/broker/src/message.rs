@@ -127,9 +127,10 @@ pub enum Event {
         conn: ConnId,
         publish: Box<Publish>,
     },
+    /// PUBACKs that arrived together, in order (one event per read, not per packet).
     PubAck {
         conn: ConnId,
-        packet_id: u16,
+        packet_ids: Vec<u16>,
     },
     PubRec {
         conn: ConnId,

@@ -2,7 +2,7 @@
 //! publish walks at most two branches per level. Shared subscriptions live in the same trie,
 //! tagged with their group; choosing one member per group is the router's job.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use switchyard_codec::SubOptions;

@@ -16,6 +16,50 @@ pub fn encoded_len(packet: &Packet, protocol: Protocol) -> usize {
     1 + varint_len(remaining) + remaining
 }
 
+/// A PUBLISH with borrowed fields, so one stored message can be written to many subscribers
+/// without building a [`Publish`] for each.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRef<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: &'a str,
+    pub packet_id: u16,
+    pub payload: &'a [u8],
+    pub properties: &'a Properties,
+}
+
+impl<'a> From<&'a Publish> for PublishRef<'a> {
+    fn from(p: &'a Publish) -> PublishRef<'a> {
+        PublishRef {
+            dup: p.dup,
+            qos: p.qos,
+            retain: p.retain,
+            topic: &p.topic,
+            packet_id: p.packet_id,
+            payload: &p.payload,
+            properties: &p.properties,
+        }
+    }
+}
+
+/// Append a PUBLISH for `protocol` to `out`: the same bytes [`encode`] writes for the
+/// equivalent [`Packet::Publish`], with the same failures.
+pub fn encode_publish(p: PublishRef<'_>, protocol: Protocol, out: &mut BytesMut) -> Result<(), EncodeError> {
+    let remaining = publish_len(p, protocol);
+    if remaining > MAX_VARINT as usize {
+        return Err(EncodeError::PacketTooLarge(remaining));
+    }
+    let start = out.len();
+    out.reserve(1 + varint_len(remaining) + remaining);
+    out.put_u8(publish_first_byte(p));
+    let written = put_varint(out, remaining as u32).and_then(|()| write_publish(p, protocol, out));
+    if written.is_err() {
+        out.truncate(start);
+    }
+    written
+}
+
 /// Append the encoding of `packet` for `protocol` to `out`.
 ///
 /// CONNECT is written in the protocol its `protocol` field names. Fails, writing nothing, only
@@ -53,7 +97,7 @@ fn first_byte(packet: &Packet) -> u8 {
     match packet {
         Packet::Connect(_) => 0x10,
         Packet::ConnAck(_) => 0x20,
-        Packet::Publish(p) => 0x30 | u8::from(p.dup) << 3 | (p.qos as u8) << 1 | u8::from(p.retain),
+        Packet::Publish(p) => publish_first_byte(p.into()),
         Packet::PubAck(_) => 0x40,
         Packet::PubRec(_) => 0x50,
         Packet::PubRel(_) => 0x62,
@@ -132,10 +176,7 @@ fn remaining_len(packet: &Packet, protocol: Protocol) -> usize {
     match packet {
         Packet::Connect(c) => connect_len(c),
         Packet::ConnAck(c) => 2 + props_len(&c.properties, protocol),
-        Packet::Publish(p) => {
-            let id = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
-            2 + p.topic.len() + id + props_len(&p.properties, protocol) + p.payload.len()
-        }
+        Packet::Publish(p) => publish_len(p.into(), protocol),
         Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
             2 + Tail::new(r.reason, &r.properties, protocol, true).len()
         }
@@ -177,7 +218,7 @@ fn write_body(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result
     match packet {
         Packet::Connect(c) => write_connect(c, out),
         Packet::ConnAck(c) => write_connack(c, protocol, out),
-        Packet::Publish(p) => write_publish(p, protocol, out),
+        Packet::Publish(p) => write_publish(p.into(), protocol, out),
         Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => {
             write_pub_resp(r, protocol, out)
         }
@@ -227,13 +268,22 @@ fn write_connack(c: &ConnAck, protocol: Protocol, out: &mut BytesMut) -> Result<
     put_props(out, &c.properties, protocol)
 }
 
-fn write_publish(p: &Publish, protocol: Protocol, out: &mut BytesMut) -> Result<(), EncodeError> {
-    put_str(out, &p.topic)?;
+fn publish_first_byte(p: PublishRef<'_>) -> u8 {
+    0x30 | u8::from(p.dup) << 3 | (p.qos as u8) << 1 | u8::from(p.retain)
+}
+
+fn publish_len(p: PublishRef<'_>, protocol: Protocol) -> usize {
+    let id = if p.qos == QoS::AtMostOnce { 0 } else { 2 };
+    2 + p.topic.len() + id + props_len(p.properties, protocol) + p.payload.len()
+}
+
+fn write_publish(p: PublishRef<'_>, protocol: Protocol, out: &mut BytesMut) -> Result<(), EncodeError> {
+    put_str(out, p.topic)?;
     if p.qos != QoS::AtMostOnce {
         out.put_u16(p.packet_id);
     }
-    put_props(out, &p.properties, protocol)?;
-    out.put_slice(&p.payload);
+    put_props(out, p.properties, protocol)?;
+    out.put_slice(p.payload);
     Ok(())
 }
 

@@ -37,6 +37,6 @@ mod wire;
 mod tests;
 
 pub use decode::decode;
-pub use encode::{encode, encoded_len};
+pub use encode::{PublishRef, encode, encode_publish, encoded_len};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;

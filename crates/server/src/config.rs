@@ -32,6 +32,7 @@ struct RawServer {
     key_file: PathBuf,
     log_format: String,
     shutdown_timeout_secs: u64,
+    workers: usize,
 }
 
 impl Default for RawServer {
@@ -41,6 +42,7 @@ impl Default for RawServer {
             key_file: "./switchyard.key".into(),
             log_format: "text".into(),
             shutdown_timeout_secs: 10,
+            workers: 0,
         }
     }
 }
@@ -168,6 +170,8 @@ pub struct Settings {
     pub key_file: PathBuf,
     pub json_logs: bool,
     pub shutdown_timeout: Duration,
+    /// Runtime worker threads (connections and the router share them).
+    pub workers: usize,
     pub mqtt_listen: SocketAddr,
     pub mqtt_tls_listen: SocketAddr,
     pub http_listen: SocketAddr,
@@ -291,6 +295,11 @@ impl Settings {
             key_file: raw.server.key_file,
             json_logs,
             shutdown_timeout: Duration::from_secs(raw.server.shutdown_timeout_secs),
+            workers: match raw.server.workers {
+                // One core is left to storage commits, the kernel's network work and the system.
+                0 => std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+                n => n,
+            },
             mqtt_listen: addr("mqtt.listen", &m.listen)?,
             mqtt_tls_listen: addr("mqtt.tls_listen", &m.tls_listen)?,
             http_listen: addr("http.listen", &raw.http.listen)?,

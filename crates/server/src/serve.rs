@@ -36,9 +36,7 @@ fn init_logs(json: bool) {
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     init_logs(settings.json_logs);
-    // The broker core has a thread of its own; the connections get the other cores.
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers = (cores - 1).max(1);
+    let workers = settings.workers;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -131,7 +129,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(data_dir = %settings.data_dir.display(), tenant = %settings.tenant_domain, "switchyard ready");
 
     // The core ending on its own (a panic) leaves nothing worth serving: stop, and say so.
-    let mut core = tokio::task::spawn_blocking(move || router.join());
+    let mut core = tokio::spawn(router.join());
     let core_failed = tokio::select! {
         () = wait_for_signal() => false,
         _ = &mut core => true,

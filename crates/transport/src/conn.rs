@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use switchyard_broker::{AckKind, Broker, Event, Outbox, Outgoing, WillAction, now_ms};
-use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, QoS, reason, topic};
+use switchyard_broker::{AckKind, Broker, Delivery, Event, Outbox, Outgoing, WillAction, now_ms};
+use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, PublishRef, QoS, reason, topic};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +93,7 @@ pub async fn serve<S>(
         inbound_unacked: HashSet::new(),
         wbuf: BytesMut::new(),
         pending: Vec::new(),
+        acks: Vec::new(),
         closing: None,
     };
     let ending = conn_state.run(&mut reader, &mut writer, rbuf, shutdown).await;
@@ -110,6 +111,8 @@ struct Connection {
     inbound_unacked: HashSet<u16>,
     wbuf: BytesMut,
     pending: Vec<Outgoing>,
+    /// PUBACKs decoded from the current read, not yet handed to the core.
+    acks: Vec<u16>,
     /// Set when the core asked us to close (after flushing what precedes it).
     closing: Option<Ending>,
 }
@@ -200,14 +203,29 @@ impl Connection {
     async fn decode_all(&mut self, rbuf: &mut BytesMut, max_in: usize) -> Result<(), Ending> {
         loop {
             match switchyard_codec::decode(rbuf, Some(self.protocol()), max_in) {
-                Ok(Some(packet)) => self.handle(packet).await?,
-                Ok(None) => return Ok(()),
+                // Consecutive PUBACKs go to the core as one event.
+                Ok(Some(Packet::PubAck(r))) => self.acks.push(r.packet_id),
+                Ok(Some(packet)) => {
+                    self.flush_acks().await?;
+                    self.handle(packet).await?;
+                }
+                Ok(None) => return self.flush_acks().await,
                 Err(e) => {
                     tracing::info!(client_id = %self.accepted.client_id, error = %e, "bad packet; closing");
+                    // The acknowledgements before the bad packet still count.
+                    self.flush_acks().await?;
                     return Err(Ending::error(e.reason_code(), "bad packet"));
                 }
             }
         }
+    }
+
+    async fn flush_acks(&mut self) -> Result<(), Ending> {
+        if self.acks.is_empty() {
+            return Ok(());
+        }
+        let packet_ids = std::mem::take(&mut self.acks);
+        self.to_core(Event::PubAck { conn: self.conn, packet_ids }).await
     }
 
     async fn to_core(&self, event: Event) -> Result<(), Ending> {
@@ -218,7 +236,10 @@ impl Connection {
         let conn = self.conn;
         match packet {
             Packet::Publish(publish) => self.inbound_publish(publish).await,
-            Packet::PubAck(r) => self.to_core(Event::PubAck { conn, packet_id: r.packet_id }).await,
+            Packet::PubAck(r) => {
+                self.acks.push(r.packet_id);
+                self.flush_acks().await
+            }
             Packet::PubRec(r) => self.to_core(Event::PubRec { conn, packet_id: r.packet_id }).await,
             Packet::PubRel(r) => self.to_core(Event::PubRel { conn, packet_id: r.packet_id }).await,
             Packet::PubComp(r) => self.to_core(Event::PubComp { conn, packet_id: r.packet_id }).await,
@@ -331,6 +352,10 @@ impl Connection {
                     *packet
                 }
                 Outgoing::Publish(delivery) => {
+                    if self.writes_as_stored(&delivery) {
+                        self.encode_stored(&delivery);
+                        continue;
+                    }
                     let mut publish = delivery.message.to_publish(&delivery, now);
                     self.apply_outbound_alias(&mut publish);
                     Packet::Publish(publish)
@@ -350,6 +375,32 @@ impl Connection {
             }
         }
         self.pending = items;
+    }
+
+    /// True when the PUBLISH for `delivery` carries the stored message's properties unchanged
+    /// (3.1.1 has none; 5.0 without an expiry to count down, subscription ids or topic aliases),
+    /// so it can be written straight from the shared message.
+    fn writes_as_stored(&self, delivery: &Delivery) -> bool {
+        self.protocol() == Protocol::V311
+            || (delivery.message.expires_at_ms.is_none()
+                && delivery.subscription_ids.is_empty()
+                && self.accepted.client_alias_max == 0)
+    }
+
+    fn encode_stored(&mut self, delivery: &Delivery) {
+        let message = &delivery.message;
+        let publish = PublishRef {
+            dup: delivery.dup,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            topic: &message.topic,
+            packet_id: delivery.packet_id,
+            payload: &message.payload,
+            properties: &message.properties,
+        };
+        if let Err(e) = switchyard_codec::encode_publish(publish, self.protocol(), &mut self.wbuf) {
+            tracing::warn!(error = %e, "cannot encode an outgoing packet; skipped");
+        }
     }
 
     fn apply_outbound_alias(&mut self, publish: &mut Publish) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::Value;
 use switchyard_bench::{Args, Options};
-use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, RouterThread};
+use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, RouterTask};
 use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, Registry, system_clock};
 use switchyard_identity::{Domain, KeyFile};
 use switchyard_storage::MemoryStore;
@@ -38,7 +38,7 @@ struct TestBroker {
     shutdown: CancellationToken,
     router_stop: CancellationToken,
     tasks: TaskTracker,
-    router: RouterThread,
+    router: RouterTask,
     _dir: tempfile::TempDir,
 }
 
@@ -93,11 +93,7 @@ impl TestBroker {
         self.tasks.close();
         tokio::time::timeout(STOP_WAIT, self.tasks.wait()).await.expect("connections drain");
         self.router_stop.cancel();
-        let router = self.router;
-        tokio::time::timeout(STOP_WAIT, tokio::task::spawn_blocking(move || router.join()))
-            .await
-            .expect("router stops")
-            .unwrap();
+        assert!(tokio::time::timeout(STOP_WAIT, self.router.join()).await.expect("router stops"));
     }
 }
 

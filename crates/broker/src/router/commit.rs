@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use switchyard_codec::reason;
 use switchyard_storage::{SessionOp, SessionStore};
+use tokio::sync::mpsc::{Receiver, Sender, error::TrySendError};
 
 use crate::Stats;
 use crate::outbox::{AckKind, Outbox, Outgoing};
@@ -26,7 +26,7 @@ pub(super) struct Batch {
 
 /// The router's end of the committer.
 pub(super) struct Committer {
-    tx: Option<SyncSender<Batch>>,
+    tx: Option<Sender<Batch>>,
     pending: Arc<AtomicUsize>,
     stats: Arc<Stats>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -34,19 +34,19 @@ pub(super) struct Committer {
 
 impl Committer {
     pub fn start(store: Arc<dyn SessionStore>, stats: Arc<Stats>) -> std::io::Result<Committer> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED_BATCHES);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
         let pending = Arc::new(AtomicUsize::new(0));
         let thread = {
             let (pending, stats) = (Arc::clone(&pending), Arc::clone(&stats));
             std::thread::Builder::new()
                 .name("switchyard-commit".into())
-                .spawn(move || run(&*store, &rx, &pending, &stats))?
+                .spawn(move || run(&*store, &mut rx, &pending, &stats))?
         };
         Ok(Committer { tx: Some(tx), pending, stats, thread: Some(thread) })
     }
 
     /// Hand a batch over; with nothing to store and nothing in flight, release it at once.
-    pub fn submit(&self, batch: Batch) {
+    pub async fn submit(&self, batch: Batch) {
         if batch.ops.is_empty() && self.pending.load(Ordering::Acquire) == 0 {
             release(batch.held, false, &self.stats);
             return;
@@ -56,30 +56,30 @@ impl Committer {
         let batch = match tx.try_send(batch) {
             Ok(()) => return,
             Err(TrySendError::Full(batch)) => batch,
-            Err(TrySendError::Disconnected(batch)) => {
+            Err(TrySendError::Closed(batch)) => {
                 release(batch.held, true, &self.stats);
                 return;
             }
         };
         // Storage is behind by a whole queue of batches: the router waits for it.
-        if let Err(e) = tx.send(batch) {
+        if let Err(e) = tx.send(batch).await {
             release(e.0.held, true, &self.stats);
         }
     }
 
     /// Flush everything handed over and stop the thread.
-    pub fn finish(&mut self) {
+    pub async fn finish(&mut self) {
         self.tx.take();
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
+        let Some(thread) = self.thread.take() else { return };
+        let joined = tokio::task::spawn_blocking(move || thread.join().is_ok()).await;
+        if !matches!(joined, Ok(true)) {
             tracing::error!("committer thread panicked");
         }
     }
 }
 
-fn run(store: &dyn SessionStore, rx: &Receiver<Batch>, pending: &AtomicUsize, stats: &Stats) {
-    while let Ok(first) = rx.recv() {
+fn run(store: &dyn SessionStore, rx: &mut Receiver<Batch>, pending: &AtomicUsize, stats: &Stats) {
+    while let Some(first) = rx.blocking_recv() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
             batches.push(more);

@@ -2,7 +2,8 @@
 //! group-commits what must be durable, and only then releases the packets that acknowledge it.
 //!
 //! It never waits on a connection: everything it sends goes through non-blocking outboxes. It
-//! runs on a thread of its own, so a storage commit delays only the router, never the sockets.
+//! runs as a task beside the connections, so handing it an event is a task switch rather than a
+//! thread wake-up; storage commits run on the committer's thread, never on the runtime.
 
 mod commit;
 mod connect;
@@ -11,7 +12,10 @@ mod subscribe;
 mod sys;
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
+
+// Fast, per-process-seeded hashing for the router's hot lookups (every ack and delivery).
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -83,15 +87,15 @@ impl Router {
             auth,
             committer,
             stats,
-            sessions: HashMap::new(),
-            by_key: HashMap::new(),
-            conns: HashMap::new(),
-            spaces: HashMap::new(),
-            shared_cursor: HashMap::new(),
+            sessions: HashMap::default(),
+            by_key: HashMap::default(),
+            conns: HashMap::default(),
+            spaces: HashMap::default(),
+            shared_cursor: HashMap::default(),
             next_session: 1,
             timers: BinaryHeap::new(),
             ops: Vec::new(),
-            dirty: HashSet::new(),
+            dirty: HashSet::default(),
             held: Vec::new(),
             started_ms: now_ms(),
             now: now_ms(),
@@ -151,22 +155,22 @@ impl Router {
                 () = tokio::time::sleep(Duration::from_millis(sleep.unwrap_or(3_600_000))), if sleep.is_some() => {}
             }
             self.fire_timers();
-            self.finish_batch();
+            self.finish_batch().await;
         }
         // Whatever is already queued is handled before the drain.
         while let Ok(event) = events.try_recv() {
             self.handle(event);
         }
         self.shutdown();
-        self.finish_batch();
-        self.committer.finish();
+        self.finish_batch().await;
+        self.committer.finish().await;
     }
 
     fn handle(&mut self, event: Event) {
         match event {
             Event::Connect(req) => self.connect(*req),
             Event::Publish { conn, publish } => self.publish(conn, *publish),
-            Event::PubAck { conn, packet_id } => self.puback(conn, packet_id),
+            Event::PubAck { conn, packet_ids } => self.puback(conn, &packet_ids),
             Event::PubRec { conn, packet_id } => self.pubrec(conn, packet_id),
             Event::PubRel { conn, packet_id } => self.pubrel(conn, packet_id),
             Event::PubComp { conn, packet_id } => self.pubcomp(conn, packet_id),
@@ -179,7 +183,7 @@ impl Router {
 
     /// Write dirty session records and hand the batch to the committer, which releases the
     /// held packets once the batch is durable (at once when there is nothing to store).
-    fn finish_batch(&mut self) {
+    async fn finish_batch(&mut self) {
         for id in std::mem::take(&mut self.dirty) {
             if let Some(session) = self.sessions.get_mut(&id)
                 && session.persistent()
@@ -193,7 +197,7 @@ impl Router {
             return;
         }
         let batch = commit::Batch { ops: std::mem::take(&mut self.ops), held: std::mem::take(&mut self.held) };
-        self.committer.submit(batch);
+        self.committer.submit(batch).await;
     }
 
     /// Hold `item` for `outbox` until the batch is durable.

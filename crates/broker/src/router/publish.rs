@@ -315,9 +315,13 @@ impl Router {
         Some(held)
     }
 
-    pub(super) fn puback(&mut self, conn: ConnId, packet_id: u16) {
+    pub(super) fn puback(&mut self, conn: ConnId, packet_ids: &[u16]) {
         let Some(id) = self.session_of(conn) else { return };
-        if self.complete(id, packet_id, Flow::Sent, QoS::AtLeastOnce).is_some() {
+        let mut freed = false;
+        for &packet_id in packet_ids {
+            freed |= self.complete(id, packet_id, Flow::Sent, QoS::AtLeastOnce).is_some();
+        }
+        if freed {
             self.fill_window(id);
         }
     }

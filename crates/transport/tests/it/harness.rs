@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use switchyard_broker::{AnonymousAuth, Authenticator, Broker, BrokerConfig, DenyRule, RouterThread};
+use switchyard_broker::{AnonymousAuth, Authenticator, Broker, BrokerConfig, DenyRule, RouterTask};
 use switchyard_codec::{
     ConnAck, Connect, Packet, Properties, Protocol, PubResp, Publish, QoS, SubOptions, Subscribe, SubscribeFilter,
 };
@@ -27,7 +27,7 @@ pub struct TestBroker {
     shutdown: CancellationToken,
     router_stop: CancellationToken,
     tasks: TaskTracker,
-    router: Option<RouterThread>,
+    router: Option<RouterTask>,
 }
 
 impl TestBroker {
@@ -65,10 +65,7 @@ impl TestBroker {
         tokio::time::timeout(WAIT, self.tasks.wait()).await.expect("connections drain in time");
         self.router_stop.cancel();
         let router = self.router.take().unwrap();
-        tokio::time::timeout(WAIT, tokio::task::spawn_blocking(move || router.join()))
-            .await
-            .expect("router flushes in time")
-            .unwrap();
+        assert!(tokio::time::timeout(WAIT, router.join()).await.expect("router flushes in time"));
     }
 }
 
