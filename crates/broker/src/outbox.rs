@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use switchyard_codec::{Packet, PubResp, QoS};
 use tokio::sync::Notify;
@@ -46,12 +47,14 @@ pub struct Outbox {
     state: Mutex<State>,
     notify: Notify,
     qos0_budget: usize,
+    /// Items the core holds back for this outbox until their batch is durable.
+    held: AtomicUsize,
 }
 
 impl Outbox {
     /// An outbox whose QoS 0 publishes may hold at most `qos0_budget` payload bytes.
     pub fn new(qos0_budget: usize) -> Outbox {
-        Outbox { state: Mutex::new(State::default()), notify: Notify::new(), qos0_budget }
+        Outbox { state: Mutex::new(State::default()), notify: Notify::new(), qos0_budget, held: AtomicUsize::new(0) }
     }
 
     /// Queue an item. Returns how many QoS 0 publishes were dropped to make room.
@@ -80,6 +83,23 @@ impl Outbox {
         }
         self.notify.notify_one();
         dropped
+    }
+
+    /// Count an item held back until its batch is durable; it arrives by [`Outbox::push_held`].
+    pub fn hold(&self) {
+        self.held.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Queue an item that was held, ending its hold. Returns what [`Outbox::push`] returns.
+    pub fn push_held(&self, item: Outgoing) -> usize {
+        let dropped = self.push(item);
+        self.held.fetch_sub(1, Ordering::AcqRel);
+        dropped
+    }
+
+    /// True while held items are on their way: anything queued now must go behind them.
+    pub fn has_held(&self) -> bool {
+        self.held.load(Ordering::Acquire) > 0
     }
 
     /// Move everything queued into `into`, oldest first.

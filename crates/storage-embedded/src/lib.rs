@@ -1,42 +1,39 @@
-//! Embedded storage backend: broker state in one [redb](https://docs.rs/redb) file inside the
-//! data directory, so a single binary persists without any service beside it.
+//! Embedded storage backend: everything in the data directory, so a single binary persists
+//! without any service beside it.
 //!
-//! The file holds three tables:
-//! - `sessions`: session key → record;
-//! - `messages`: (session key, seq) → record. Keys order by session, then by `seq` as an integer,
-//!   so one session's messages are one contiguous range: loading them in order and deleting them
-//!   with their session are range operations, never scans of other sessions' messages;
-//! - `retained`: topic → record.
+//! - `DIR/sessions/` (module `sessions`, fjall): persistent sessions, their queued messages and
+//!   retained messages. Each [`SessionStore::commit`] is one atomic batch, appended to the journal
+//!   and fdatasynced before it returns; if it fails or the process dies first, none of it counts.
+//! - `DIR/broker.redb` ([redb](https://docs.rs/redb)): the identity registry (module `registry`):
+//!   tables `registry_tenants`, `registry_devices`, `registry_apikeys` and `registry_meta`, behind
+//!   [`RegistryStore`](switchyard_storage::RegistryStore). Earlier versions kept broker state here
+//!   too (`sessions`, `messages`, `retained`); [`EmbeddedStore::open`] moves such state into
+//!   `DIR/sessions/` once and empties those tables.
 //!
-//! Each [`SessionStore::commit`] is one write transaction with immediate durability: when it
-//! returns, the whole batch is on disk (fsynced); if it fails or the process dies first, none of it
-//! is. redb admits one write transaction at a time, so concurrent commits queue up.
-//!
-//! The same file holds the identity registry (module `registry`): four more tables, `registry_tenants`,
-//! `registry_devices`, `registry_apikeys` and `registry_meta`, behind
-//! [`RegistryStore`](switchyard_storage::RegistryStore).
-//!
-//! redb locks the file: a second [`EmbeddedStore::open`] of the same directory, from this process
+//! redb locks its file: a second [`EmbeddedStore::open`] of the same directory, from this process
 //! or another, fails with [`StorageError::Backend`] instead of sharing it.
 
 mod registry;
+mod sessions;
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use switchyard_storage::{SessionOp, SessionStore, Snapshot, StorageError, StoredSession};
 
 /// Name of the database file inside the directory given to [`EmbeddedStore::open`].
 pub const FILE_NAME: &str = "broker.redb";
 
+// Broker state as earlier versions stored it, read once to migrate.
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 
-/// Broker state in `DIR/broker.redb`; see the [crate docs](crate).
+/// Broker state and registry in one data directory; see the [crate docs](crate).
 pub struct EmbeddedStore {
     pub(crate) db: Database,
+    sessions: sessions::SessionDb,
     path: PathBuf,
 }
 
@@ -57,46 +54,48 @@ impl EmbeddedStore {
             e => map_error(&format!("cannot open {}", path.display()), e),
         })?;
         create_tables(&db).map_err(|e| map_error("create tables", e))?;
-        Ok(Self { db, path })
+        let sessions = sessions::SessionDb::open(dir)?;
+        let store = Self { db, sessions, path };
+        store.migrate()?;
+        Ok(store)
     }
 
-    /// The database file: `DIR/broker.redb`.
+    /// Moves broker state an earlier version kept in the redb file into the session database.
+    fn migrate(&self) -> Result<(), StorageError> {
+        let old = self.read().map_err(|e| map_error("read old broker state", e))?;
+        if old.sessions.is_empty() && old.retained.is_empty() {
+            return Ok(());
+        }
+        if self.sessions.is_empty()? {
+            let mut ops = Vec::new();
+            for stored in old.sessions {
+                for (seq, record) in stored.messages {
+                    ops.push(SessionOp::PutMessage { session: stored.session.clone(), seq, record });
+                }
+                ops.push(SessionOp::PutSession { session: stored.session, record: stored.record });
+            }
+            for (topic, record) in old.retained {
+                ops.push(SessionOp::PutRetained { topic, record });
+            }
+            self.sessions.commit(&ops)?;
+        }
+        let clear = || -> Result<(), redb::Error> {
+            let txn = self.db.begin_write()?;
+            txn.open_table(SESSIONS)?.retain(|_, _| false)?;
+            txn.open_table(MESSAGES)?.retain(|_, _| false)?;
+            txn.open_table(RETAINED)?.retain(|_, _| false)?;
+            txn.commit()?;
+            Ok(())
+        };
+        clear().map_err(|e| map_error("clear old broker state", e))
+    }
+
+    /// The registry's database file: `DIR/broker.redb`.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Applies `ops` inside `txn`; the caller commits or, on error, drops (aborts) it.
-    fn apply(txn: &redb::WriteTransaction, ops: &[SessionOp]) -> Result<(), redb::Error> {
-        let mut sessions = txn.open_table(SESSIONS)?;
-        let mut messages = txn.open_table(MESSAGES)?;
-        let mut retained = txn.open_table(RETAINED)?;
-        for op in ops {
-            match op {
-                SessionOp::PutSession { session, record } => {
-                    sessions.insert(session.as_str(), record.as_ref())?;
-                }
-                SessionOp::DeleteSession { session } => {
-                    sessions.remove(session.as_str())?;
-                    let key = session.as_str();
-                    messages.retain_in((key, 0)..=(key, u64::MAX), |_, _| false)?;
-                }
-                SessionOp::PutMessage { session, seq, record } => {
-                    messages.insert((session.as_str(), *seq), record.as_ref())?;
-                }
-                SessionOp::DeleteMessage { session, seq } => {
-                    messages.remove((session.as_str(), *seq))?;
-                }
-                SessionOp::PutRetained { topic, record } => {
-                    retained.insert(topic.as_str(), record.as_ref())?;
-                }
-                SessionOp::DeleteRetained { topic } => {
-                    retained.remove(topic.as_str())?;
-                }
-            }
-        }
-        Ok(())
-    }
-
+    /// Broker state in the layout of earlier versions (migration only).
     fn read(&self) -> Result<Snapshot, redb::Error> {
         let txn = self.db.begin_read()?;
         let sessions_table = txn.open_table(SESSIONS)?;
@@ -136,15 +135,11 @@ impl SessionStore for EmbeddedStore {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut txn = self.db.begin_write().map_err(|e| map_error("begin write", e))?;
-        // The default already, but a PUBACK depends on it: say so.
-        txn.set_durability(Durability::Immediate).map_err(|e| StorageError::Backend(format!("set durability: {e}")))?;
-        Self::apply(&txn, ops).map_err(|e| map_error("write batch", e))?;
-        txn.commit().map_err(|e| map_error("commit", e))
+        self.sessions.commit(ops)
     }
 
     fn load(&self) -> Result<Snapshot, StorageError> {
-        self.read().map_err(|e| map_error("load", e))
+        self.sessions.load()
     }
 }
 

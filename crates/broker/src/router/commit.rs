@@ -106,10 +106,10 @@ fn run(store: &dyn SessionStore, rx: &mut Receiver<Batch>, pending: &AtomicUsize
 fn release(held: Vec<(Arc<Outbox>, Outgoing)>, failed: bool, stats: &Stats) {
     for (outbox, item) in held {
         if failed && is_ack(&item) {
-            outbox.push(Outgoing::Close(reason::UNSPECIFIED_ERROR));
+            outbox.push_held(Outgoing::Close(reason::UNSPECIFIED_ERROR));
             continue;
         }
-        let dropped = outbox.push(item);
+        let dropped = outbox.push_held(item);
         if dropped > 0 {
             stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }

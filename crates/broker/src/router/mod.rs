@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use switchyard_codec::reason;
+use switchyard_codec::{QoS, reason};
 use switchyard_storage::{SessionOp, SessionStore, Snapshot};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -200,8 +200,20 @@ impl Router {
         self.committer.submit(batch).await;
     }
 
-    /// Hold `item` for `outbox` until the batch is durable.
+    /// Hold `item` for `outbox` until the batch is durable. A QoS 0/1 delivery is not an
+    /// acknowledgement and goes out at once unless something for that connection is held
+    /// (order per connection is kept): if the batch is then lost, its publisher was not
+    /// acknowledged and resends, which QoS 1 allows. QoS 2 deliveries wait, so a resend can
+    /// never deliver a message twice.
     fn send(&mut self, outbox: &Arc<Outbox>, item: Outgoing) {
+        if matches!(&item, Outgoing::Publish(d) if d.qos != QoS::ExactlyOnce) && !outbox.has_held() {
+            let dropped = outbox.push(item);
+            if dropped > 0 {
+                self.stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+            }
+            return;
+        }
+        outbox.hold();
         self.held.push((Arc::clone(outbox), item));
     }
 

@@ -1,9 +1,11 @@
 //! Integration tests of the embedded store: the shared conformance suite, then what is particular
-//! to a redb file (where it lives, its lock).
+//! to it (where its files live, the lock, keys past the engine's limit, the move from the older
+//! single-file layout).
 
 use bytes::Bytes;
+use redb::TableDefinition;
 use switchyard_storage::conformance::Backend;
-use switchyard_storage::{SessionOp, SessionStore, StorageError};
+use switchyard_storage::{SessionOp, SessionStore, Snapshot, StorageError, StoredSession};
 use switchyard_storage_embedded::{EmbeddedStore, FILE_NAME};
 use tempfile::TempDir;
 
@@ -108,7 +110,7 @@ fn a_file_that_is_not_a_database_is_refused() {
 }
 
 #[test]
-fn registry_and_sessions_share_one_file() {
+fn registry_and_sessions_live_side_by_side_in_the_directory() {
     use switchyard_storage::{RegistryOp, RegistryStore, Table};
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
@@ -119,9 +121,71 @@ fn registry_and_sessions_share_one_file() {
     )
     .unwrap();
     drop(store);
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(files.len(), 1, "one database file");
+    let mut names: Vec<_> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, [FILE_NAME, "sessions"]);
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(session_keys(&store), ["s"]);
     assert_eq!(store.get(Table::Tenants, "a.example").unwrap(), Some(Bytes::from_static(b"t")));
+}
+
+#[test]
+fn keys_longer_than_the_engine_allows_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let long_session = format!("7:a.local/{}", "c".repeat(70_000));
+    let long_topic = format!("0:/{}", "t/".repeat(40_000));
+    let message = |seq| SessionOp::PutMessage { session: long_session.clone(), seq, record: Bytes::from_static(b"m") };
+    store
+        .commit(&[
+            put_session(&long_session),
+            message(1),
+            message(2),
+            SessionOp::PutRetained { topic: long_topic.clone(), record: Bytes::from_static(b"r") },
+        ])
+        .unwrap();
+    store.commit(&[SessionOp::DeleteMessage { session: long_session.clone(), seq: 1 }]).unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let snapshot = store.load().unwrap();
+    assert_eq!(snapshot.sessions.len(), 1);
+    assert_eq!(snapshot.sessions[0].session, long_session);
+    assert_eq!(snapshot.sessions[0].messages, [(2, Bytes::from_static(b"m"))]);
+    assert_eq!(snapshot.retained, [(long_topic.clone(), Bytes::from_static(b"r"))]);
+    store
+        .commit(&[SessionOp::DeleteSession { session: long_session }, SessionOp::DeleteRetained { topic: long_topic }])
+        .unwrap();
+    assert_eq!(store.load().unwrap(), Default::default());
+}
+
+#[test]
+fn broker_state_of_the_older_layout_is_moved_once() {
+    const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+    const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+    const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = redb::Database::create(dir.path().join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(SESSIONS).unwrap().insert("0:/old", b"record".as_slice()).unwrap();
+        txn.open_table(MESSAGES).unwrap().insert(("0:/old", 7), b"queued".as_slice()).unwrap();
+        txn.open_table(RETAINED).unwrap().insert("0:/a/b", b"kept".as_slice()).unwrap();
+        txn.commit().unwrap();
+    }
+    let expected = Snapshot {
+        sessions: vec![StoredSession {
+            session: "0:/old".into(),
+            record: Bytes::from_static(b"record"),
+            messages: vec![(7, Bytes::from_static(b"queued"))],
+        }],
+        retained: vec![("0:/a/b".into(), Bytes::from_static(b"kept"))],
+    };
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.load().unwrap(), expected);
+    // A change after the move is not undone by opening again.
+    store.commit(&[SessionOp::DeleteRetained { topic: "0:/a/b".into() }]).unwrap();
+    drop(store);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    assert_eq!(store.load().unwrap(), Snapshot { retained: vec![], ..expected });
 }

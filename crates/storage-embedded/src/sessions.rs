@@ -1,0 +1,209 @@
+//! Broker state (sessions, their queued messages, retained messages) in a fjall log-structured
+//! database under `DIR/sessions/`. A commit is one atomic write batch appended to fjall's journal
+//! and fdatasynced: one sequential write and one sync, however many operations the batch holds,
+//! which suits the broker's stream of short-lived queue entries far better than rewriting B-tree
+//! pages.
+//!
+//! Keyspaces, keyed by the *id* of a session or retained-topic key: `k ‖ key` when the key is at
+//! most [`INLINE_KEY`] bytes, else `h ‖ SHA-256(key)` (fjall keys are limited to 64 KiB, MQTT
+//! client ids and topics are not quite), in which case the value starts with the full key
+//! (`u32 BE length ‖ key`) so loading gives it back:
+//! - `sessions`: session id → record;
+//! - `messages`: `u16 BE length of the session id ‖ session id ‖ u64 BE seq` → record, so one
+//!   session's messages are one prefix, in `seq` order, and no session's prefix is another's;
+//! - `retained`: topic id → record.
+//!
+//! Within a batch, operations are folded in order before anything is written: a message put and
+//! deleted by the same batch (a delivery acknowledged before its group commit) costs nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use sha2::{Digest, Sha256};
+use switchyard_storage::{SessionOp, Snapshot, StorageError, StoredSession};
+
+/// Directory of the session database inside the data directory.
+pub const DIR_NAME: &str = "sessions";
+
+/// Longest key stored as itself; longer ones are stored by digest.
+const INLINE_KEY: usize = 1024;
+
+/// Background threads fjall may use for flushing and compaction.
+const WORKERS: usize = 1;
+/// Block cache: the broker reads this database only at start-up.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+pub(crate) struct SessionDb {
+    db: Database,
+    sessions: Keyspace,
+    messages: Keyspace,
+    retained: Keyspace,
+}
+
+/// Which keyspace a folded write goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Space {
+    Sessions,
+    Messages,
+    Retained,
+}
+
+impl SessionDb {
+    pub fn open(dir: &Path) -> Result<SessionDb, StorageError> {
+        let path = dir.join(DIR_NAME);
+        let db = Database::builder(&path)
+            .worker_threads(WORKERS)
+            .cache_size(CACHE_BYTES)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| backend(&format!("cannot open {}", path.display()), e))?;
+        let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(|e| backend(name, e));
+        Ok(SessionDb {
+            sessions: keyspace("sessions")?,
+            messages: keyspace("messages")?,
+            retained: keyspace("retained")?,
+            db,
+        })
+    }
+
+    pub fn commit(&self, ops: &[SessionOp]) -> Result<(), StorageError> {
+        let mut writes: BTreeMap<(Space, Vec<u8>), Option<Bytes>> = BTreeMap::new();
+        for op in ops {
+            match op {
+                SessionOp::PutSession { session, record } => {
+                    writes.insert((Space::Sessions, key_id(session)), Some(keyed_value(session, record)));
+                }
+                SessionOp::DeleteSession { session } => {
+                    writes.insert((Space::Sessions, key_id(session)), None);
+                    let prefix = message_prefix(session);
+                    // Earlier puts of this batch and everything already stored under the prefix.
+                    writes.retain(|(space, key), _| !(*space == Space::Messages && key.starts_with(&prefix)));
+                    for entry in self.messages.prefix(&prefix) {
+                        let key = entry.key().map_err(|e| backend("scan messages", e))?;
+                        writes.insert((Space::Messages, key.to_vec()), None);
+                    }
+                }
+                SessionOp::PutMessage { session, seq, record } => {
+                    writes.insert((Space::Messages, message_key(session, *seq)), Some(record.clone()));
+                }
+                SessionOp::DeleteMessage { session, seq } => {
+                    writes.insert((Space::Messages, message_key(session, *seq)), None);
+                }
+                SessionOp::PutRetained { topic, record } => {
+                    writes.insert((Space::Retained, key_id(topic)), Some(keyed_value(topic, record)));
+                }
+                SessionOp::DeleteRetained { topic } => {
+                    writes.insert((Space::Retained, key_id(topic)), None);
+                }
+            }
+        }
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        for ((space, key), value) in writes {
+            let keyspace = match space {
+                Space::Sessions => &self.sessions,
+                Space::Messages => &self.messages,
+                Space::Retained => &self.retained,
+            };
+            match value {
+                Some(record) => batch.insert(keyspace, key, record.as_ref()),
+                None => batch.remove(keyspace, key),
+            }
+        }
+        batch.commit().map_err(|e| backend("commit", e))
+    }
+
+    pub fn load(&self) -> Result<Snapshot, StorageError> {
+        let mut sessions = Vec::new();
+        for entry in self.sessions.iter() {
+            let (id, value) = entry.into_inner().map_err(|e| backend("read sessions", e))?;
+            let (session, record) = split_keyed(&id, &value)?;
+            let prefix = message_prefix(&session);
+            let mut messages = Vec::new();
+            for entry in self.messages.prefix(&prefix) {
+                let (key, message) = entry.into_inner().map_err(|e| backend("read messages", e))?;
+                let seq: [u8; 8] = key[prefix.len()..].try_into().map_err(|_| corrupt("message key"))?;
+                messages.push((u64::from_be_bytes(seq), Bytes::copy_from_slice(&message)));
+            }
+            sessions.push(StoredSession { session, record, messages });
+        }
+        let mut retained = Vec::new();
+        for entry in self.retained.iter() {
+            let (id, value) = entry.into_inner().map_err(|e| backend("read retained", e))?;
+            retained.push(split_keyed(&id, &value)?);
+        }
+        Ok(Snapshot { sessions, retained })
+    }
+
+    /// True when nothing is stored (used to decide whether to migrate older data in).
+    pub fn is_empty(&self) -> Result<bool, StorageError> {
+        let empty = |k: &Keyspace, name: &str| k.is_empty().map_err(|e| backend(name, e));
+        Ok(empty(&self.sessions, "sessions")? && empty(&self.retained, "retained")?)
+    }
+}
+
+/// The stored id of a session or retained-topic key (see the module docs).
+fn key_id(key: &str) -> Vec<u8> {
+    if key.len() <= INLINE_KEY {
+        let mut id = Vec::with_capacity(1 + key.len());
+        id.push(b'k');
+        id.extend_from_slice(key.as_bytes());
+        id
+    } else {
+        let mut id = Vec::with_capacity(33);
+        id.push(b'h');
+        id.extend_from_slice(&Sha256::digest(key.as_bytes()));
+        id
+    }
+}
+
+/// The stored value for `key`: the record, after the full key when the id is a digest.
+fn keyed_value(key: &str, record: &Bytes) -> Bytes {
+    if key.len() <= INLINE_KEY {
+        return record.clone();
+    }
+    let mut value = Vec::with_capacity(4 + key.len() + record.len());
+    value.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    value.extend_from_slice(key.as_bytes());
+    value.extend_from_slice(record);
+    value.into()
+}
+
+/// The key and record back from a stored id and value.
+fn split_keyed(id: &[u8], value: &[u8]) -> Result<(String, Bytes), StorageError> {
+    let (key, record) = match id.split_first() {
+        Some((b'k', key)) => (key, value),
+        Some((b'h', _)) => {
+            let len: [u8; 4] = value.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("short value"))?;
+            let end = 4 + u32::from_be_bytes(len) as usize;
+            (value.get(4..end).ok_or_else(|| corrupt("short value"))?, &value[end..])
+        }
+        _ => return Err(corrupt("unknown key form")),
+    };
+    let key = String::from_utf8(key.to_vec()).map_err(|_| corrupt("key is not UTF-8"))?;
+    Ok((key, Bytes::copy_from_slice(record)))
+}
+
+/// The key prefix of one session's messages: its id, length first.
+fn message_prefix(session: &str) -> Vec<u8> {
+    let id = key_id(session);
+    let mut prefix = Vec::with_capacity(2 + id.len() + 8);
+    prefix.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    prefix.extend_from_slice(&id);
+    prefix
+}
+
+fn message_key(session: &str, seq: u64) -> Vec<u8> {
+    let mut key = message_prefix(session);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+fn backend(context: &str, e: fjall::Error) -> StorageError {
+    StorageError::Backend(format!("{context}: {e}"))
+}
+
+fn corrupt(what: &str) -> StorageError {
+    StorageError::Corrupt(format!("session store: {what}"))
+}
