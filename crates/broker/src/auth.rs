@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use switchyard_codec::{reason, topic};
@@ -17,10 +17,14 @@ use switchyard_identity::{Domain, Identity};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Namespace(Arc<str>);
 
+/// The empty name: of the anonymous namespace, and the owner key of anonymous clients. Shared,
+/// so an anonymous connection allocates neither.
+static EMPTY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+
 impl Namespace {
     /// The namespace anonymous clients share, outside every tenant.
     pub fn anonymous() -> Namespace {
-        Namespace(Arc::from(""))
+        Namespace(Arc::clone(&EMPTY))
     }
     /// A tenant's namespace, named by its domain.
     pub fn tenant(domain: &Domain) -> Namespace {
@@ -63,7 +67,7 @@ pub fn owner_key(identity: &Identity) -> Arc<str> {
     match identity {
         Identity::Device(d) => Arc::from(format!("device:{}", d.resource)),
         Identity::Application(a) => Arc::from(format!("app:{}", a.api_key_id)),
-        Identity::Anonymous => Arc::from(""),
+        Identity::Anonymous => Arc::clone(&EMPTY),
         Identity::Admin => Arc::from("admin"),
     }
 }

@@ -79,6 +79,10 @@ impl Outbox {
                     return dropped + 1;
                 }
             }
+            if state.items.capacity() == 0 {
+                // A first item gets room for one: an idle connection keeps only its CONNACK's.
+                state.items.reserve_exact(1);
+            }
             state.items.push_back(item);
         }
         self.notify.notify_one();
@@ -105,6 +109,7 @@ impl Outbox {
     /// Move everything queued into `into`, oldest first.
     pub fn drain(&self, into: &mut Vec<Outgoing>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        into.reserve_exact(state.items.len());
         into.extend(state.items.drain(..));
         state.qos0_bytes = 0;
     }

@@ -91,7 +91,8 @@ pub struct Session {
     pub next_packet_id: u16,
     /// Inbound QoS 2 packet ids whose PUBREL has not arrived yet.
     pub incoming_qos2: HashSet<u16>,
-    pub will: Option<Will>,
+    /// Boxed: most sessions have none, and a will is large.
+    pub will: Option<Box<Will>>,
     /// Bumped at every attach and detach, so timers set earlier can tell they are stale.
     pub generation: u64,
     pub next_seq: u64,

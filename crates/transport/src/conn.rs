@@ -4,7 +4,8 @@
 //! Reading and writing proceed together, so a client blocked on its own writes never deadlocks
 //! with us.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use switchyard_broker::{AckKind, Broker, Delivery, Event, Outbox, Outgoing, WillAction, now_ms};
 use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, PublishRef, QoS, reason, topic};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -44,60 +45,105 @@ impl Ending {
 }
 
 /// Serve one MQTT connection until it ends. Every transport calls this after its own handshake.
-pub async fn serve<S>(
+pub fn serve<S>(
     stream: S,
     peer: Option<SocketAddr>,
     broker: Broker,
     connect_timeout: Duration,
     shutdown: CancellationToken,
-) where
+) -> impl Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    serve_holding(stream, peer, broker, connect_timeout, shutdown, ())
+}
+
+/// [`serve`], holding `guard` (a connection-limit permit) until the connection ends.
+///
+/// An idle connection is mostly this future, so it is kept small: not an `async fn`, whose
+/// arguments its future would hold twice; and what only the CONNECT phase or the close needs
+/// lives in boxes that exist only meanwhile.
+pub(crate) fn serve_holding<S, G>(
+    stream: S,
+    peer: Option<SocketAddr>,
+    broker: Broker,
+    connect_timeout: Duration,
+    shutdown: CancellationToken,
+    guard: G,
+) -> impl Future<Output = ()> + Send
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    G: Send,
+{
+    let phase = Box::pin(connect(stream, broker, peer, connect_timeout));
+    async move {
+        let _guard = &guard;
+        let Some((mut conn, mut io)) = phase.await else { return };
+        let ending = conn.run(&mut io.reader, &mut io.writer, &mut io.rbuf, &shutdown).await;
+        Box::pin(conn.finish(&mut io.reader, &mut io.writer, ending)).await;
+    }
+}
+
+/// The two halves of the stream, and what was read but not yet decoded.
+struct Io<S> {
+    reader: ReadHalf<S>,
+    writer: WriteHalf<S>,
+    rbuf: BytesMut,
+}
+
+/// Read CONNECT and have the core accept it within `timeout`; on refusal, answer and close.
+async fn connect<S>(
+    stream: S,
+    broker: Broker,
+    peer: Option<SocketAddr>,
+    timeout: Duration,
+) -> Option<(Connection, Io<S>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let mut io = Io { reader, writer, rbuf: BytesMut::new() };
     let conn = broker.next_conn_id();
     let max_in = broker.config().max_packet_size as usize;
-    let mut rbuf = BytesMut::new();
     let outbox = Arc::new(Outbox::new(broker.config().max_queued_bytes));
-    let phase = Box::pin(async {
-        let connect = handshake::read_connect(&mut reader, &mut rbuf, max_in).await?;
+    let phase = async {
+        let connect = handshake::read_connect(&mut io.reader, &mut io.rbuf, max_in).await?;
         handshake::accept(&broker, conn, connect, peer, &outbox).await
-    });
-    let accepted = match tokio::time::timeout(connect_timeout, phase).await {
+    };
+    let accepted = match tokio::time::timeout(timeout, phase).await {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(Refused::ConnAck(protocol, code))) => {
             let mut out = BytesMut::new();
             if switchyard_codec::encode(&handshake::refusal_connack(code), protocol, &mut out).is_ok() {
-                let _ = tokio::time::timeout(CLOSE_FLUSH, writer.write_all(&out)).await;
+                let _ = tokio::time::timeout(CLOSE_FLUSH, io.writer.write_all(&out)).await;
             }
-            let _ = writer.shutdown().await;
-            linger(&mut reader).await;
-            return;
+            let _ = io.writer.shutdown().await;
+            linger(&mut io.reader).await;
+            return None;
         }
         Ok(Err(Refused::Close(why))) => {
             tracing::debug!(?peer, why, "connection closed during CONNECT");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::debug!(?peer, "no CONNECT within the connect timeout");
-            return;
+            return None;
         }
     };
     tracing::debug!(client_id = %accepted.client_id, ?peer, "client connected");
-    let mut conn_state = Connection {
-        broker: broker.clone(),
+    let conn = Connection {
+        broker,
         conn,
         accepted,
         outbox,
-        inbound_aliases: HashMap::new(),
-        outbound_aliases: HashMap::new(),
-        inbound_unacked: HashSet::new(),
+        inbound_aliases: BTreeMap::new(),
+        outbound_aliases: BTreeMap::new(),
+        inbound_unacked: BTreeSet::new(),
         wbuf: BytesMut::new(),
         pending: Vec::new(),
-        acks: Vec::new(),
         closing: None,
     };
-    let ending = conn_state.run(&mut reader, &mut writer, rbuf, shutdown).await;
-    Box::pin(conn_state.finish(&mut reader, &mut writer, ending)).await;
+    Some((conn, io))
 }
 
 struct Connection {
@@ -105,14 +151,12 @@ struct Connection {
     conn: u64,
     accepted: Accepted,
     outbox: Arc<Outbox>,
-    inbound_aliases: HashMap<u16, String>,
-    outbound_aliases: HashMap<String, u16>,
+    inbound_aliases: BTreeMap<u16, String>,
+    outbound_aliases: BTreeMap<String, u16>,
     /// Inbound QoS 1/2 packet ids not yet acknowledged (PUBACK / PUBCOMP), for receive maximum.
-    inbound_unacked: HashSet<u16>,
+    inbound_unacked: BTreeSet<u16>,
     wbuf: BytesMut,
     pending: Vec<Outgoing>,
-    /// PUBACKs decoded from the current read, not yet handed to the core.
-    acks: Vec<u16>,
     /// Set when the core asked us to close (after flushing what precedes it).
     closing: Option<Ending>,
 }
@@ -122,26 +166,30 @@ impl Connection {
         self.accepted.protocol
     }
 
+    /// How long the client may stay silent: one and a half keep-alive intervals.
+    fn keep_alive(&self) -> Duration {
+        Duration::from_millis(u64::from(self.accepted.keep_alive) * 1500)
+    }
+
     async fn run<R, W>(
         &mut self,
         reader: &mut R,
         writer: &mut W,
-        mut rbuf: BytesMut,
-        shutdown: CancellationToken,
+        rbuf: &mut BytesMut,
+        shutdown: &CancellationToken,
     ) -> Ending
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let keep_alive = Duration::from_millis(u64::from(self.accepted.keep_alive) * 1500);
-        let mut deadline = Instant::now() + keep_alive;
+        let mut deadline = Instant::now() + self.keep_alive();
         let max_in = self.broker.config().max_packet_size as usize;
         // Packets the client sent together with CONNECT.
-        if let Err(ending) = Box::pin(self.decode_all(&mut rbuf, max_in)).await {
+        if let Err(ending) = Box::pin(self.decode_all(rbuf, max_in)).await {
             return ending;
         }
         if rbuf.is_empty() {
-            rbuf = BytesMut::new();
+            *rbuf = BytesMut::new();
         }
         // Read size adapts: it doubles while reads fill the buffer and the buffer is released
         // whenever it is empty and reads are small, so an idle connection holds almost nothing.
@@ -176,55 +224,56 @@ impl Connection {
                 () = self.outbox.notified(), if self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none() => {
                     self.drain_outbox();
                 }
-                read = reader.read_buf(&mut rbuf), if self.closing.is_none() => {
+                read = reader.read_buf(rbuf), if self.closing.is_none() => {
                     match read {
                         Ok(0) | Err(_) => return Ending { will: WillAction::Publish, session_expiry: None, disconnect: None, why: "connection lost" },
                         Ok(n) => {
-                            deadline = Instant::now() + keep_alive;
+                            deadline = Instant::now() + self.keep_alive();
                             read_size = if n >= spare { (read_size * 2).min(MAX_READ) } else if n < read_size / 4 { (read_size / 2).max(MIN_READ) } else { read_size };
                             // Boxed: the packet-handling state is not kept in an idle connection.
-                            if let Err(ending) = Box::pin(self.decode_all(&mut rbuf, max_in)).await {
+                            if let Err(ending) = Box::pin(self.decode_all(rbuf, max_in)).await {
                                 return ending;
                             }
                             if rbuf.is_empty() && read_size == MIN_READ {
-                                rbuf = BytesMut::new();
+                                *rbuf = BytesMut::new();
                             }
                         }
                     }
                 }
-                () = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => {
+                () = tokio::time::sleep_until(deadline), if self.accepted.keep_alive != 0 => {
                     return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
                 }
             }
         }
     }
 
-    /// Decode and handle every complete packet in `rbuf`.
+    /// Decode and handle every complete packet in `rbuf`. Consecutive PUBACKs go to the core
+    /// as one event.
     async fn decode_all(&mut self, rbuf: &mut BytesMut, max_in: usize) -> Result<(), Ending> {
+        let mut acks = Vec::new();
         loop {
             match switchyard_codec::decode(rbuf, Some(self.protocol()), max_in) {
-                // Consecutive PUBACKs go to the core as one event.
-                Ok(Some(Packet::PubAck(r))) => self.acks.push(r.packet_id),
+                Ok(Some(Packet::PubAck(r))) => acks.push(r.packet_id),
                 Ok(Some(packet)) => {
-                    self.flush_acks().await?;
+                    self.flush_acks(&mut acks).await?;
                     self.handle(packet).await?;
                 }
-                Ok(None) => return self.flush_acks().await,
+                Ok(None) => return self.flush_acks(&mut acks).await,
                 Err(e) => {
                     tracing::info!(client_id = %self.accepted.client_id, error = %e, "bad packet; closing");
                     // The acknowledgements before the bad packet still count.
-                    self.flush_acks().await?;
+                    self.flush_acks(&mut acks).await?;
                     return Err(Ending::error(e.reason_code(), "bad packet"));
                 }
             }
         }
     }
 
-    async fn flush_acks(&mut self) -> Result<(), Ending> {
-        if self.acks.is_empty() {
+    async fn flush_acks(&self, acks: &mut Vec<u16>) -> Result<(), Ending> {
+        if acks.is_empty() {
             return Ok(());
         }
-        let packet_ids = std::mem::take(&mut self.acks);
+        let packet_ids = std::mem::take(acks);
         self.to_core(Event::PubAck { conn: self.conn, packet_ids }).await
     }
 
@@ -236,10 +285,7 @@ impl Connection {
         let conn = self.conn;
         match packet {
             Packet::Publish(publish) => self.inbound_publish(publish).await,
-            Packet::PubAck(r) => {
-                self.acks.push(r.packet_id);
-                self.flush_acks().await
-            }
+            Packet::PubAck(r) => self.to_core(Event::PubAck { conn, packet_ids: vec![r.packet_id] }).await,
             Packet::PubRec(r) => self.to_core(Event::PubRec { conn, packet_id: r.packet_id }).await,
             Packet::PubRel(r) => self.to_core(Event::PubRel { conn, packet_id: r.packet_id }).await,
             Packet::PubComp(r) => self.to_core(Event::PubComp { conn, packet_id: r.packet_id }).await,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use switchyard_broker::Broker;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -68,36 +68,33 @@ pub async fn run_listener(
         };
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
-        let tls = tls.clone();
         let shutdown = shutdown.clone();
         let timeout = limits.connect_timeout;
-        tasks.spawn(async move {
-            handle(stream, peer, tls, broker, timeout, shutdown).await;
-            drop(permit);
-        });
+        // A TLS connection is its own, larger kind of task: plain ones do not reserve its room.
+        match &tls {
+            None => tasks.spawn(conn::serve_holding(stream, Some(peer), broker, timeout, shutdown, permit)),
+            Some(tls) => tasks.spawn(serve_tls(stream, peer, Arc::clone(tls), broker, timeout, shutdown, permit)),
+        };
     }
 }
 
-async fn handle(
+/// The TLS handshake (under the connect timeout), then [`serve`].
+async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
-    tls: Option<Arc<TlsSource>>,
+    tls: Arc<TlsSource>,
     broker: Broker,
     timeout: Duration,
     shutdown: CancellationToken,
+    permit: OwnedSemaphorePermit,
 ) {
-    match tls {
-        None => serve(stream, Some(peer), broker, timeout, shutdown).await,
-        Some(tls) => {
-            let started = tokio::time::Instant::now();
-            match tokio::time::timeout(timeout, Box::pin(tls.acceptor().accept(stream))).await {
-                Ok(Ok(stream)) => {
-                    let left = timeout.saturating_sub(started.elapsed());
-                    serve(stream, Some(peer), broker, left, shutdown).await;
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
+    let started = tokio::time::Instant::now();
+    match tokio::time::timeout(timeout, Box::pin(tls.acceptor().accept(stream))).await {
+        Ok(Ok(stream)) => {
+            let left = timeout.saturating_sub(started.elapsed());
+            conn::serve_holding(stream, Some(peer), broker, left, shutdown, permit).await;
         }
+        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
     }
 }

@@ -65,7 +65,7 @@ impl Router {
         let was_persistent = session.stored;
         session.protocol = protocol;
         session.expiry = expiry;
-        session.will = connect.will.clone();
+        session.will = connect.will.clone().map(Box::new);
         session.generation += 1;
         session.offline_since_ms = None;
         session.attached =
