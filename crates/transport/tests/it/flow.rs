@@ -1,5 +1,5 @@
 //! Flow control: a stalled subscriber stays within its bounds and never slows a healthy one;
-//! receive maximum and keep-alive are enforced.
+//! receive maximum and keep-alive are enforced; acknowledgements that arrive together each count.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -152,5 +152,34 @@ async fn publisher_waits_for_a_lone_slow_subscriber_and_nothing_is_lost() {
         }
     }
     assert_eq!(broker.broker.stats().queue_refused.load(Ordering::Relaxed), 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn acknowledgements_sent_together_all_open_the_window() {
+    const PAYLOADS: [&[u8]; 12] = [b"0", b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9", b"10", b"11"];
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), small_queues(QueueFullPolicy::RefuseNew)).await;
+    let (mut sub, _) = Client::connect(broker.addr, Protocol::V5, "sub", true, Properties::default()).await;
+    assert_eq!(sub.subscribe("load", QoS::AtLeastOnce).await, [1]);
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V311, "pub", true, Properties::default()).await;
+    for (i, payload) in (1..).zip(PAYLOADS) {
+        publisher.publish("load", QoS::AtLeastOnce, i, payload).await;
+        assert!(matches!(publisher.recv().await, Some(Packet::PubAck(ack)) if ack.packet_id == i));
+    }
+    let mut received = Vec::new();
+    for _ in 0..3 {
+        // A full window (4), then nothing until every one of them is acknowledged at once.
+        let mut acks = bytes::BytesMut::new();
+        for _ in 0..4 {
+            let Some(Packet::Publish(p)) = sub.recv().await else { panic!("expected a PUBLISH") };
+            received.push(p.payload);
+            let ack = Packet::PubAck(switchyard_codec::PubResp::new(p.packet_id));
+            switchyard_codec::encode(&ack, Protocol::V5, &mut acks).unwrap();
+        }
+        assert_eq!(sub.recv_within(Duration::from_millis(100)).await, None, "window exceeded");
+        sub.send_raw(&acks).await;
+    }
+    assert_eq!(received, PAYLOADS);
     broker.stop().await;
 }
