@@ -107,6 +107,8 @@ pub struct ConnectRequest {
     pub principal: Principal,
     /// The CONNECT as received, with `client_id` already assigned when it was empty.
     pub connect: Box<Connect>,
+    /// `connect.client_id`, shared with the connection and the session.
+    pub client_id: Arc<str>,
     /// Where the core sends this connection's packets.
     pub outbox: Arc<Outbox>,
     /// CONNACK properties the connection negotiated (limits, assigned client id, keep-alive);

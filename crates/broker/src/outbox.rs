@@ -114,6 +114,14 @@ impl Outbox {
         state.qos0_bytes = 0;
     }
 
+    /// Free the queue's buffer if nothing is waiting.
+    pub fn release_if_empty(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.items.is_empty() {
+            state.items = VecDeque::new();
+        }
+    }
+
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).items.len()
@@ -125,8 +133,8 @@ impl Outbox {
     }
 
     /// Wait until something is pushed (returns at once if a push happened since the last wait).
-    pub async fn notified(&self) {
-        self.notify.notified().await;
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
     }
 }
 

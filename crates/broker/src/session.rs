@@ -89,8 +89,6 @@ pub struct Session {
     pub queue: VecDeque<Held>,
     pub queued_bytes: usize,
     pub next_packet_id: u16,
-    /// Inbound QoS 2 packet ids whose PUBREL has not arrived yet.
-    pub incoming_qos2: HashSet<u16>,
     /// Boxed: most sessions have none, and a will is large.
     pub will: Option<Box<Will>>,
     /// Bumped at every attach and detach, so timers set earlier can tell they are stale.
@@ -100,6 +98,15 @@ pub struct Session {
     pub offline_since_ms: Option<u64>,
     /// True once the session record has been written to storage.
     pub stored: bool,
+    /// What few sessions ever need, made on first use.
+    pub rare: Option<Box<Rare>>,
+}
+
+/// The parts of a session that only QoS 2 publishers and slow subscribers use.
+#[derive(Debug, Default)]
+pub struct Rare {
+    /// Inbound QoS 2 packet ids whose PUBREL has not arrived yet.
+    pub incoming_qos2: HashSet<u16>,
     /// Publishers' acknowledgements held back while this session is behind (back-pressure).
     pub waiting_acks: Vec<(Arc<Outbox>, crate::outbox::Outgoing)>,
 }
@@ -118,13 +125,12 @@ impl Session {
             queue: VecDeque::new(),
             queued_bytes: 0,
             next_packet_id: 1,
-            incoming_qos2: HashSet::new(),
             will: None,
             generation: 0,
             next_seq: 0,
             offline_since_ms: None,
             stored: false,
-            waiting_acks: Vec::new(),
+            rare: None,
         }
     }
 
@@ -152,6 +158,11 @@ impl Session {
     /// Room left in the inflight window (0 when offline).
     pub fn window_room(&self) -> usize {
         self.attached.as_ref().map_or(0, |a| a.window.saturating_sub(self.inflight.len()))
+    }
+
+    /// The rare parts, made if need be.
+    pub fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
     }
 
     pub fn next_seq(&mut self) -> u64 {

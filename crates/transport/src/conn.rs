@@ -6,14 +6,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use switchyard_broker::{AckKind, Broker, Delivery, Event, Outbox, Outgoing, WillAction, now_ms};
 use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, PublishRef, QoS, reason, topic};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -79,15 +82,14 @@ where
     async move {
         let _guard = &guard;
         let Some((mut conn, mut io)) = phase.await else { return };
-        let ending = conn.run(&mut io.reader, &mut io.writer, &mut io.rbuf, &shutdown).await;
-        Box::pin(conn.finish(&mut io.reader, &mut io.writer, ending)).await;
+        let ending = conn.run(&mut io.stream, &mut io.rbuf, &shutdown).await;
+        Box::pin(conn.finish(&mut io.stream, ending)).await;
     }
 }
 
-/// The two halves of the stream, and what was read but not yet decoded.
+/// The stream, and what was read from it but not yet decoded.
 struct Io<S> {
-    reader: ReadHalf<S>,
-    writer: WriteHalf<S>,
+    stream: S,
     rbuf: BytesMut,
 }
 
@@ -101,13 +103,12 @@ async fn connect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (reader, writer) = tokio::io::split(stream);
-    let mut io = Io { reader, writer, rbuf: BytesMut::new() };
+    let mut io = Io { stream, rbuf: BytesMut::new() };
     let conn = broker.next_conn_id();
     let max_in = broker.config().max_packet_size as usize;
     let outbox = Arc::new(Outbox::new(broker.config().max_queued_bytes));
     let phase = async {
-        let connect = handshake::read_connect(&mut io.reader, &mut io.rbuf, max_in).await?;
+        let connect = handshake::read_connect(&mut io.stream, &mut io.rbuf, max_in).await?;
         handshake::accept(&broker, conn, connect, peer, &outbox).await
     };
     let accepted = match tokio::time::timeout(timeout, phase).await {
@@ -115,10 +116,10 @@ where
         Ok(Err(Refused::ConnAck(protocol, code))) => {
             let mut out = BytesMut::new();
             if switchyard_codec::encode(&handshake::refusal_connack(code), protocol, &mut out).is_ok() {
-                let _ = tokio::time::timeout(CLOSE_FLUSH, io.writer.write_all(&out)).await;
+                let _ = tokio::time::timeout(CLOSE_FLUSH, io.stream.write_all(&out)).await;
             }
-            let _ = io.writer.shutdown().await;
-            linger(&mut io.reader).await;
+            let _ = io.stream.shutdown().await;
+            linger(&mut io.stream).await;
             return None;
         }
         Ok(Err(Refused::Close(why))) => {
@@ -136,8 +137,7 @@ where
         conn,
         accepted,
         outbox,
-        inbound_aliases: BTreeMap::new(),
-        outbound_aliases: BTreeMap::new(),
+        aliases: None,
         inbound_unacked: BTreeSet::new(),
         wbuf: BytesMut::new(),
         pending: Vec::new(),
@@ -146,19 +146,35 @@ where
     Some((conn, io))
 }
 
+/// What woke the connection loop.
+enum Wake {
+    Shutdown,
+    Wrote(io::Result<usize>),
+    Outbox,
+    Read(io::Result<usize>),
+    KeepAlive,
+}
+
 struct Connection {
     broker: Broker,
     conn: u64,
     accepted: Accepted,
     outbox: Arc<Outbox>,
-    inbound_aliases: BTreeMap<u16, String>,
-    outbound_aliases: BTreeMap<String, u16>,
+    /// Topic aliases (5.0), made on first use.
+    aliases: Option<Box<Aliases>>,
     /// Inbound QoS 1/2 packet ids not yet acknowledged (PUBACK / PUBCOMP), for receive maximum.
     inbound_unacked: BTreeSet<u16>,
     wbuf: BytesMut,
     pending: Vec<Outgoing>,
     /// Set when the core asked us to close (after flushing what precedes it).
-    closing: Option<Ending>,
+    closing: Option<Box<Ending>>,
+}
+
+/// A connection's topic aliases, each way.
+#[derive(Default)]
+struct Aliases {
+    inbound: BTreeMap<u16, String>,
+    outbound: BTreeMap<String, u16>,
 }
 
 impl Connection {
@@ -171,77 +187,127 @@ impl Connection {
         Duration::from_millis(u64::from(self.accepted.keep_alive) * 1500)
     }
 
-    async fn run<R, W>(
-        &mut self,
-        reader: &mut R,
-        writer: &mut W,
-        rbuf: &mut BytesMut,
-        shutdown: &CancellationToken,
-    ) -> Ending
+    /// Not an `async fn`, whose future would hold the arguments twice.
+    fn run<'a, S>(
+        &'a mut self,
+        stream: &'a mut S,
+        rbuf: &'a mut BytesMut,
+        shutdown: &'a CancellationToken,
+    ) -> impl Future<Output = Ending> + 'a
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut deadline = Instant::now() + self.keep_alive();
         let max_in = self.broker.config().max_packet_size as usize;
-        // Packets the client sent together with CONNECT.
-        if let Err(ending) = Box::pin(self.decode_all(rbuf, max_in)).await {
-            return ending;
-        }
-        if rbuf.is_empty() {
-            *rbuf = BytesMut::new();
-        }
-        // Read size adapts: it doubles while reads fill the buffer and the buffer is released
-        // whenever it is empty and reads are small, so an idle connection holds almost nothing.
-        let mut read_size = MIN_READ;
-        loop {
-            if let Some(ending) = self.closing.take()
-                && self.wbuf.is_empty()
-            {
+        async move {
+            let mut deadline = Instant::now() + self.keep_alive();
+            // Packets the client sent together with CONNECT.
+            if let Err(ending) = Box::pin(self.decode_all(rbuf, max_in)).await {
                 return ending;
             }
-            if rbuf.capacity() - rbuf.len() < read_size / 2 {
-                rbuf.reserve(read_size);
+            if rbuf.is_empty() {
+                *rbuf = BytesMut::new();
             }
-            let spare = rbuf.capacity() - rbuf.len();
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => {
-                    return Ending { will: WillAction::Publish, session_expiry: None, disconnect: Some(reason::SERVER_SHUTTING_DOWN), why: "server shutting down" };
+            // Read size adapts: it doubles while reads fill the buffer and the buffer is released
+            // whenever it is empty and reads are small, so an idle connection holds almost nothing:
+            // without a buffer, the next small read goes through the stack.
+            let mut read_size = MIN_READ;
+            loop {
+                if let Some(ending) = self.closing.take()
+                    && self.wbuf.is_empty()
+                {
+                    return *ending;
                 }
-                written = writer.write(&self.wbuf), if !self.wbuf.is_empty() => match written {
-                    Ok(0) | Err(_) => return Ending { will: WillAction::Publish, session_expiry: None, disconnect: None, why: "write failed" },
-                    Ok(n) => {
+                let unbuffered = rbuf.capacity() == 0 && read_size == MIN_READ;
+                if !unbuffered && rbuf.capacity() - rbuf.len() < read_size / 2 {
+                    rbuf.reserve(read_size);
+                }
+                let spare = if unbuffered { MIN_READ } else { rbuf.capacity() - rbuf.len() };
+                // Wait for the first of, in this order: shutdown, a write (when there is something to
+                // write), the outbox (unless the write buffer is full or we are closing), a read
+                // (unless closing), the keep-alive deadline (if any). One stream serves both
+                // directions, unsplit. An unbuffered read goes through the stack.
+                let woke = {
+                    let write = !self.wbuf.is_empty();
+                    let take = self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none();
+                    let read = self.closing.is_none();
+                    let timed = self.accepted.keep_alive != 0;
+                    let mut cancelled = pin!(shutdown.cancelled());
+                    let mut notified = pin!(self.outbox.notified());
+                    let mut keep_alive = pin!(tokio::time::sleep_until(deadline));
+                    let (wbuf, stream, rbuf) = (&self.wbuf, &mut *stream, &mut *rbuf);
+                    std::future::poll_fn(move |cx| {
+                        if cancelled.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Wake::Shutdown);
+                        }
+                        if write && let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, wbuf) {
+                            return Poll::Ready(Wake::Wrote(written));
+                        }
+                        if take && notified.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Wake::Outbox);
+                        }
+                        if read && let Poll::Ready(read) = poll_read(stream, rbuf, unbuffered, cx) {
+                            return Poll::Ready(Wake::Read(read));
+                        }
+                        if timed && keep_alive.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Wake::KeepAlive);
+                        }
+                        Poll::Pending
+                    })
+                    .await
+                };
+                match woke {
+                    Wake::Shutdown => {
+                        return Ending {
+                            will: WillAction::Publish,
+                            session_expiry: None,
+                            disconnect: Some(reason::SERVER_SHUTTING_DOWN),
+                            why: "server shutting down",
+                        };
+                    }
+                    Wake::Wrote(Ok(0) | Err(_)) => {
+                        return Ending {
+                            will: WillAction::Publish,
+                            session_expiry: None,
+                            disconnect: None,
+                            why: "write failed",
+                        };
+                    }
+                    Wake::Wrote(Ok(n)) => {
                         self.wbuf.advance(n);
                         if self.wbuf.is_empty() {
-                            let _ = writer.flush().await;
+                            let _ = stream.flush().await;
                             if self.wbuf.capacity() > MAX_READ {
                                 self.wbuf = BytesMut::new();
                             }
                         }
                     }
-                },
-                () = self.outbox.notified(), if self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none() => {
-                    self.drain_outbox();
-                }
-                read = reader.read_buf(rbuf), if self.closing.is_none() => {
-                    match read {
-                        Ok(0) | Err(_) => return Ending { will: WillAction::Publish, session_expiry: None, disconnect: None, why: "connection lost" },
-                        Ok(n) => {
-                            deadline = Instant::now() + self.keep_alive();
-                            read_size = if n >= spare { (read_size * 2).min(MAX_READ) } else if n < read_size / 4 { (read_size / 2).max(MIN_READ) } else { read_size };
-                            // Boxed: the packet-handling state is not kept in an idle connection.
-                            if let Err(ending) = Box::pin(self.decode_all(rbuf, max_in)).await {
-                                return ending;
-                            }
-                            if rbuf.is_empty() && read_size == MIN_READ {
-                                *rbuf = BytesMut::new();
-                            }
+                    Wake::Outbox => self.drain_outbox(),
+                    Wake::Read(Ok(0) | Err(_)) => {
+                        return Ending {
+                            will: WillAction::Publish,
+                            session_expiry: None,
+                            disconnect: None,
+                            why: "connection lost",
+                        };
+                    }
+                    Wake::Read(Ok(n)) => {
+                        deadline = Instant::now() + self.keep_alive();
+                        read_size = if n >= spare {
+                            (read_size * 2).min(MAX_READ)
+                        } else if n < read_size / 4 {
+                            (read_size / 2).max(MIN_READ)
+                        } else {
+                            read_size
+                        };
+                        // Boxed: the packet-handling state is not kept in an idle connection.
+                        if let Err(ending) = Box::pin(self.decode_all(rbuf, max_in)).await {
+                            return ending;
+                        }
+                        if rbuf.is_empty() && read_size == MIN_READ {
+                            *rbuf = BytesMut::new();
                         }
                     }
-                }
-                () = tokio::time::sleep_until(deadline), if self.accepted.keep_alive != 0 => {
-                    return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
+                    Wake::KeepAlive => return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout"),
                 }
             }
         }
@@ -333,12 +399,12 @@ impl Connection {
                 return Err(Ending::error(reason::TOPIC_ALIAS_INVALID, "topic alias out of range"));
             }
             if publish.topic.is_empty() {
-                match self.inbound_aliases.get(&alias) {
+                match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
                     Some(name) => publish.topic.clone_from(name),
                     None => return Err(Ending::error(reason::PROTOCOL_ERROR, "unknown topic alias")),
                 }
             } else {
-                self.inbound_aliases.insert(alias, publish.topic.clone());
+                self.aliases.get_or_insert_default().inbound.insert(alias, publish.topic.clone());
             }
         }
         if !topic::valid_topic_name(&publish.topic) {
@@ -364,6 +430,7 @@ impl Connection {
         let protocol = self.protocol();
         let mut items = std::mem::take(&mut self.pending);
         let now = now_ms();
+        let mut connack = false;
         for item in items.drain(..) {
             if self.closing.is_some() {
                 break;
@@ -385,15 +452,16 @@ impl Connection {
                     }
                 }
                 Outgoing::Control(packet) => {
-                    if let Packet::ConnAck(c) = &*packet
-                        && c.code != 0
-                    {
-                        self.closing = Some(Ending {
-                            will: WillAction::Discard,
-                            session_expiry: None,
-                            disconnect: None,
-                            why: "connection refused",
-                        });
+                    if let Packet::ConnAck(c) = &*packet {
+                        connack = true;
+                        if c.code != 0 {
+                            self.closing = Some(Box::new(Ending {
+                                will: WillAction::Discard,
+                                session_expiry: None,
+                                disconnect: None,
+                                why: "connection refused",
+                            }));
+                        }
                     }
                     *packet
                 }
@@ -407,18 +475,24 @@ impl Connection {
                     Packet::Publish(publish)
                 }
                 Outgoing::Close(code) => {
-                    self.closing = Some(Ending {
+                    self.closing = Some(Box::new(Ending {
                         will: WillAction::Discard,
                         session_expiry: None,
                         disconnect: Some(code),
                         why: "closed by the broker",
-                    });
+                    }));
                     continue;
                 }
             };
             if let Err(e) = switchyard_codec::encode(&packet, protocol, &mut self.wbuf) {
                 tracing::warn!(error = %e, "cannot encode an outgoing packet; skipped");
             }
+        }
+        if connack {
+            // The CONNACK's queue buffers say nothing of the traffic to come: an idle
+            // connection keeps none.
+            items = Vec::new();
+            self.outbox.release_if_empty();
         }
         self.pending = items;
     }
@@ -454,21 +528,21 @@ impl Connection {
         if max == 0 || self.protocol() != Protocol::V5 {
             return;
         }
-        if let Some(&alias) = self.outbound_aliases.get(&publish.topic) {
+        let outbound = &mut self.aliases.get_or_insert_default().outbound;
+        if let Some(&alias) = outbound.get(&publish.topic) {
             publish.properties.topic_alias = Some(alias);
             publish.topic.clear();
-        } else if self.outbound_aliases.len() < usize::from(max) {
-            let alias = self.outbound_aliases.len() as u16 + 1;
-            self.outbound_aliases.insert(publish.topic.clone(), alias);
+        } else if outbound.len() < usize::from(max) {
+            let alias = outbound.len() as u16 + 1;
+            outbound.insert(publish.topic.clone(), alias);
             publish.properties.topic_alias = Some(alias);
         }
     }
 
     /// Tell the core, send the final DISCONNECT (5.0) and flush, within a deadline.
-    async fn finish<R, W>(&mut self, reader: &mut R, writer: &mut W, ending: Ending)
+    async fn finish<S>(&mut self, stream: &mut S, ending: Ending)
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
         tracing::debug!(client_id = %self.accepted.client_id, why = ending.why, "connection ending");
         let _ = self
@@ -483,12 +557,30 @@ impl Connection {
             let _ = switchyard_codec::encode(&packet, Protocol::V5, &mut self.wbuf);
         }
         let flush = async {
-            writer.write_all(&self.wbuf).await?;
-            writer.shutdown().await
+            stream.write_all(&self.wbuf).await?;
+            stream.shutdown().await
         };
         let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
-        linger(reader).await;
+        linger(stream).await;
     }
+}
+
+/// Read into `rbuf`, or, when it is `unbuffered`, into the stack and then `rbuf`: an idle
+/// connection holds no read buffer.
+fn poll_read<S>(stream: &mut S, rbuf: &mut BytesMut, unbuffered: bool, cx: &mut Context<'_>) -> Poll<io::Result<usize>>
+where
+    S: AsyncRead + Unpin,
+{
+    if !unbuffered {
+        return pin!(stream.read_buf(rbuf)).poll(cx);
+    }
+    let mut stack = [0u8; MIN_READ];
+    let mut buf = ReadBuf::new(&mut stack);
+    Pin::new(stream).poll_read(cx, &mut buf).map_ok(|()| {
+        rbuf.reserve(MIN_READ);
+        rbuf.extend_from_slice(buf.filled());
+        buf.filled().len()
+    })
 }
 
 /// After our last packet and a write shutdown, read and discard what the client still sends

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 pub struct Accepted {
     pub protocol: Protocol,
     pub principal: Principal,
-    pub client_id: String,
+    pub client_id: Arc<str>,
     /// Effective keep-alive in seconds (0: none).
     pub keep_alive: u16,
     /// Topic aliases the client accepts from us (5.0).
@@ -122,10 +122,11 @@ pub async fn accept(
             connack_properties.server_keep_alive = Some(keep_alive);
         }
     }
+    let client_id = Arc::<str>::from(connect.client_id.as_str());
     let accepted = Accepted {
         protocol,
         principal: principal.clone(),
-        client_id: connect.client_id.clone(),
+        client_id: Arc::clone(&client_id),
         keep_alive,
         client_alias_max: props.topic_alias_maximum.unwrap_or(0),
         zero_expiry: props.session_expiry_interval.unwrap_or(0) == 0,
@@ -136,6 +137,7 @@ pub async fn accept(
         client_receive_maximum: props.receive_maximum.unwrap_or(u16::MAX),
         client_max_packet_size: props.maximum_packet_size.unwrap_or(u32::MAX),
         connect,
+        client_id,
         outbox: Arc::clone(outbox),
         connack_properties,
     };

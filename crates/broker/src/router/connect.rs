@@ -15,9 +15,9 @@ use crate::subtree::SessionId;
 
 impl Router {
     pub(super) fn connect(&mut self, req: ConnectRequest) {
-        let ConnectRequest { conn, principal, connect, outbox, mut connack_properties, .. } = req;
+        let ConnectRequest { conn, principal, connect, client_id, outbox, mut connack_properties, .. } = req;
         let protocol = connect.protocol;
-        let key = (principal.namespace.clone(), Arc::<str>::from(connect.client_id.as_str()));
+        let key = (principal.namespace.clone(), client_id);
 
         // A session belongs to the identity that created it.
         if let Some(&id) = self.by_key.get(&key)

@@ -46,7 +46,7 @@ impl Router {
         let protocol = session.protocol;
         let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
         let (qos, packet_id) = (publish.qos, publish.packet_id);
-        if qos == QoS::ExactlyOnce && session.incoming_qos2.contains(&packet_id) {
+        if qos == QoS::ExactlyOnce && session.rare.as_ref().is_some_and(|r| r.incoming_qos2.contains(&packet_id)) {
             // A resend of a message already accepted: acknowledge again, route nothing.
             self.send(&outbox, Outgoing::Ack(AckKind::PubRec, packet_id, reason::SUCCESS));
             return;
@@ -69,12 +69,12 @@ impl Router {
             if code < 0x80
                 && let Some(session) = self.sessions.get_mut(&id)
             {
-                session.incoming_qos2.insert(packet_id);
+                session.rare().incoming_qos2.insert(packet_id);
             }
             Outgoing::Ack(AckKind::PubRec, packet_id, code)
         };
         match routed.all_behind.and_then(|behind| self.sessions.get_mut(&behind)) {
-            Some(slow) => slow.waiting_acks.push((outbox, ack)),
+            Some(slow) => slow.rare().waiting_acks.push((outbox, ack)),
             None => self.send(&outbox, ack),
         }
     }
@@ -252,10 +252,10 @@ impl Router {
     pub(super) fn release_waiting(&mut self, id: SessionId, all: bool) {
         let mark = self.backpressure_mark();
         let Some(session) = self.sessions.get_mut(&id) else { return };
-        if session.waiting_acks.is_empty() || (!all && session.queue.len() > mark / 2) {
+        if session.rare.as_ref().is_none_or(|r| r.waiting_acks.is_empty()) || (!all && session.queue.len() > mark / 2) {
             return;
         }
-        for (outbox, ack) in std::mem::take(&mut session.waiting_acks) {
+        for (outbox, ack) in std::mem::take(&mut session.rare().waiting_acks) {
             self.send(&outbox, ack);
         }
     }
@@ -360,7 +360,7 @@ impl Router {
         let Some(id) = self.session_of(conn) else { return };
         let Some(session) = self.sessions.get_mut(&id) else { return };
         let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
-        let known = session.incoming_qos2.remove(&packet_id);
+        let known = session.rare.as_mut().is_some_and(|r| r.incoming_qos2.remove(&packet_id));
         let code = if known || session.protocol == Protocol::V311 {
             reason::SUCCESS
         } else {
