@@ -196,6 +196,13 @@ class Broker:
         self.stop()
         self.start()
 
+    def crash(self) -> None:
+        """SIGKILL: no shutdown, no final flush."""
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             text = self.log_file.read_text(errors="replace").splitlines()

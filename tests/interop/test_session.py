@@ -93,6 +93,26 @@ def test_session_and_retained_survive_restart(fresh_broker, version):
         assert (m.topic, m.payload, m.retain) == ("persist/retained", b"kept", True)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_acknowledged_messages_survive_sigkill(fresh_broker, version):
+    """A PUBACK means the message is on disk: after SIGKILL and a restart, an offline
+    persistent subscriber gets every acknowledged message, in order."""
+    b, t, cid = fresh_broker, "crash/q", new_id()
+    if b.kind == "mosquitto":
+        pytest.skip("mosquitto acknowledges before writing (persistence is periodic)")
+    go_offline_subscribed(b, version, cid, t)
+    sent = [f"m{i}".encode() for i in range(200)]
+    with Client(b, version) as pub:
+        for payload in sent:
+            assert pub.publish(t, payload, 1) in (0, None)
+    b.crash()
+    b.start()
+    with persistent(b, version, cid) as sub:
+        assert sub.session_present
+        assert [m.payload for m in sub.get_n(len(sent))] == sent
+        sub.expect_none(0.3)
+
+
 def test_session_expiry_interval(broker, topic):
     t, cid = f"{topic}/expiring", new_id()
     with Client(broker, V5, client_id=cid, session_expiry=1) as c:
