@@ -46,18 +46,7 @@ impl<'a> From<&'a Publish> for PublishRef<'a> {
 /// Append a PUBLISH for `protocol` to `out`: the same bytes [`encode`] writes for the
 /// equivalent [`Packet::Publish`], with the same failures.
 pub fn encode_publish(p: PublishRef<'_>, protocol: Protocol, out: &mut BytesMut) -> Result<(), EncodeError> {
-    let remaining = publish_len(p, protocol);
-    if remaining > MAX_VARINT as usize {
-        return Err(EncodeError::PacketTooLarge(remaining));
-    }
-    let start = out.len();
-    out.reserve(1 + varint_len(remaining) + remaining);
-    out.put_u8(publish_first_byte(p));
-    let written = put_varint(out, remaining as u32).and_then(|()| write_publish(p, protocol, out));
-    if written.is_err() {
-        out.truncate(start);
-    }
-    written
+    framed(out, publish_first_byte(p), publish_len(p, protocol), |out| write_publish(p, protocol, out))
 }
 
 /// Append the encoding of `packet` for `protocol` to `out`.
@@ -69,14 +58,23 @@ pub fn encode_publish(p: PublishRef<'_>, protocol: Protocol, out: &mut BytesMut)
 /// type allows; the reason codes and properties of 3.1.1 packets are dropped.
 pub fn encode(packet: &Packet, protocol: Protocol, out: &mut BytesMut) -> Result<(), EncodeError> {
     check_representable(packet, protocol)?;
-    let remaining = remaining_len(packet, protocol);
+    framed(out, first_byte(packet), remaining_len(packet, protocol), |out| write_body(packet, protocol, out))
+}
+
+/// Fixed header, then `body` into space reserved for it; on failure nothing stays written.
+fn framed(
+    out: &mut BytesMut,
+    first: u8,
+    remaining: usize,
+    body: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
     if remaining > MAX_VARINT as usize {
         return Err(EncodeError::PacketTooLarge(remaining));
     }
     let start = out.len();
     out.reserve(1 + varint_len(remaining) + remaining);
-    out.put_u8(first_byte(packet));
-    let written = put_varint(out, remaining as u32).and_then(|()| write_body(packet, protocol, out));
+    out.put_u8(first);
+    let written = put_varint(out, remaining as u32).and_then(|()| body(out));
     if written.is_err() {
         out.truncate(start);
     }

@@ -45,6 +45,11 @@ impl Ending {
     fn error(code: u8, why: &'static str) -> Ending {
         Ending { will: WillAction::Publish, session_expiry: None, disconnect: Some(code), why }
     }
+
+    /// The connection broke: nothing can be sent, the will is published.
+    fn lost(why: &'static str) -> Ending {
+        Ending { will: WillAction::Publish, session_expiry: None, disconnect: None, why }
+    }
 }
 
 /// Serve one MQTT connection until it ends. Every transport calls this after its own handshake.
@@ -265,12 +270,7 @@ impl Connection {
                         };
                     }
                     Wake::Wrote(Ok(0) | Err(_)) => {
-                        return Ending {
-                            will: WillAction::Publish,
-                            session_expiry: None,
-                            disconnect: None,
-                            why: "write failed",
-                        };
+                        return Ending::lost("write failed");
                     }
                     Wake::Wrote(Ok(n)) => {
                         self.wbuf.advance(n);
@@ -283,12 +283,7 @@ impl Connection {
                     }
                     Wake::Outbox => self.drain_outbox(),
                     Wake::Read(Ok(0) | Err(_)) => {
-                        return Ending {
-                            will: WillAction::Publish,
-                            session_expiry: None,
-                            disconnect: None,
-                            why: "connection lost",
-                        };
+                        return Ending::lost("connection lost");
                     }
                     Wake::Read(Ok(n)) => {
                         deadline = Instant::now() + self.keep_alive();
