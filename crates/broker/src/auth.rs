@@ -60,6 +60,13 @@ impl Principal {
         let owner = owner_key(&identity);
         Principal { namespace, identity, owner }
     }
+
+    /// This principal behind a pointer, as a connection keeps it. Anonymous principals are all
+    /// alike and share one allocation.
+    pub fn shared(self) -> Arc<Principal> {
+        static ANONYMOUS: LazyLock<Arc<Principal>> = LazyLock::new(|| Arc::new(Principal::new(Identity::Anonymous)));
+        if self == **ANONYMOUS { Arc::clone(&ANONYMOUS) } else { Arc::new(self) }
+    }
 }
 
 /// The owner key of an identity, unique within its namespace.
@@ -179,6 +186,23 @@ fn covers(rule: &str, filter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn anonymous_principals_share_one_allocation_and_others_keep_their_own() {
+        let a = Principal::new(Identity::Anonymous).shared();
+        let b = Principal::new(Identity::Anonymous).shared();
+        assert!(Arc::ptr_eq(&a, &b));
+        let device = |id: &str| {
+            Identity::Device(switchyard_identity::DeviceIdentity {
+                domain: Domain::parse("t.example").unwrap(),
+                resource: switchyard_identity::ResourceId::parse(id).unwrap(),
+            })
+        };
+        let d1 = Principal::new(device("d1")).shared();
+        assert_eq!(d1.identity, device("d1"));
+        assert!(!Arc::ptr_eq(&d1, &a));
+        assert!(!Arc::ptr_eq(&d1, &Principal::new(device("d1")).shared()));
+    }
 
     #[test]
     fn deny_rules_apply_per_action() {

@@ -56,11 +56,15 @@ pub enum BrokerError {
 #[error("broker is shut down")]
 pub struct Closed;
 
-/// A cheap, cloneable handle to the core: what every connection holds.
+/// A cheap, cloneable handle to the core: what every connection holds (one pointer, since
+/// every idle connection carries it).
 #[derive(Clone)]
-pub struct Broker {
+pub struct Broker(Arc<Shared>);
+
+/// What every handle shares.
+struct Shared {
     events: mpsc::Sender<Event>,
-    next_conn: Arc<AtomicU64>,
+    next_conn: AtomicU64,
     config: Arc<BrokerConfig>,
     auth: Arc<dyn Authenticator>,
     stats: Arc<Stats>,
@@ -68,7 +72,7 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Broker").field("config", &self.0.config).finish_non_exhaustive()
     }
 }
 
@@ -112,13 +116,13 @@ impl Broker {
         tracing::info!(sessions = restored, "broker state loaded");
         let (tx, rx) = mpsc::channel(config.event_queue);
         let task = tokio::spawn(router.run(rx, shutdown));
-        let broker = Broker { events: tx, next_conn: Arc::new(AtomicU64::new(1)), config, auth, stats };
+        let broker = Broker(Arc::new(Shared { events: tx, next_conn: AtomicU64::new(1), config, auth, stats }));
         Ok((broker, RouterTask(task)))
     }
 
     /// Send an event to the core, waiting while its queue is full.
     pub async fn send(&self, event: Event) -> Result<(), Closed> {
-        self.events.send(event).await.map_err(|_| Closed)
+        self.0.events.send(event).await.map_err(|_| Closed)
     }
 
     /// Close every live connection of `owner` in `namespace` (everyone there when `None`) with
@@ -127,20 +131,27 @@ impl Broker {
         self.send(Event::Kick { namespace, owner }).await
     }
 
+    /// Server shutdown, first step: close every connection with DISCONNECT 0x8B (server
+    /// shutting down) and refuse new ones, while the core keeps running to record how they
+    /// ended. Connections hold no shutdown signal of their own; this is it.
+    pub async fn close_all(&self) -> Result<(), Closed> {
+        self.send(Event::CloseAll).await
+    }
+
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> ConnId {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
+        self.0.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &BrokerConfig {
-        &self.config
+        &self.0.config
     }
 
     pub fn auth(&self) -> &dyn Authenticator {
-        &*self.auth
+        &*self.0.auth
     }
 
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.0.stats
     }
 }

@@ -167,6 +167,8 @@ pub enum Event {
         namespace: crate::auth::Namespace,
         owner: Option<Arc<str>>,
     },
+    /// Server shutdown: close every connection, refuse new ones.
+    CloseAll,
 }
 
 /// Milliseconds since the Unix epoch.

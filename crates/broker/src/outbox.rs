@@ -3,13 +3,19 @@
 //! It is bounded by construction: QoS 1/2 publishes enter only within the session's inflight
 //! window, QoS 0 publishes beyond the byte budget push out the oldest QoS 0 publish (counted),
 //! and control packets are answers to the client's own requests.
+//!
+//! It is also how the core watches an idle connection without the connection keeping a timer:
+//! the connection stamps [`Outbox::heard`] whenever its client sends anything, the router's
+//! periodic sweep flags outboxes whose client fell silent, and the connection, woken by its
+//! outbox, finds the flag. So an idle connection waits on two things only: its socket and this.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use switchyard_codec::{Packet, PubResp, QoS};
-use tokio::sync::Notify;
 
 use crate::message::Delivery;
 
@@ -39,41 +45,68 @@ pub enum Outgoing {
 struct State {
     items: VecDeque<Outgoing>,
     qos0_bytes: usize,
+    /// The connection task waiting for this outbox, woken by the next push or flag.
+    waker: Option<Waker>,
+    /// Set by the keep-alive sweep; taken by [`Outbox::take_silent`].
+    silent: bool,
 }
 
 /// A bounded, non-blocking queue from the core to one connection.
 #[derive(Debug)]
 pub struct Outbox {
     state: Mutex<State>,
-    notify: Notify,
-    qos0_budget: usize,
+    qos0_budget: u32,
     /// Items the core holds back for this outbox until their batch is durable.
-    held: AtomicUsize,
+    held: AtomicU32,
+    /// When the client was last heard from, in [`ticks`] (compared wrapping).
+    heard: AtomicU32,
+    /// How long the client may stay silent, in ticks (0: no limit).
+    silence: AtomicU32,
+}
+
+/// Milliseconds per keep-alive tick.
+const TICK_MS: u128 = 10;
+
+/// A monotonic clock in 10 ms ticks that wraps after 497 days; differences taken wrapping are
+/// right for any silence shorter than half of that. Every outbox holds one, so it is 4 bytes.
+pub fn ticks() -> u32 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    (EPOCH.get_or_init(Instant::now).elapsed().as_millis() / TICK_MS) as u32
 }
 
 impl Outbox {
     /// An outbox whose QoS 0 publishes may hold at most `qos0_budget` payload bytes.
     pub fn new(qos0_budget: usize) -> Outbox {
-        Outbox { state: Mutex::new(State::default()), notify: Notify::new(), qos0_budget, held: AtomicUsize::new(0) }
+        Outbox {
+            state: Mutex::new(State::default()),
+            qos0_budget: u32::try_from(qos0_budget).unwrap_or(u32::MAX),
+            held: AtomicU32::new(0),
+            heard: AtomicU32::new(ticks()),
+            silence: AtomicU32::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Queue an item. Returns how many QoS 0 publishes were dropped to make room.
     pub fn push(&self, item: Outgoing) -> usize {
         let mut dropped = 0;
-        {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let waker = {
+            let mut state = self.lock();
             if let Outgoing::Publish(d) = &item
                 && d.qos == QoS::AtMostOnce
             {
                 state.qos0_bytes += d.message.cost();
-                while state.qos0_bytes > self.qos0_budget {
+                while state.qos0_bytes > self.qos0_budget as usize {
                     let Some(pos) = state.items.iter().position(is_qos0) else { break };
                     if let Some(Outgoing::Publish(old)) = state.items.remove(pos) {
                         state.qos0_bytes -= old.message.cost();
                         dropped += 1;
                     }
                 }
-                if state.qos0_bytes > self.qos0_budget {
+                if state.qos0_bytes > self.qos0_budget as usize {
                     // The new message alone is over budget: it is the one dropped.
                     state.qos0_bytes -= d.message.cost();
                     return dropped + 1;
@@ -84,8 +117,11 @@ impl Outbox {
                 state.items.reserve_exact(1);
             }
             state.items.push_back(item);
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        self.notify.notify_one();
         dropped
     }
 
@@ -108,7 +144,7 @@ impl Outbox {
 
     /// Move everything queued into `into`, oldest first.
     pub fn drain(&self, into: &mut Vec<Outgoing>) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         into.reserve_exact(state.items.len());
         into.extend(state.items.drain(..));
         state.qos0_bytes = 0;
@@ -116,7 +152,7 @@ impl Outbox {
 
     /// Free the queue's buffer if nothing is waiting.
     pub fn release_if_empty(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.lock();
         if state.items.is_empty() {
             state.items = VecDeque::new();
         }
@@ -124,7 +160,7 @@ impl Outbox {
 
     /// Items waiting.
     pub fn len(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).items.len()
+        self.lock().items.len()
     }
 
     /// True when nothing is waiting.
@@ -132,9 +168,64 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Wait until something is pushed (returns at once if a push happened since the last wait).
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
+    /// Ready when something is queued or the keep-alive sweep flagged the client as silent;
+    /// otherwise the task is woken by the next push or flag. Polling holds no state of its own.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if !state.items.is_empty() || state.silent {
+            return Poll::Ready(());
+        }
+        match &mut state.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Wait until [`Outbox::poll_ready`] is ready.
+    pub async fn ready(&self) {
+        std::future::poll_fn(|cx| self.poll_ready(cx)).await;
+    }
+
+    /// Set how long the client may stay silent (0: no limit), counting from now.
+    pub fn set_keep_alive(&self, silence: Duration) {
+        self.heard();
+        let ticks = (silence.as_millis() / TICK_MS).try_into().unwrap_or(u32::MAX);
+        self.silence.store(ticks, Ordering::Relaxed);
+    }
+
+    /// The client sent something.
+    pub fn heard(&self) {
+        self.heard.store(ticks(), Ordering::Relaxed);
+    }
+
+    fn silent_too_long(&self, now: u32) -> bool {
+        let limit = self.silence.load(Ordering::Relaxed);
+        limit != 0 && now.wrapping_sub(self.heard.load(Ordering::Relaxed)) > limit
+    }
+
+    /// The keep-alive sweep: flag and wake the connection if its client has been silent too
+    /// long at `now` ([`ticks`]). True when flagged.
+    pub fn check_keep_alive(&self, now: u32) -> bool {
+        if !self.silent_too_long(now) {
+            return false;
+        }
+        let waker = {
+            let mut state = self.lock();
+            state.silent = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Take the sweep's flag: true when it was set and the client is still silent now (a
+    /// packet that arrived after the sweep looked clears it).
+    pub fn take_silent(&self) -> bool {
+        let flagged = std::mem::take(&mut self.lock().silent);
+        flagged && self.silent_too_long(ticks())
     }
 }
 
@@ -164,6 +255,7 @@ fn is_qos0(item: &Outgoing) -> bool {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
 
     use bytes::Bytes;
     use switchyard_codec::Properties;
@@ -208,6 +300,73 @@ mod tests {
             })
             .collect();
         assert_eq!(qos, [QoS::AtLeastOnce, QoS::AtMostOnce, QoS::AtMostOnce]);
+    }
+
+    /// A waker that counts its wake-ups.
+    struct Count(AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (Arc::clone(&count), Waker::from(count))
+    }
+
+    #[test]
+    fn a_push_wakes_the_waiting_connection_once() {
+        let outbox = Outbox::new(1000);
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert!(outbox.poll_ready(&mut cx).is_pending());
+        outbox.push(delivery(QoS::AtLeastOnce, 10));
+        outbox.push(delivery(QoS::AtLeastOnce, 10));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the second push finds no waiter");
+        assert!(outbox.poll_ready(&mut cx).is_ready());
+        let mut items = Vec::new();
+        outbox.drain(&mut items);
+        assert_eq!(items.len(), 2);
+        assert!(outbox.poll_ready(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn a_silent_client_is_flagged_and_a_late_packet_clears_the_flag() {
+        let outbox = Outbox::new(1000);
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        let far = ticks() + 6_000;
+        assert!(!outbox.check_keep_alive(far), "no keep-alive, never silent");
+        outbox.set_keep_alive(std::time::Duration::from_millis(1_500));
+        assert!(!outbox.check_keep_alive(ticks()), "just heard");
+        assert!(outbox.poll_ready(&mut cx).is_pending());
+        assert!(outbox.check_keep_alive(far));
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(outbox.poll_ready(&mut cx).is_ready());
+        // The client spoke after the sweep looked: the flag is stale.
+        outbox.heard();
+        assert!(!outbox.take_silent());
+        assert!(outbox.poll_ready(&mut cx).is_pending(), "the flag was taken");
+    }
+
+    #[test]
+    fn the_flag_stands_while_the_client_stays_silent() {
+        let outbox = Outbox::new(1000);
+        outbox.set_keep_alive(std::time::Duration::from_millis(10));
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        assert!(outbox.check_keep_alive(ticks()));
+        assert!(outbox.take_silent());
+    }
+
+    #[test]
+    fn silence_is_measured_across_the_clock_wrapping() {
+        let outbox = Outbox::new(1000);
+        outbox.silence.store(100, Ordering::Relaxed);
+        outbox.heard.store(u32::MAX - 10, Ordering::Relaxed);
+        assert!(!outbox.silent_too_long(50), "61 ticks after, across the wrap");
+        assert!(outbox.silent_too_long(200), "211 ticks after");
     }
 
     #[test]

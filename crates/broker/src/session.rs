@@ -48,7 +48,7 @@ pub struct Attached {
     pub conn: ConnId,
     pub outbox: Arc<Outbox>,
     /// Effective inflight window: the client's receive maximum capped by ours.
-    pub window: usize,
+    pub window: u16,
     pub max_packet_size: u32,
 }
 
@@ -92,10 +92,11 @@ pub struct Session {
     /// Boxed: most sessions have none, and a will is large.
     pub will: Option<Box<Will>>,
     /// Bumped at every attach and detach, so timers set earlier can tell they are stale.
-    pub generation: u64,
+    pub generation: u32,
     pub next_seq: u64,
-    /// When the session went offline (ms since the epoch), for expiry across restarts.
-    pub offline_since_ms: Option<u64>,
+    /// When the session went offline (ms since the epoch; 0 while attached), for expiry across
+    /// restarts.
+    pub offline_since_ms: u64,
     /// True once the session record has been written to storage.
     pub stored: bool,
     /// What few sessions ever need, made on first use.
@@ -128,7 +129,7 @@ impl Session {
             will: None,
             generation: 0,
             next_seq: 0,
-            offline_since_ms: None,
+            offline_since_ms: 0,
             stored: false,
             rare: None,
         }
@@ -157,7 +158,7 @@ impl Session {
 
     /// Room left in the inflight window (0 when offline).
     pub fn window_room(&self) -> usize {
-        self.attached.as_ref().map_or(0, |a| a.window.saturating_sub(self.inflight.len()))
+        self.attached.as_ref().map_or(0, |a| usize::from(a.window).saturating_sub(self.inflight.len()))
     }
 
     /// The rare parts, made if need be.
@@ -210,7 +211,7 @@ impl SessionRecord {
             },
             expiry: session.expiry,
             subscriptions: session.subscriptions.clone(),
-            offline_since_ms: session.offline_since_ms,
+            offline_since_ms: (session.offline_since_ms != 0).then_some(session.offline_since_ms),
         }
     }
 }

@@ -125,7 +125,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
-    drop(broker);
     tracing::info!(data_dir = %settings.data_dir.display(), tenant = %settings.tenant_domain, "switchyard ready");
 
     // The core ending on its own (a panic) leaves nothing worth serving: stop, and say so.
@@ -139,6 +138,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!(deadline_s = settings.shutdown_timeout.as_secs(), "shutting down");
     shutdown.cancel();
+    // Connections hold no shutdown signal: the core closes them, and refuses late ones.
+    if broker.close_all().await.is_err() {
+        tracing::warn!("the broker core is gone; connections close as their clients leave");
+    }
+    drop(broker);
     listeners.close();
     tasks.close();
     let drained = tokio::time::timeout(settings.shutdown_timeout, async {

@@ -17,13 +17,14 @@ use bytes::{Buf, BytesMut};
 use switchyard_broker::{AckKind, Broker, Delivery, Event, Outbox, Outgoing, WillAction, now_ms};
 use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, PublishRef, QoS, reason, topic};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::handshake::{self, Accepted, Refused};
 
 /// Bytes queued for the socket before we stop taking more from the outbox.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Write buffers smaller than this are freed once written.
+const MIN_KEPT_WRITE: usize = 256;
 /// Smallest and largest socket read.
 const MIN_READ: usize = 64;
 const MAX_READ: usize = 64 * 1024;
@@ -83,11 +84,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     G: Send,
 {
-    let phase = Box::pin(connect(stream, broker, peer, connect_timeout));
+    let phase = Box::pin(connect(stream, broker, peer, connect_timeout, shutdown));
     async move {
         let _guard = &guard;
         let Some((mut conn, mut io)) = phase.await else { return };
-        let ending = conn.run(&mut io.stream, &mut io.rbuf, &shutdown).await;
+        let ending = conn.run(&mut io.stream, &mut io.rbuf).await;
         Box::pin(conn.finish(&mut io.stream, ending)).await;
     }
 }
@@ -99,11 +100,14 @@ struct Io<S> {
 }
 
 /// Read CONNECT and have the core accept it within `timeout`; on refusal, answer and close.
+/// Shutdown abandons a connection still here; once accepted, the core closes it
+/// ([`Broker::close_all`]).
 async fn connect<S>(
     stream: S,
     broker: Broker,
     peer: Option<SocketAddr>,
     timeout: Duration,
+    shutdown: CancellationToken,
 ) -> Option<(Connection, Io<S>)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -116,7 +120,11 @@ where
         let connect = handshake::read_connect(&mut io.stream, &mut io.rbuf, max_in).await?;
         handshake::accept(&broker, conn, connect, peer, &outbox).await
     };
-    let accepted = match tokio::time::timeout(timeout, phase).await {
+    let result = tokio::select! {
+        result = tokio::time::timeout(timeout, phase) => result,
+        () = shutdown.cancelled() => return None,
+    };
+    let accepted = match result {
         Ok(Ok(accepted)) => accepted,
         Ok(Err(Refused::ConnAck(protocol, code))) => {
             let mut out = BytesMut::new();
@@ -137,13 +145,13 @@ where
         }
     };
     tracing::debug!(client_id = %accepted.client_id, ?peer, "client connected");
+    outbox.set_keep_alive(Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
     let conn = Connection {
         broker,
         conn,
         accepted,
         outbox,
-        aliases: None,
-        inbound_unacked: BTreeSet::new(),
+        rare: None,
         wbuf: BytesMut::new(),
         pending: Vec::new(),
         closing: None,
@@ -153,11 +161,9 @@ where
 
 /// What woke the connection loop.
 enum Wake {
-    Shutdown,
     Wrote(io::Result<usize>),
     Outbox,
     Read(io::Result<usize>),
-    KeepAlive,
 }
 
 struct Connection {
@@ -165,21 +171,22 @@ struct Connection {
     conn: u64,
     accepted: Accepted,
     outbox: Arc<Outbox>,
-    /// Topic aliases (5.0), made on first use.
-    aliases: Option<Box<Aliases>>,
-    /// Inbound QoS 1/2 packet ids not yet acknowledged (PUBACK / PUBCOMP), for receive maximum.
-    inbound_unacked: BTreeSet<u16>,
+    /// What publishers and 5.0 alias users need, made on first use.
+    rare: Option<Box<Rare>>,
     wbuf: BytesMut,
     pending: Vec<Outgoing>,
     /// Set when the core asked us to close (after flushing what precedes it).
     closing: Option<Box<Ending>>,
 }
 
-/// A connection's topic aliases, each way.
+/// The parts of a connection an idle subscriber never uses.
 #[derive(Default)]
-struct Aliases {
+struct Rare {
+    /// Topic aliases (5.0), each way.
     inbound: BTreeMap<u16, String>,
     outbound: BTreeMap<String, u16>,
+    /// Inbound QoS 1/2 packet ids not yet acknowledged (PUBACK / PUBCOMP), for receive maximum.
+    inbound_unacked: BTreeSet<u16>,
 }
 
 impl Connection {
@@ -187,26 +194,16 @@ impl Connection {
         self.accepted.protocol
     }
 
-    /// How long the client may stay silent: one and a half keep-alive intervals.
-    fn keep_alive(&self) -> Duration {
-        Duration::from_millis(u64::from(self.accepted.keep_alive) * 1500)
-    }
-
-    /// Not an `async fn`, whose future would hold the arguments twice.
-    fn run<'a, S>(
-        &'a mut self,
-        stream: &'a mut S,
-        rbuf: &'a mut BytesMut,
-        shutdown: &'a CancellationToken,
-    ) -> impl Future<Output = Ending> + 'a
+    /// Not an `async fn`, whose future would hold the arguments twice (24 bytes more in every
+    /// idle connection's task).
+    #[expect(clippy::manual_async_fn, reason = "keeps the connection future small")]
+    fn run<'a, S>(&'a mut self, stream: &'a mut S, rbuf: &'a mut BytesMut) -> impl Future<Output = Ending> + 'a
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let max_in = self.broker.config().max_packet_size as usize;
         async move {
-            let mut deadline = Instant::now() + self.keep_alive();
             // Packets the client sent together with CONNECT.
-            if let Err(ending) = Box::pin(self.decode_all(rbuf, max_in)).await {
+            if let Err(ending) = Box::pin(self.decode_all(rbuf)).await {
                 return ending;
             }
             if rbuf.is_empty() {
@@ -217,8 +214,10 @@ impl Connection {
             // without a buffer, the next small read goes through the stack.
             let mut read_size = MIN_READ;
             loop {
-                if let Some(ending) = self.closing.take()
-                    && self.wbuf.is_empty()
+                // Close once everything before the close is written (the write buffer first: taking
+                // the ending while packets wait would forget it).
+                if self.wbuf.is_empty()
+                    && let Some(ending) = self.closing.take()
                 {
                     return *ending;
                 }
@@ -227,48 +226,31 @@ impl Connection {
                     rbuf.reserve(read_size);
                 }
                 let spare = if unbuffered { MIN_READ } else { rbuf.capacity() - rbuf.len() };
-                // Wait for the first of, in this order: shutdown, a write (when there is something to
-                // write), the outbox (unless the write buffer is full or we are closing), a read
-                // (unless closing), the keep-alive deadline (if any). One stream serves both
-                // directions, unsplit. An unbuffered read goes through the stack.
+                // Wait for the first of, in this order: a write (when there is something to write),
+                // the outbox (unless the write buffer is full or we are closing), a read (unless
+                // closing). One stream serves both directions, unsplit; an unbuffered read goes
+                // through the stack. Nothing else is waited on: shutdown and keep-alive reach us
+                // through the outbox, so an idle connection keeps no timer or signal future.
                 let woke = {
                     let write = !self.wbuf.is_empty();
                     let take = self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none();
                     let read = self.closing.is_none();
-                    let timed = self.accepted.keep_alive != 0;
-                    let mut cancelled = pin!(shutdown.cancelled());
-                    let mut notified = pin!(self.outbox.notified());
-                    let mut keep_alive = pin!(tokio::time::sleep_until(deadline));
-                    let (wbuf, stream, rbuf) = (&self.wbuf, &mut *stream, &mut *rbuf);
+                    let (wbuf, outbox, stream, rbuf) = (&self.wbuf, &*self.outbox, &mut *stream, &mut *rbuf);
                     std::future::poll_fn(move |cx| {
-                        if cancelled.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Wake::Shutdown);
-                        }
                         if write && let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, wbuf) {
                             return Poll::Ready(Wake::Wrote(written));
                         }
-                        if take && notified.as_mut().poll(cx).is_ready() {
+                        if take && outbox.poll_ready(cx).is_ready() {
                             return Poll::Ready(Wake::Outbox);
                         }
                         if read && let Poll::Ready(read) = poll_read(stream, rbuf, unbuffered, cx) {
                             return Poll::Ready(Wake::Read(read));
-                        }
-                        if timed && keep_alive.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Wake::KeepAlive);
                         }
                         Poll::Pending
                     })
                     .await
                 };
                 match woke {
-                    Wake::Shutdown => {
-                        return Ending {
-                            will: WillAction::Publish,
-                            session_expiry: None,
-                            disconnect: Some(reason::SERVER_SHUTTING_DOWN),
-                            why: "server shutting down",
-                        };
-                    }
                     Wake::Wrote(Ok(0) | Err(_)) => {
                         return Ending::lost("write failed");
                     }
@@ -276,17 +258,26 @@ impl Connection {
                         self.wbuf.advance(n);
                         if self.wbuf.is_empty() {
                             let _ = stream.flush().await;
-                            if self.wbuf.capacity() > MAX_READ {
+                            // Reclaim the written space, so capacity is the buffer's size; keep
+                            // a mid-sized buffer for the next burst, free a huge one and a tiny
+                            // one (an idle connection's last CONNACK or PINGRESP).
+                            self.wbuf.reserve(1);
+                            if !(MIN_KEPT_WRITE..=MAX_READ).contains(&self.wbuf.capacity()) {
                                 self.wbuf = BytesMut::new();
                             }
                         }
                     }
-                    Wake::Outbox => self.drain_outbox(),
+                    Wake::Outbox => {
+                        if self.outbox.take_silent() {
+                            return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
+                        }
+                        self.drain_outbox();
+                    }
                     Wake::Read(Ok(0) | Err(_)) => {
                         return Ending::lost("connection lost");
                     }
                     Wake::Read(Ok(n)) => {
-                        deadline = Instant::now() + self.keep_alive();
+                        self.outbox.heard();
                         read_size = if n >= spare {
                             (read_size * 2).min(MAX_READ)
                         } else if n < read_size / 4 {
@@ -295,14 +286,13 @@ impl Connection {
                             read_size
                         };
                         // Boxed: the packet-handling state is not kept in an idle connection.
-                        if let Err(ending) = Box::pin(self.decode_all(rbuf, max_in)).await {
+                        if let Err(ending) = Box::pin(self.decode_all(rbuf)).await {
                             return ending;
                         }
                         if rbuf.is_empty() && read_size == MIN_READ {
                             *rbuf = BytesMut::new();
                         }
                     }
-                    Wake::KeepAlive => return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout"),
                 }
             }
         }
@@ -310,7 +300,8 @@ impl Connection {
 
     /// Decode and handle every complete packet in `rbuf`. Consecutive PUBACKs go to the core
     /// as one event.
-    async fn decode_all(&mut self, rbuf: &mut BytesMut, max_in: usize) -> Result<(), Ending> {
+    async fn decode_all(&mut self, rbuf: &mut BytesMut) -> Result<(), Ending> {
+        let max_in = self.broker.config().max_packet_size as usize;
         let mut acks = Vec::new();
         loop {
             match switchyard_codec::decode(rbuf, Some(self.protocol()), max_in) {
@@ -394,20 +385,21 @@ impl Connection {
                 return Err(Ending::error(reason::TOPIC_ALIAS_INVALID, "topic alias out of range"));
             }
             if publish.topic.is_empty() {
-                match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
+                match self.rare.as_ref().and_then(|a| a.inbound.get(&alias)) {
                     Some(name) => publish.topic.clone_from(name),
                     None => return Err(Ending::error(reason::PROTOCOL_ERROR, "unknown topic alias")),
                 }
             } else {
-                self.aliases.get_or_insert_default().inbound.insert(alias, publish.topic.clone());
+                self.rare.get_or_insert_default().inbound.insert(alias, publish.topic.clone());
             }
         }
         if !topic::valid_topic_name(&publish.topic) {
             return Err(Ending::error(reason::TOPIC_NAME_INVALID, "invalid topic name"));
         }
         if publish.qos != QoS::AtMostOnce {
-            self.inbound_unacked.insert(publish.packet_id);
-            if self.inbound_unacked.len() > usize::from(self.broker.config().receive_maximum) {
+            let unacked = &mut self.rare.get_or_insert_default().inbound_unacked;
+            unacked.insert(publish.packet_id);
+            if unacked.len() > usize::from(self.broker.config().receive_maximum) {
                 return Err(Ending::error(reason::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"));
             }
         }
@@ -438,8 +430,8 @@ impl Connection {
                         AckKind::PubRec => code >= 0x80,
                         AckKind::PubRel => false,
                     };
-                    if frees {
-                        self.inbound_unacked.remove(&packet_id);
+                    if frees && let Some(rare) = &mut self.rare {
+                        rare.inbound_unacked.remove(&packet_id);
                     }
                     match Outgoing::Ack(kind, packet_id, code).control_packet() {
                         Some(packet) => packet,
@@ -470,12 +462,15 @@ impl Connection {
                     Packet::Publish(publish)
                 }
                 Outgoing::Close(code) => {
-                    self.closing = Some(Box::new(Ending {
-                        will: WillAction::Discard,
-                        session_expiry: None,
-                        disconnect: Some(code),
-                        why: "closed by the broker",
-                    }));
+                    // A refusing CONNACK already decided how we close: no DISCONNECT after it.
+                    self.closing.get_or_insert_with(|| {
+                        Box::new(Ending {
+                            will: WillAction::Discard,
+                            session_expiry: None,
+                            disconnect: Some(code),
+                            why: "closed by the broker",
+                        })
+                    });
                     continue;
                 }
             };
@@ -523,7 +518,7 @@ impl Connection {
         if max == 0 || self.protocol() != Protocol::V5 {
             return;
         }
-        let outbound = &mut self.aliases.get_or_insert_default().outbound;
+        let outbound = &mut self.rare.get_or_insert_default().outbound;
         if let Some(&alias) = outbound.get(&publish.topic) {
             publish.properties.topic_alias = Some(alias);
             publish.topic.clear();

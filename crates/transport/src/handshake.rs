@@ -14,7 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 #[derive(Debug)]
 pub struct Accepted {
     pub protocol: Protocol,
-    pub principal: Principal,
+    /// Behind a pointer: every idle connection carries it.
+    pub principal: Arc<Principal>,
     pub client_id: Arc<str>,
     /// Effective keep-alive in seconds (0: none).
     pub keep_alive: u16,
@@ -125,7 +126,7 @@ pub async fn accept(
     let client_id = Arc::<str>::from(connect.client_id.as_str());
     let accepted = Accepted {
         protocol,
-        principal: principal.clone(),
+        principal: principal.clone().shared(),
         client_id: Arc::clone(&client_id),
         keep_alive,
         client_alias_max: props.topic_alias_maximum.unwrap_or(0),

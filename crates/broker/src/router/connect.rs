@@ -19,8 +19,18 @@ impl Router {
         let protocol = connect.protocol;
         let key = (principal.namespace.clone(), client_id);
 
+        if self.closing {
+            let code = match protocol {
+                Protocol::V5 => reason::SERVER_UNAVAILABLE,
+                Protocol::V311 => reason::v311::SERVER_UNAVAILABLE,
+            };
+            self.send(&outbox, Outgoing::Control(Box::new(Packet::ConnAck(ConnAck { code, ..ConnAck::default() }))));
+            self.send(&outbox, Outgoing::Close(reason::SERVER_UNAVAILABLE));
+            return;
+        }
+
         // A session belongs to the identity that created it.
-        if let Some(&id) = self.by_key.get(&key)
+        if let Some(id) = self.by_key.get(&self.sessions, &key.0, &key.1)
             && self.sessions[&id].owner != principal.owner
         {
             tracing::warn!(client_id = %connect.client_id, "client id in use by another identity; refused");
@@ -33,12 +43,12 @@ impl Router {
             return;
         }
 
-        if let Some(&id) = self.by_key.get(&key) {
+        if let Some(id) = self.by_key.get(&self.sessions, &key.0, &key.1) {
             // Closing the old connection may end its session (expiry 0): look again after.
             self.take_over(id);
         }
         let mut session_present = false;
-        let id = match self.by_key.get(&key).copied() {
+        let id = match self.by_key.get(&self.sessions, &key.0, &key.1) {
             Some(id) if !connect.clean_start => {
                 session_present = true;
                 id
@@ -60,14 +70,14 @@ impl Router {
         if protocol == Protocol::V5 && expiry != requested_expiry {
             connack_properties.session_expiry_interval = Some(expiry);
         }
-        let window = usize::from(req.client_receive_maximum.min(self.cfg.max_inflight_messages).max(1));
+        let window = req.client_receive_maximum.min(self.cfg.max_inflight_messages).max(1);
         let session = self.sessions.get_mut(&id).expect("session just found or made");
         let was_persistent = session.stored;
         session.protocol = protocol;
         session.expiry = expiry;
         session.will = connect.will.clone().map(Box::new);
-        session.generation += 1;
-        session.offline_since_ms = None;
+        session.generation = session.generation.wrapping_add(1);
+        session.offline_since_ms = 0;
         session.attached =
             Some(Attached { conn, outbox: Arc::clone(&outbox), window, max_packet_size: req.client_max_packet_size });
         if session.persistent() {
@@ -90,8 +100,8 @@ impl Router {
         let id = self.next_session;
         self.next_session += 1;
         let session = Session::new(key.0.clone(), Arc::clone(&key.1), Arc::clone(owner));
-        self.by_key.insert(key.clone(), id);
         self.sessions.insert(id, Box::new(session));
+        self.by_key.insert(&self.sessions, id);
         self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
         id
     }
@@ -108,6 +118,19 @@ impl Router {
         for (id, attached) in targets {
             tracing::info!(namespace = ns.as_str(), "closing a connection by administrative action");
             self.send(&attached.outbox, Outgoing::Close(reason::ADMINISTRATIVE_ACTION));
+            self.detach(attached.conn, id, WillAction::Publish);
+        }
+    }
+
+    /// The server is shutting down: close every connection with DISCONNECT 0x8B (wills follow the
+    /// ordinary rules, sessions stay for the next start) and refuse new ones from now on.
+    pub(super) fn close_all(&mut self) {
+        self.closing = true;
+        let targets: Vec<(SessionId, Attached)> =
+            self.sessions.iter().filter_map(|(id, s)| s.attached.clone().map(|a| (*id, a))).collect();
+        tracing::info!(connections = targets.len(), "closing every connection: server shutting down");
+        for (id, attached) in targets {
+            self.send(&attached.outbox, Outgoing::Close(reason::SERVER_SHUTTING_DOWN));
             self.detach(attached.conn, id, WillAction::Publish);
         }
     }
@@ -160,8 +183,8 @@ impl Router {
         }
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
         session.attached = None;
-        session.generation += 1;
-        session.offline_since_ms = Some(now);
+        session.generation = session.generation.wrapping_add(1);
+        session.offline_since_ms = now;
         let generation = session.generation;
         let expiry = session.expiry;
         if will == WillAction::Discard {
@@ -209,7 +232,7 @@ impl Router {
             self.ops.push(SessionOp::DeleteSession { session: session.store_key() });
         }
         self.dirty.remove(&id);
-        self.by_key.remove(&(ns, Arc::clone(&session.client_id)));
+        self.by_key.remove(&ns, &session.client_id, id);
         self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
     }
 

@@ -7,6 +7,7 @@
 
 mod commit;
 mod connect;
+mod index;
 mod publish;
 mod subscribe;
 mod sys;
@@ -36,6 +37,9 @@ use crate::subtree::{SessionId, SubTree};
 
 /// Events taken from the queue per batch (and so per group commit at most).
 const BATCH: usize = 512;
+/// How often connections are checked for clients silent beyond their keep-alive: the
+/// 1.5 × keep-alive limit is enforced within this much.
+const KEEP_ALIVE_SWEEP_MS: u64 = 500;
 
 /// Subscriptions and retained messages of one namespace.
 #[derive(Debug, Default)]
@@ -46,9 +50,10 @@ pub(crate) struct Space {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    SessionExpiry(SessionId, u64),
-    Will(SessionId, u64),
+    SessionExpiry(SessionId, u32),
+    Will(SessionId, u32),
     Sys,
+    KeepAlive,
 }
 
 pub(crate) struct Router {
@@ -57,7 +62,7 @@ pub(crate) struct Router {
     committer: commit::Committer,
     stats: Arc<Stats>,
     sessions: HashMap<SessionId, Box<Session>>,
-    by_key: HashMap<(Namespace, Arc<str>), SessionId>,
+    by_key: index::SessionIndex,
     conns: HashMap<ConnId, SessionId>,
     spaces: HashMap<Namespace, Space>,
     shared_cursor: HashMap<Arc<str>, usize>,
@@ -72,6 +77,8 @@ pub(crate) struct Router {
     started_ms: u64,
     /// The clock, read once per batch.
     now: u64,
+    /// Set once every connection was told the server is shutting down: new ones are refused.
+    closing: bool,
 }
 
 impl Router {
@@ -88,7 +95,7 @@ impl Router {
             committer,
             stats,
             sessions: HashMap::default(),
-            by_key: HashMap::default(),
+            by_key: index::SessionIndex::default(),
             conns: HashMap::default(),
             spaces: HashMap::default(),
             shared_cursor: HashMap::default(),
@@ -99,6 +106,7 @@ impl Router {
             held: Vec::new(),
             started_ms: now_ms(),
             now: now_ms(),
+            closing: false,
         })
     }
 
@@ -138,6 +146,7 @@ impl Router {
     pub async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(BATCH);
         self.schedule(now_ms() + self.cfg.sys_interval_ms.max(100), Timer::Sys);
+        self.schedule(now_ms() + KEEP_ALIVE_SWEEP_MS, Timer::KeepAlive);
         loop {
             let sleep = self.next_timer().map(|at| at.saturating_sub(now_ms()));
             tokio::select! {
@@ -178,6 +187,7 @@ impl Router {
             Event::Unsubscribe { conn, unsubscribe } => self.unsubscribe(conn, *unsubscribe),
             Event::Disconnected { conn, will, session_expiry } => self.disconnected(conn, will, session_expiry),
             Event::Kick { namespace, owner } => self.kick(&namespace, owner.as_deref()),
+            Event::CloseAll => self.close_all(),
         }
     }
 
@@ -253,6 +263,10 @@ impl Router {
                     }
                 }
                 Timer::Sys => self.publish_sys(),
+                Timer::KeepAlive => {
+                    self.sweep_keep_alive();
+                    self.schedule(now + KEEP_ALIVE_SWEEP_MS, Timer::KeepAlive);
+                }
             }
         }
     }
@@ -268,7 +282,7 @@ impl Router {
         session.expiry = record.expiry;
         session.stored = true;
         let since = record.offline_since_ms.unwrap_or(now);
-        session.offline_since_ms = Some(since);
+        session.offline_since_ms = since;
         for (filter, sub) in &record.subscriptions {
             self.insert_subscription(&ns, id, filter, sub.options(), sub.id);
         }
@@ -276,8 +290,8 @@ impl Router {
         if session.expiry != u32::MAX {
             self.schedule(since + u64::from(session.expiry) * 1000, Timer::SessionExpiry(id, 0));
         }
-        self.by_key.insert((ns, client_id), id);
         self.sessions.insert(id, Box::new(session));
+        self.by_key.insert(&self.sessions, id);
         id
     }
 
@@ -294,6 +308,16 @@ impl Router {
         }
     }
 
+    /// Flag every connection whose client has been silent beyond its keep-alive; the
+    /// connection closes itself when it sees the flag. One pass over the sessions per sweep, so
+    /// no connection keeps a timer of its own.
+    fn sweep_keep_alive(&self) {
+        let now = crate::outbox::ticks();
+        for attached in self.sessions.values().filter_map(|s| s.attached.as_ref()) {
+            attached.outbox.check_keep_alive(now);
+        }
+    }
+
     /// Server shutdown: wills that are due now are published, every client is told, and
     /// every persistent session is written with the time it went offline.
     fn shutdown(&mut self) {
@@ -304,7 +328,7 @@ impl Router {
             let Some(session) = self.sessions.get_mut(&id) else { continue };
             let Some(attached) = session.attached.take() else { continue };
             attached.outbox.push(Outgoing::Close(reason::SERVER_SHUTTING_DOWN));
-            session.offline_since_ms = Some(now);
+            session.offline_since_ms = now;
             let immediate = session.will.as_ref().is_some_and(|w| w.properties.will_delay_interval.unwrap_or(0) == 0);
             if immediate {
                 self.publish_will(id);

@@ -61,6 +61,7 @@ impl TestBroker {
     /// Graceful stop: connections first, then the core's final flush.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
+        self.broker.close_all().await.expect("the core is running");
         self.tasks.close();
         tokio::time::timeout(WAIT, self.tasks.wait()).await.expect("connections drain in time");
         self.router_stop.cancel();

@@ -9,7 +9,7 @@ use switchyard_broker::{Authenticator, BrokerConfig, Namespace, Principal, owner
 use switchyard_codec::{Properties, Protocol, QoS, reason};
 use switchyard_identity::{DeviceIdentity, Domain, Identity, ResourceId};
 
-use crate::harness::{Client, TestBroker};
+use crate::harness::{Client, TestBroker, WAIT};
 
 struct UsernameAuth;
 
@@ -44,8 +44,11 @@ async fn another_identity_cannot_take_a_client_id() {
     let broker = start(dir.path()).await;
     let (_owner, ack) = Client::connect_as(broker.addr, Protocol::V5, "shared-id", "t.example/d1").await;
     assert_eq!(ack.code, 0);
-    let (_thief, ack) = Client::connect_as(broker.addr, Protocol::V5, "shared-id", "t.example/d2").await;
+    let (mut thief, ack) = Client::connect_as(broker.addr, Protocol::V5, "shared-id", "t.example/d2").await;
     assert_eq!(ack.code, reason::CLIENT_IDENTIFIER_NOT_VALID);
+    let started = std::time::Instant::now();
+    assert_eq!(thief.closed_with().await, None, "no DISCONNECT after a refusing CONNACK");
+    assert!(started.elapsed() < WAIT, "the refused connection is closed by the server");
     let (_thief, ack) = Client::connect_as(broker.addr, Protocol::V311, "shared-id", "t.example/d2").await;
     assert_eq!(ack.code, reason::v311::IDENTIFIER_REJECTED);
     // The same client id in another tenant is another session altogether.

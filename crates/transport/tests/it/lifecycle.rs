@@ -109,3 +109,28 @@ async fn shutdown_tells_clients_and_finishes_within_the_deadline() {
     assert_eq!(client.closed_with().await, Some(reason::SERVER_SHUTTING_DOWN));
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn closing_every_connection_refuses_late_ones_and_keeps_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let persistent = Properties { session_expiry_interval: Some(300), ..Properties::default() };
+    let (mut v5, _) = Client::connect(broker.addr, Protocol::V5, "stays", false, persistent).await;
+    let (mut v311, _) = Client::connect(broker.addr, Protocol::V311, "old", true, Properties::default()).await;
+    broker.broker.close_all().await.unwrap();
+    assert_eq!(v5.closed_with().await, Some(reason::SERVER_SHUTTING_DOWN));
+    assert_eq!(v311.closed_with().await, None, "3.1.1 has no DISCONNECT from the server");
+    // The core still runs, but takes no one new.
+    let (_, ack) = Client::connect(broker.addr, Protocol::V5, "late", true, Properties::default()).await;
+    assert_eq!(ack.code, reason::SERVER_UNAVAILABLE);
+    let (_, ack) = Client::connect(broker.addr, Protocol::V311, "late", true, Properties::default()).await;
+    assert_eq!(ack.code, reason::v311::SERVER_UNAVAILABLE);
+    broker.stop().await;
+
+    // The persistent session was kept for the next start.
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let persistent = Properties { session_expiry_interval: Some(300), ..Properties::default() };
+    let (_, ack) = Client::connect(broker.addr, Protocol::V5, "stays", false, persistent).await;
+    assert!(ack.session_present);
+    broker.stop().await;
+}
