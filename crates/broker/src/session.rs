@@ -175,7 +175,16 @@ impl Session {
 /// Storage key of a session (or of a retained topic): the namespace, length-prefixed so no
 /// client id or topic can make two keys collide, then the name.
 pub fn store_key(namespace: &Namespace, name: &str) -> String {
-    format!("{}:{}/{}", namespace.as_str().len(), namespace.as_str(), name)
+    use std::fmt::Write;
+    // Built per stored operation, so in one allocation.
+    let ns = namespace.as_str();
+    let mut key = String::with_capacity(ns.len() + name.len() + 8);
+    let _ = write!(key, "{}", ns.len());
+    key.push(':');
+    key.push_str(ns);
+    key.push('/');
+    key.push_str(name);
+    key
 }
 
 /// The namespace and name of a key made by [`store_key`].

@@ -145,16 +145,24 @@ impl SessionDb {
 
 /// The stored id of a session or retained-topic key (see the module docs).
 fn key_id(key: &str) -> Vec<u8> {
+    let mut id = Vec::with_capacity(id_len(key));
+    push_id(&mut id, key);
+    id
+}
+
+/// The length of [`key_id`]`(key)`.
+fn id_len(key: &str) -> usize {
+    if key.len() <= INLINE_KEY { 1 + key.len() } else { 1 + 32 }
+}
+
+/// Append [`key_id`]`(key)` to `out`.
+fn push_id(out: &mut Vec<u8>, key: &str) {
     if key.len() <= INLINE_KEY {
-        let mut id = Vec::with_capacity(1 + key.len());
-        id.push(b'k');
-        id.extend_from_slice(key.as_bytes());
-        id
+        out.push(b'k');
+        out.extend_from_slice(key.as_bytes());
     } else {
-        let mut id = Vec::with_capacity(33);
-        id.push(b'h');
-        id.extend_from_slice(&Sha256::digest(key.as_bytes()));
-        id
+        out.push(b'h');
+        out.extend_from_slice(&Sha256::digest(key.as_bytes()));
     }
 }
 
@@ -187,15 +195,20 @@ fn split_keyed(id: &[u8], value: &[u8]) -> Result<(String, Bytes), StorageError>
 
 /// The key prefix of one session's messages: its id, length first.
 fn message_prefix(session: &str) -> Vec<u8> {
-    let id = key_id(session);
-    let mut prefix = Vec::with_capacity(2 + id.len() + 8);
-    prefix.extend_from_slice(&(id.len() as u16).to_be_bytes());
-    prefix.extend_from_slice(&id);
+    let mut prefix = Vec::with_capacity(2 + id_len(session));
+    push_message_prefix(&mut prefix, session);
     prefix
 }
 
+fn push_message_prefix(out: &mut Vec<u8>, session: &str) {
+    out.extend_from_slice(&(id_len(session) as u16).to_be_bytes());
+    push_id(out, session);
+}
+
+/// One message's key, built in a single allocation (one per stored or deleted message).
 fn message_key(session: &str, seq: u64) -> Vec<u8> {
-    let mut key = message_prefix(session);
+    let mut key = Vec::with_capacity(2 + id_len(session) + 8);
+    push_message_prefix(&mut key, session);
     key.extend_from_slice(&seq.to_be_bytes());
     key
 }
