@@ -37,9 +37,12 @@ use crate::subtree::{SessionId, SubTree};
 
 /// Events taken from the queue per batch (and so per group commit at most).
 const BATCH: usize = 512;
-/// How often connections are checked for clients silent beyond their keep-alive: the
-/// 1.5 × keep-alive limit is enforced within this much.
-const KEEP_ALIVE_SWEEP_MS: u64 = 500;
+/// How often a slice of the sessions is checked for clients silent beyond their keep-alive.
+const KEEP_ALIVE_SWEEP_MS: u64 = 100;
+/// Sessions checked per sweep. Up to this many, each is checked every sweep (the 1.5 ×
+/// keep-alive rule holds within 100 ms); beyond, a full pass takes proportionally longer
+/// (a million sessions: 5 s), so one sweep never holds the router for more than ~2 ms.
+const KEEP_ALIVE_SWEEP_SESSIONS: usize = 20_000;
 
 /// Subscriptions and retained messages of one namespace.
 #[derive(Debug, Default)]
@@ -79,6 +82,8 @@ pub(crate) struct Router {
     now: u64,
     /// Set once every connection was told the server is shutting down: new ones are refused.
     closing: bool,
+    /// Where the next keep-alive sweep starts, in the sessions' iteration order.
+    sweep_from: usize,
 }
 
 impl Router {
@@ -107,6 +112,7 @@ impl Router {
             started_ms: now_ms(),
             now: now_ms(),
             closing: false,
+            sweep_from: 0,
         })
     }
 
@@ -308,14 +314,24 @@ impl Router {
         }
     }
 
-    /// Flag every connection whose client has been silent beyond its keep-alive; the
-    /// connection closes itself when it sees the flag. One pass over the sessions per sweep, so
-    /// no connection keeps a timer of its own.
-    fn sweep_keep_alive(&self) {
-        let now = crate::outbox::ticks();
-        for attached in self.sessions.values().filter_map(|s| s.attached.as_ref()) {
-            attached.outbox.check_keep_alive(now);
+    /// Flag the connections of the next slice of sessions whose client has been silent beyond
+    /// its keep-alive; each closes itself when it sees the flag. So no connection keeps a timer
+    /// of its own. Sessions added or removed meanwhile may shift the slices: a session missed
+    /// by one pass is checked by the next.
+    fn sweep_keep_alive(&mut self) {
+        if self.sweep_from >= self.sessions.len() {
+            self.sweep_from = 0;
         }
+        let now = crate::outbox::ticks();
+        let slice = self.sessions.values().skip(self.sweep_from).take(KEEP_ALIVE_SWEEP_SESSIONS);
+        let mut swept = 0;
+        for session in slice {
+            swept += 1;
+            if let Some(attached) = &session.attached {
+                attached.outbox.check_keep_alive(now);
+            }
+        }
+        self.sweep_from += swept;
     }
 
     /// Server shutdown: wills that are due now are published, every client is told, and
@@ -340,5 +356,42 @@ impl Router {
     /// Key used to store a retained message.
     fn retained_key(ns: &Namespace, topic: &str) -> String {
         store_key(ns, topic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use switchyard_storage::NullStore;
+
+    use super::*;
+    use crate::auth::AnonymousAuth;
+    use crate::session::Attached;
+
+    #[test]
+    fn keep_alive_sweeps_cover_every_session_in_slices() {
+        let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
+        let mut router =
+            Router::new(Arc::new(BrokerConfig::default()), auth, Arc::new(NullStore), Arc::default()).unwrap();
+        let count = KEEP_ALIVE_SWEEP_SESSIONS * 2 + 500;
+        let mut outboxes = Vec::new();
+        for n in 0..count as u64 {
+            let outbox = Arc::new(Outbox::new(1024));
+            outbox.set_keep_alive(Duration::from_millis(10));
+            let mut session = Session::new(Namespace::anonymous(), Arc::from(n.to_string()), Arc::from(""));
+            session.attached = Some(Attached { conn: n, outbox: Arc::clone(&outbox), window: 1, max_packet_size: 1 });
+            router.sessions.insert(n, Box::new(session));
+            outboxes.push(outbox);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        let flagged = |outboxes: &[Arc<Outbox>]| outboxes.iter().filter(|o| o.take_silent()).count();
+        router.sweep_keep_alive();
+        assert_eq!(flagged(&outboxes), KEEP_ALIVE_SWEEP_SESSIONS, "one slice per sweep");
+        router.sweep_keep_alive();
+        router.sweep_keep_alive();
+        assert_eq!(flagged(&outboxes), count - KEEP_ALIVE_SWEEP_SESSIONS, "the rest in the next two");
+        router.sweep_keep_alive();
+        assert_eq!(flagged(&outboxes), KEEP_ALIVE_SWEEP_SESSIONS, "and round again");
     }
 }
