@@ -17,6 +17,7 @@
 //! deleted by the same batch (a delivery acknowledged before its group commit) costs nothing.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -69,46 +70,76 @@ impl SessionDb {
     }
 
     pub fn commit(&self, ops: &[SessionOp]) -> Result<(), StorageError> {
-        let mut writes: BTreeMap<(Space, Vec<u8>), Option<Bytes>> = BTreeMap::new();
+        // The batch folded per key, in key order: the last op on a key wins, and a message
+        // added and deleted within the batch is not written at all.
+        let mut writes: BTreeMap<(Space, Vec<u8>), Write> = BTreeMap::new();
         for op in ops {
             match op {
                 SessionOp::PutSession { session, record } => {
-                    writes.insert((Space::Sessions, key_id(session)), Some(keyed_value(session, record)));
+                    writes.insert((Space::Sessions, key_id(session)), Write::Put(keyed_value(session, record)));
                 }
                 SessionOp::DeleteSession { session } => {
-                    writes.insert((Space::Sessions, key_id(session)), None);
+                    writes.insert((Space::Sessions, key_id(session)), Write::Delete);
                     let prefix = message_prefix(session);
                     // Earlier puts of this batch and everything already stored under the prefix.
                     writes.retain(|(space, key), _| !(*space == Space::Messages && key.starts_with(&prefix)));
                     for entry in self.messages.prefix(&prefix) {
                         let key = entry.key().map_err(|e| backend("scan messages", e))?;
-                        writes.insert((Space::Messages, key.to_vec()), None);
+                        writes.insert((Space::Messages, key.to_vec()), Write::Delete);
+                    }
+                }
+                SessionOp::AddMessage { session, seq, record } => {
+                    match writes.entry((Space::Messages, message_key(session, *seq))) {
+                        Entry::Vacant(entry) => {
+                            entry.insert(Write::Add(record.clone()));
+                        }
+                        // Something of this batch is there already (a deleted session's old
+                        // message under a reused seq): its delete must still reach the disk.
+                        Entry::Occupied(mut entry) => {
+                            let fresh = matches!(entry.get(), Write::Add(_));
+                            entry.insert(if fresh { Write::Add(record.clone()) } else { Write::Put(record.clone()) });
+                        }
                     }
                 }
                 SessionOp::PutMessage { session, seq, record } => {
-                    writes.insert((Space::Messages, message_key(session, *seq)), Some(record.clone()));
+                    let key = (Space::Messages, message_key(session, *seq));
+                    match writes.get_mut(&key) {
+                        // Still nothing on disk under this key.
+                        Some(write @ Write::Add(_)) => *write = Write::Add(record.clone()),
+                        _ => {
+                            writes.insert(key, Write::Put(record.clone()));
+                        }
+                    }
                 }
                 SessionOp::DeleteMessage { session, seq } => {
-                    writes.insert((Space::Messages, message_key(session, *seq)), None);
+                    let key = (Space::Messages, message_key(session, *seq));
+                    if let Some(Write::Add(_)) = writes.get(&key) {
+                        writes.remove(&key);
+                    } else {
+                        writes.insert(key, Write::Delete);
+                    }
                 }
                 SessionOp::PutRetained { topic, record } => {
-                    writes.insert((Space::Retained, key_id(topic)), Some(keyed_value(topic, record)));
+                    writes.insert((Space::Retained, key_id(topic)), Write::Put(keyed_value(topic, record)));
                 }
                 SessionOp::DeleteRetained { topic } => {
-                    writes.insert((Space::Retained, key_id(topic)), None);
+                    writes.insert((Space::Retained, key_id(topic)), Write::Delete);
                 }
             }
         }
+        if writes.is_empty() {
+            return Ok(());
+        }
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        for ((space, key), value) in writes {
+        for ((space, key), write) in writes {
             let keyspace = match space {
                 Space::Sessions => &self.sessions,
                 Space::Messages => &self.messages,
                 Space::Retained => &self.retained,
             };
-            match value {
-                Some(record) => batch.insert(keyspace, key, record.as_ref()),
-                None => batch.remove(keyspace, key),
+            match write {
+                Write::Put(record) | Write::Add(record) => batch.insert(keyspace, key, record.as_ref()),
+                Write::Delete => batch.remove(keyspace, key),
             }
         }
         batch.commit().map_err(|e| backend("commit", e))
@@ -141,6 +172,14 @@ impl SessionDb {
         let empty = |k: &Keyspace, name: &str| k.is_empty().map_err(|e| backend(name, e));
         Ok(empty(&self.sessions, "sessions")? && empty(&self.retained, "retained")?)
     }
+}
+
+/// What a batch does to one key.
+enum Write {
+    Put(Bytes),
+    /// A message stored for the first time: nothing is on disk under its key yet.
+    Add(Bytes),
+    Delete,
 }
 
 /// The stored id of a session or retained-topic key (see the module docs).

@@ -40,6 +40,11 @@ pub enum SessionOp {
     DeleteSession { session: String },
     /// Create or replace the message at `seq` of a session's queue.
     PutMessage { session: String, seq: u64, record: Bytes },
+    /// Store a message at a `seq` this session has never used (the caller guarantees nothing
+    /// is stored there). Otherwise [`SessionOp::PutMessage`]; but a `DeleteMessage` of the same
+    /// `seq` in the same commit lets a backend write neither: a message acknowledged before
+    /// its commit never reaches the disk.
+    AddMessage { session: String, seq: u64, record: Bytes },
     /// Remove one message of a session's queue (absent is not an error).
     DeleteMessage { session: String, seq: u64 },
     /// Create or replace the retained message of a topic.

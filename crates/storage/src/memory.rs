@@ -39,7 +39,7 @@ impl State {
                 self.sessions.remove(session);
                 self.messages.remove(session);
             }
-            SessionOp::PutMessage { session, seq, record } => {
+            SessionOp::PutMessage { session, seq, record } | SessionOp::AddMessage { session, seq, record } => {
                 self.messages.entry(session.clone()).or_default().insert(*seq, record.clone());
             }
             SessionOp::DeleteMessage { session, seq } => {

@@ -229,7 +229,7 @@ impl Router {
         if session.persistent() {
             let seq = session.next_seq();
             held.seq = Some(seq);
-            self.ops.push(SessionOp::PutMessage {
+            self.ops.push(SessionOp::AddMessage {
                 session: session.store_key(),
                 seq,
                 record: persist::encode_held(&held),
@@ -271,14 +271,27 @@ impl Router {
             }
             return;
         }
+        // A QoS 1 message is stored once, as queued (here unless it already was): after a
+        // restart it is sent again with a new packet id, which a QoS 1 receiver cannot tell
+        // from a resend (it treats every PUBLISH as new). A QoS 2 message is stored again in
+        // flight, because its packet id is what makes the exchange exactly-once.
+        if session.persistent() && held.seq.is_none() && held.delivery.qos == QoS::AtLeastOnce {
+            let seq = session.next_seq();
+            held.seq = Some(seq);
+            let record = persist::encode_held(&held);
+            self.ops.push(SessionOp::AddMessage { session: session.store_key(), seq, record });
+        }
         held.delivery.packet_id = session.allocate_packet_id();
         held.flow = Flow::Sent;
-        if session.persistent() {
-            let seq = *held.seq.get_or_insert_with(|| session.next_seq());
-            self.ops.push(SessionOp::PutMessage {
-                session: session.store_key(),
-                seq,
-                record: persist::encode_held(&held),
+        if session.persistent() && held.delivery.qos == QoS::ExactlyOnce {
+            let (session_key, record) = (session.store_key(), persist::encode_held(&held));
+            self.ops.push(match held.seq {
+                Some(seq) => SessionOp::PutMessage { session: session_key, seq, record },
+                None => {
+                    let seq = session.next_seq();
+                    held.seq = Some(seq);
+                    SessionOp::AddMessage { session: session_key, seq, record }
+                }
             });
         }
         let delivery = held.delivery.clone();

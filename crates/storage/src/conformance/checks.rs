@@ -4,8 +4,8 @@ use bytes::Bytes;
 
 use super::Backend;
 use super::support::{
-    bytes, check, commit, delete_message, delete_retained, delete_session, owned_stored, put_message, put_retained,
-    put_session, snapshot, stored,
+    add_message, bytes, check, commit, delete_message, delete_retained, delete_session, owned_stored, put_message,
+    put_retained, put_session, snapshot, stored,
 };
 use crate::{SessionOp, Snapshot, StoredSession};
 
@@ -150,6 +150,33 @@ pub fn put_message_replaces<B: Backend>(backend: &B) {
     commit(&store, &[put_session("s", "s"), put_message("s", 5, "old")]);
     commit(&store, &[put_message("s", 5, "new")]);
     check(&store, &snapshot([stored("s", "s", &[(5, "new")])]), "after replacing a message");
+}
+
+/// `AddMessage` stores like `PutMessage`; added and deleted in one commit, it leaves nothing,
+/// and neither disturbs its neighbours nor messages stored by earlier commits.
+pub fn added_messages_store_and_cancel<B: Backend>(backend: &B) {
+    let place = backend.place();
+    let store = backend.open(&place);
+    commit(&store, &[put_session("s", "s"), put_message("s", 1, "m1")]);
+    commit(
+        &store,
+        &[
+            add_message("s", 2, "m2"),
+            add_message("s", 3, "m3"),
+            put_message("s", 3, "m3 in flight"),
+            add_message("s", 4, "m4"),
+            delete_message("s", 3),
+            delete_message("s", 1),
+        ],
+    );
+    check(&store, &snapshot([stored("s", "s", &[(2, "m2"), (4, "m4")])]), "after adding and cancelling");
+    commit(&store, &[delete_message("s", 2), add_message("s", 5, "m5"), delete_session("s")]);
+    commit(&store, &[put_session("s", "s")]);
+    check(&store, &snapshot([stored("s", "s", &[])]), "an added message goes with its session");
+    // A session ended and begun again in one commit reuses its seqs: the old message stays gone.
+    commit(&store, &[put_message("s", 1, "old")]);
+    commit(&store, &[delete_session("s"), put_session("s", "s"), add_message("s", 1, "new"), delete_message("s", 1)]);
+    check(&store, &snapshot([stored("s", "s", &[])]), "a reused seq added and deleted");
 }
 
 /// `DeleteMessage` removes one message; an absent `seq` or session is not an error.

@@ -88,6 +88,7 @@ macro_rules! __session_store_checks {
                 messages_load_in_seq_order,
                 put_message_replaces,
                 delete_message_removes_one,
+                added_messages_store_and_cancel,
                 messages_without_session_are_not_loaded,
                 retained_put_replace_delete,
                 ops_apply_in_batch_order,

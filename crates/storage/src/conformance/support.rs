@@ -21,6 +21,10 @@ pub(super) fn put_message(session: &str, seq: u64, record: &str) -> SessionOp {
     SessionOp::PutMessage { session: session.into(), seq, record: bytes(record) }
 }
 
+pub(super) fn add_message(session: &str, seq: u64, record: &str) -> SessionOp {
+    SessionOp::AddMessage { session: session.into(), seq, record: bytes(record) }
+}
+
 pub(super) fn delete_message(session: &str, seq: u64) -> SessionOp {
     SessionOp::DeleteMessage { session: session.into(), seq }
 }

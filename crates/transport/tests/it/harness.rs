@@ -192,6 +192,18 @@ impl Client {
     }
 
     /// Receive one PUBLISH, acknowledging it at QoS 1.
+    /// The next PUBLISH, not acknowledged.
+    pub async fn next_publish_unacked(&mut self) -> Option<Publish> {
+        loop {
+            match self.recv().await? {
+                Packet::Publish(p) => return Some(p),
+                Packet::PubAck(_) | Packet::PingResp => continue,
+                other => panic!("expected PUBLISH, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next PUBLISH, acknowledged when it is QoS 1.
     pub async fn next_publish(&mut self) -> Option<Publish> {
         loop {
             match self.recv().await? {

@@ -134,3 +134,47 @@ async fn closing_every_connection_refuses_late_ones_and_keeps_sessions() {
     assert!(ack.session_present);
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_sent_but_unacknowledged_message_comes_again_after_a_restart_and_an_acknowledged_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut sub, _) = Client::connect(broker.addr, Protocol::V5, "slow", true, persistent()).await;
+    assert_eq!(sub.subscribe("job/#", QoS::AtLeastOnce).await, [1]);
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V311, "pub", true, Properties::default()).await;
+    for (i, topic) in ["job/1", "job/2"].into_iter().enumerate() {
+        publisher.publish(topic, QoS::AtLeastOnce, i as u16 + 1, b"{}").await;
+        assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
+    }
+    // Both go straight in flight; only the first is acknowledged.
+    let first = sub.next_publish_unacked().await.expect("first delivery");
+    let second = sub.next_publish_unacked().await.expect("second delivery");
+    assert_eq!((first.topic.as_str(), second.topic.as_str()), ("job/1", "job/2"));
+    let ack = switchyard_codec::PubResp { packet_id: first.packet_id, ..Default::default() };
+    sub.send(&Packet::PubAck(ack)).await;
+    // The acknowledgement is applied before the graceful stop closes the connection.
+    publisher.publish("other", QoS::AtLeastOnce, 3, b"{}").await;
+    assert!(matches!(publisher.recv().await, Some(Packet::PubAck(_))));
+    drop(publisher);
+    broker.stop().await;
+    drop(sub);
+
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut sub, ack) = Client::connect(broker.addr, Protocol::V5, "slow", false, persistent()).await;
+    assert!(ack.session_present);
+    let again = sub.next_publish_unacked().await.expect("the unacknowledged message again");
+    assert_eq!(again.topic, "job/2");
+    assert_eq!(&again.payload[..], b"{}");
+    let ack = switchyard_codec::PubResp { packet_id: again.packet_id, ..Default::default() };
+    sub.send(&Packet::PubAck(ack)).await;
+    assert!(sub.recv_within(std::time::Duration::from_millis(300)).await.is_none(), "nothing else");
+    sub.send(&Packet::Disconnect(Default::default())).await;
+    drop(sub);
+    broker.stop().await;
+
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let (mut sub, ack) = Client::connect(broker.addr, Protocol::V5, "slow", false, persistent()).await;
+    assert!(ack.session_present);
+    assert!(sub.recv_within(std::time::Duration::from_millis(300)).await.is_none(), "acknowledged: gone for good");
+    broker.stop().await;
+}
