@@ -168,11 +168,13 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Ready when something is queued or the keep-alive sweep flagged the client as silent;
-    /// otherwise the task is woken by the next push or flag. Polling holds no state of its own.
-    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready when the keep-alive sweep flagged the client as silent or, with `items`, when
+    /// something is queued; otherwise the task is woken by the next push or flag. A connection
+    /// that cannot take items now (its socket is backed up) still polls, with `items` false,
+    /// so a silent client is noticed whatever it has not read. Polling holds no state of its own.
+    pub fn poll_ready(&self, cx: &mut Context<'_>, items: bool) -> Poll<()> {
         let mut state = self.lock();
-        if !state.items.is_empty() || state.silent {
+        if (items && !state.items.is_empty()) || state.silent {
             return Poll::Ready(());
         }
         match &mut state.waker {
@@ -182,9 +184,9 @@ impl Outbox {
         Poll::Pending
     }
 
-    /// Wait until [`Outbox::poll_ready`] is ready.
+    /// Wait until [`Outbox::poll_ready`] is ready for items.
     pub async fn ready(&self) {
-        std::future::poll_fn(|cx| self.poll_ready(cx)).await;
+        std::future::poll_fn(|cx| self.poll_ready(cx, true)).await;
     }
 
     /// Set how long the client may stay silent (0: no limit), counting from now.
@@ -321,15 +323,15 @@ mod tests {
         let outbox = Outbox::new(1000);
         let (count, waker) = counting();
         let mut cx = Context::from_waker(&waker);
-        assert!(outbox.poll_ready(&mut cx).is_pending());
+        assert!(outbox.poll_ready(&mut cx, true).is_pending());
         outbox.push(delivery(QoS::AtLeastOnce, 10));
         outbox.push(delivery(QoS::AtLeastOnce, 10));
         assert_eq!(count.0.load(Ordering::SeqCst), 1, "the second push finds no waiter");
-        assert!(outbox.poll_ready(&mut cx).is_ready());
+        assert!(outbox.poll_ready(&mut cx, true).is_ready());
         let mut items = Vec::new();
         outbox.drain(&mut items);
         assert_eq!(items.len(), 2);
-        assert!(outbox.poll_ready(&mut cx).is_pending());
+        assert!(outbox.poll_ready(&mut cx, true).is_pending());
     }
 
     #[test]
@@ -341,14 +343,14 @@ mod tests {
         assert!(!outbox.check_keep_alive(far), "no keep-alive, never silent");
         outbox.set_keep_alive(std::time::Duration::from_millis(1_500));
         assert!(!outbox.check_keep_alive(ticks()), "just heard");
-        assert!(outbox.poll_ready(&mut cx).is_pending());
+        assert!(outbox.poll_ready(&mut cx, true).is_pending());
         assert!(outbox.check_keep_alive(far));
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert!(outbox.poll_ready(&mut cx).is_ready());
+        assert!(outbox.poll_ready(&mut cx, true).is_ready());
         // The client spoke after the sweep looked: the flag is stale.
         outbox.heard();
         assert!(!outbox.take_silent());
-        assert!(outbox.poll_ready(&mut cx).is_pending(), "the flag was taken");
+        assert!(outbox.poll_ready(&mut cx, true).is_pending(), "the flag was taken");
     }
 
     #[test]

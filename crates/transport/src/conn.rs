@@ -227,20 +227,20 @@ impl Connection {
                 }
                 let spare = if unbuffered { MIN_READ } else { rbuf.capacity() - rbuf.len() };
                 // Wait for the first of, in this order: a write (when there is something to write),
-                // the outbox (unless the write buffer is full or we are closing), a read (unless
-                // closing). One stream serves both directions, unsplit; an unbuffered read goes
+                // the outbox (its items unless the write buffer is full or we are closing; its
+                // keep-alive flag always), a read (unless closing). One stream serves both directions, unsplit; an unbuffered read goes
                 // through the stack. Nothing else is waited on: shutdown and keep-alive reach us
                 // through the outbox, so an idle connection keeps no timer or signal future.
+                let take = self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none();
                 let woke = {
                     let write = !self.wbuf.is_empty();
-                    let take = self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none();
                     let read = self.closing.is_none();
                     let (wbuf, outbox, stream, rbuf) = (&self.wbuf, &*self.outbox, &mut *stream, &mut *rbuf);
                     std::future::poll_fn(move |cx| {
                         if write && let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, wbuf) {
                             return Poll::Ready(Wake::Wrote(written));
                         }
-                        if take && outbox.poll_ready(cx).is_ready() {
+                        if outbox.poll_ready(cx, take).is_ready() {
                             return Poll::Ready(Wake::Outbox);
                         }
                         if read && let Poll::Ready(read) = poll_read(stream, rbuf, unbuffered, cx) {
@@ -271,7 +271,9 @@ impl Connection {
                         if self.outbox.take_silent() {
                             return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
                         }
-                        self.drain_outbox();
+                        if take {
+                            self.drain_outbox();
+                        }
                     }
                     Wake::Read(Ok(0) | Err(_)) => {
                         return Ending::lost("connection lost");

@@ -114,6 +114,50 @@ async fn silent_client_is_dropped_after_one_and_a_half_keep_alives() {
 }
 
 #[tokio::test]
+async fn a_silent_client_that_stopped_reading_is_dropped_too() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path(), BrokerConfig::default()).await;
+    let mut deaf = Client::open(broker.addr, Protocol::V5).await;
+    let connect = switchyard_codec::Connect {
+        protocol: Protocol::V5,
+        clean_start: true,
+        keep_alive: 3,
+        client_id: "deaf".into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    };
+    deaf.send(&Packet::Connect(Box::new(connect))).await;
+    assert!(matches!(deaf.recv().await, Some(Packet::ConnAck(_))));
+    assert_eq!(deaf.subscribe("flood/#", QoS::AtMostOnce).await, [0]);
+    // More than the socket buffers, our write buffer and its outbox hold: its connection is
+    // backed up well before its 4.5 s of allowed silence are over, and it stays silent.
+    let (mut flooder, _) = Client::connect(broker.addr, Protocol::V5, "flooder", true, Properties::default()).await;
+    // Each message alone is over the write buffer's high-water mark.
+    let payload = bytes::Bytes::from(vec![7u8; 100_000]);
+    for _ in 0..360 {
+        let publish =
+            switchyard_codec::Publish { topic: "flood/x".into(), payload: payload.clone(), ..Default::default() };
+        flooder.send(&Packet::Publish(publish)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Whatever it reads now, the server has given up on it: the stream ends.
+    let mut read = 0usize;
+    let mut sink = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), deaf.stream.read(&mut sink)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => read += n,
+            Err(_) => panic!("still open after reading {read} bytes: the silent client was not dropped"),
+        }
+    }
+    assert!(read > 1 << 20, "the connection was backed up ({read} bytes were waiting)");
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn server_keep_alive_caps_the_client() {
     let dir = tempfile::tempdir().unwrap();
     let config = BrokerConfig { server_keep_alive: 30, ..BrokerConfig::default() };
