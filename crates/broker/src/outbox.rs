@@ -184,11 +184,6 @@ impl Outbox {
         Poll::Pending
     }
 
-    /// Wait until [`Outbox::poll_ready`] is ready for items.
-    pub async fn ready(&self) {
-        std::future::poll_fn(|cx| self.poll_ready(cx, true)).await;
-    }
-
     /// Set how long the client may stay silent (0: no limit), counting from now.
     pub fn set_keep_alive(&self, silence: Duration) {
         self.heard();
