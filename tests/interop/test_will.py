@@ -80,8 +80,9 @@ def test_keep_alive_expiry_closes_and_publishes_will(broker, topic):
     """1.5 x keep-alive without a packet closes the connection (and sends the will);
     a client that pings in time stays connected."""
     t = f"{topic}/will"
-    # mosquitto 2.0 checks keep-alive only every few seconds, so it gets more slack.
-    limit = 7.0 if broker.kind == "mosquitto" else 3.0
+    # mosquitto 2.0 checks keep-alive only every few seconds (seen once past 7 s under CI),
+    # so it gets more slack; switchyard's sweep runs every 100 ms.
+    limit = 12.0 if broker.kind == "mosquitto" else 3.0
     with Client(broker, V5) as sub:
         sub.subscribe(t, 1)
         start = time.monotonic()
