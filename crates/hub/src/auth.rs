@@ -1,12 +1,14 @@
 //! Authentication for every protocol: presented [`Credentials`] → [`Identity`], with the
 //! lookups from the caches, failed-attempt rate limiting ([`AuthLimiter`]), counters and logs.
 //!
-//! Order: a locked source address or username is refused before anything else; then the
-//! credentials are parsed and checked by the identity crate. A device's registry row is read from
+//! Order: a locked source address, or an identity locked from that address, is refused before
+//! anything else (never an identity from everywhere: strangers cannot lock a valid client out);
+//! then the credentials are parsed and checked by the identity crate. A device's registry row is read from
 //! the cache; on a miss the proof is checked first, as if unregistered, so a wrong key never
 //! costs a store read. Every outcome is counted (`switchyard_auth_success_total{protocol,kind}`,
 //! `switchyard_auth_failure_total{protocol,reason}`) and logged with who was claimed, never a
-//! proof. Every failure except "no credentials" counts towards the limits.
+//! proof; refusals of a locked address are logged at debug level, the lock itself at warn.
+//! Every failure except "no credentials" counts towards the limits.
 //!
 //! [`AuthLimiter`]: switchyard_identity::AuthLimiter
 
@@ -14,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use switchyard_identity::{
-    AuthError, Credentials, CredentialsError, Device, DeviceIdentity, DeviceProof, DeviceToken, Identity, Throttled,
-    authenticate_admin, authenticate_app, authenticate_bearer, authenticate_device,
+    AuthError, Credentials, CredentialsError, Device, DeviceIdentity, DeviceProof, DeviceToken, Identity, Locked,
+    Throttled, authenticate_admin, authenticate_app, authenticate_bearer, authenticate_device,
 };
 
 use crate::cache::Status;
@@ -25,7 +27,7 @@ use crate::{Hub, HubError};
 /// down, unavailable); logs and counters get [`AuthFailure::label`].
 #[derive(Debug, thiserror::Error)]
 pub enum AuthFailure {
-    /// Too many failures from this address or for this username.
+    /// Too many failures from this address, or for this identity from this address.
     #[error("too many failed authentications")]
     Throttled(Throttled),
     /// The credentials do not parse.
@@ -80,10 +82,10 @@ impl Hub {
         self.limiter.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Authenticates what a client presented. `limit_key` is the claimed username (MQTT
-    /// username, API key id, a token's `domain/resource`, `admin`) the per-username limit
-    /// applies to; `ip` the source address (absent: all such callers share one address bucket);
-    /// `protocol` a label for counters and logs.
+    /// Authenticates what a client presented. `limit_key` is the claimed identity (MQTT
+    /// username, API key id, a token's `domain/resource`, `admin`) the per-(address, identity)
+    /// limit applies to; `ip` the source address (absent: all such callers share one address
+    /// bucket); `protocol` a label for counters and logs.
     pub async fn authenticate(
         &self,
         presented: Result<Credentials, CredentialsError>,
@@ -105,7 +107,7 @@ impl Hub {
         match &result {
             Ok(identity) => {
                 if let Some(key) = limit_key {
-                    self.limiter().record_success(key);
+                    self.limiter().record_success(ip, key);
                 }
                 if let Identity::Device(d) = identity {
                     self.registry.activity.seen(d, now);
@@ -117,12 +119,20 @@ impl Hub {
             Err(failure) => {
                 let counts =
                     !matches!(failure, AuthFailure::Missing | AuthFailure::Throttled(_) | AuthFailure::Unavailable(_));
-                if counts {
-                    self.limiter().record_failure(ip, limit_key, now);
-                }
+                let locked = if counts { self.limiter().record_failure(ip, limit_key, now) } else { None };
                 metrics::counter!("switchyard_auth_failure_total", "protocol" => protocol, "reason" => failure.label())
                     .increment(1);
+                if let Some(locked) = locked {
+                    let lockout_s = match locked {
+                        Locked::Address => self.config.limiter.per_address.cooldown.as_secs(),
+                        Locked::Identity => self.config.limiter.per_identity.cooldown.as_secs(),
+                    };
+                    tracing::warn!(protocol, %who, %ip, ?locked, lockout_s, "too many failed authentications; locked");
+                }
                 match failure {
+                    AuthFailure::Throttled(_) => {
+                        tracing::debug!(protocol, %who, %ip, "authentication refused: locked");
+                    }
                     AuthFailure::Unavailable(e) => {
                         tracing::error!(protocol, %who, %ip, error = %e, "authentication failed: registry unavailable");
                     }

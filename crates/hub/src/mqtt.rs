@@ -11,7 +11,7 @@
 //! | malformed or wrong credentials, unknown tenant or key | `0x86` | `0x04` |
 //! | no credentials (anonymous not allowed), tenant disabled, device not registered | `0x87` | `0x05` |
 //! | device blocked | `0x8A` Banned | `0x05` |
-//! | too many failures from this address or for this username | `0x9F` Connection rate exceeded | `0x03` |
+//! | too many failures from this address, or for this identity from this address | `0x9F` Connection rate exceeded | `0x03` |
 //! | registry unavailable | `0x88` | `0x03` |
 //!
 //! `0x9F` says exactly what happened and invites a later retry (3.1.1's "server unavailable"

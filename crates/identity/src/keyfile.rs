@@ -8,8 +8,9 @@
 //! || tag (16)`, 73 bytes, serialized as unpadded base64url.
 //!
 //! The key file holds 32 random bytes as one line of unpadded base64url. It is created with
-//! mode 0600 if absent; keep it outside the data directory and out of data backups, and back it
-//! up separately: without it no sealed master key can be opened.
+//! mode 0600 if absent, and an existing one that group or others may access is refused
+//! ([`check_private`], Unix) rather than used; keep it outside the data directory and out of
+//! data backups, and back it up separately: without it no sealed master key can be opened.
 
 use std::fmt;
 use std::io::Write as _;
@@ -39,6 +40,14 @@ pub enum KeyFileError {
         path: String,
         /// What failed.
         source: std::io::Error,
+    },
+    /// Group or others may access the file (Unix mode bits `0o077`).
+    #[error("{path} is accessible to group or others (mode {mode:o}); it holds a secret: run `chmod 600 {path}`")]
+    NotPrivate {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
     },
     /// The file does not hold one line of 43 base64url characters.
     #[error("key file {path} does not hold a 32-byte key in unpadded base64url")]
@@ -117,10 +126,13 @@ impl KeyFile {
         random_bytes().map(|b| Self(Bytes32::new(b)))
     }
 
-    /// Reads an existing key file.
+    /// Reads an existing key file, refusing one that is not private ([`check_private`]).
     pub fn load(path: &Path) -> Result<Self, KeyFileError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| KeyFileError::Io { path: path.display().to_string(), source })?;
+        let io = |source| KeyFileError::Io { path: path.display().to_string(), source };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        check_private(path, &file.metadata().map_err(io)?)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
         decode32(text.trim())
             .map(|b| Self(Bytes32::new(b)))
             .map_err(|_| KeyFileError::Format { path: path.display().to_string() })
@@ -186,6 +198,22 @@ impl KeyFile {
         zeroize::Zeroize::zeroize(&mut plain);
         key
     }
+}
+
+/// Refuses a secret file that group or others may read, write or execute (Unix mode bits
+/// `0o077`); the error names the file and the fix, `chmod 600`. Elsewhere it accepts any file.
+pub fn check_private(path: &Path, metadata: &std::fs::Metadata) -> Result<(), KeyFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeyFileError::NotPrivate { path: path.display().to_string(), mode });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, metadata);
+    Ok(())
 }
 
 fn aad(domain: &Domain) -> Vec<u8> {
@@ -277,9 +305,35 @@ mod tests {
         assert!(matches!(KeyFile::load(&missing), Err(KeyFileError::Io { .. })));
         let bad = dir.path().join("bad");
         std::fs::write(&bad, "not a key\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         assert!(matches!(KeyFile::load_or_create(&bad), Err(KeyFileError::Format { .. })));
         let no_dir = dir.path().join("no/such/dir/key");
         assert!(matches!(KeyFile::load_or_create(&no_dir), Err(KeyFileError::Io { .. })));
         assert_eq!(format!("{:?}", KeyFile::generate().unwrap()), "KeyFile(<redacted>)");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchyard.key");
+        KeyFile::load_or_create(&path).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = KeyFile::load_or_create(&path).unwrap_err();
+            assert!(matches!(err, KeyFileError::NotPrivate { mode: m, .. } if m == mode), "{mode:o}: {err}");
+            let message = err.to_string();
+            assert!(message.contains(&path.display().to_string()) && message.contains("chmod 600"), "{message}");
+            assert!(KeyFile::load(&path).is_err());
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(KeyFile::load_or_create(&path).is_ok(), "{mode:o}");
+        }
     }
 }

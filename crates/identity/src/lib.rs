@@ -33,9 +33,9 @@ pub use auth::{AuthError, authenticate_admin, authenticate_app, authenticate_bea
 pub use authz::{Decision, DenyReason, PublishTarget, SubscribeTarget, authorize_publish, authorize_subscribe};
 pub use credentials::{Credentials, CredentialsError, DeviceProof, parse_authorization, parse_mqtt, parse_query};
 pub use ids::{ApiKeyId, AppIdentity, DeviceIdentity, Domain, IdError, Identity, ResourceId};
-pub use keyfile::{KeyFile, KeyFileError, SealError, SealedKey};
+pub use keyfile::{KeyFile, KeyFileError, SealError, SealedKey, check_private};
 pub use keys::{DEFAULT_ROTATION_GRACE, SealedTenantKeys, TenantKeys};
-pub use limiter::{AuthLimiter, LimitRule, LimiterConfig, Throttled};
+pub use limiter::{AuthLimiter, LimitRule, LimiterConfig, Locked, Throttled};
 pub use registry::{ApiKey, Device, Provisioned, RotateError, Tenant};
 pub use secret::{AdminToken, ApiSecret, DeviceKey, EntropyError, MasterKey, SecretHash, SecretParseError};
 pub use token::{Claims, DeviceToken, TokenError, TokenPolicy, mint_token, verify_token};

@@ -170,7 +170,7 @@ async fn registry_refusals_apply_to_every_credential_form() {
 }
 
 #[tokio::test]
-async fn failures_are_rate_limited_per_username_and_address() {
+async fn failures_are_rate_limited_per_address_and_identity() {
     let (hub, clock) = memory_hub(HubConfig::default());
     let p = hub.registry().create_tenant(d("a")).unwrap();
     let good = p.master_key.derive_device_key(&ResourceId::parse("dev").unwrap()).expose_base64();
@@ -178,9 +178,8 @@ async fn failures_are_rate_limited_per_username_and_address() {
     for _ in 0..10 {
         assert!(matches!(mqtt(&hub, "a/dev", &bad).await, Err(AuthFailure::Refused(_))));
     }
-    // Locked: even the right key is refused, without being checked.
+    // Locked from this address: even the right key is refused, without being checked.
     assert!(matches!(mqtt(&hub, "a/dev", &good).await, Err(AuthFailure::Throttled(_))));
-    assert!(matches!(mqtt_from(&hub, "192.0.2.99", "a/dev", &good).await, Err(AuthFailure::Throttled(_))));
     let other = p.master_key.derive_device_key(&ResourceId::parse("other").unwrap()).expose_base64();
     assert!(mqtt(&hub, "a/other", &other).await.is_ok());
     clock.advance(300_000);
@@ -192,6 +191,48 @@ async fn failures_are_rate_limited_per_username_and_address() {
     }
     assert!(matches!(mqtt_from(&hub, "198.51.100.1", "a/dev", &good).await, Err(AuthFailure::Throttled(_))));
     assert!(mqtt_from(&hub, "198.51.100.2", "a/dev", &good).await.is_ok());
+}
+
+#[tokio::test]
+async fn strangers_cannot_lock_a_device_an_application_or_the_admin_out() {
+    let (hub, _) = memory_hub(HubConfig::default());
+    let reg = hub.registry();
+    let p = reg.create_tenant(d("a")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = reg.bootstrap(dir.path(), &d("localhost")).unwrap().unwrap();
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let admin_token = file["admin_token"].as_str().unwrap().to_owned();
+    let wrong = MasterKey::generate().unwrap().expose_base64();
+    let device_key = p.master_key.derive_device_key(&ResourceId::parse("x").unwrap()).expose_base64();
+    let app_user = format!("a/apikey/{}", p.api_key.id);
+    let app_secret = p.api_secret.expose_base64();
+    let (a, b) = ("203.0.113.7", "198.51.100.9");
+    let admin = |t: &str| parse_authorization(&format!("Bearer {t}"));
+    let http = |token: &str, ip: &str| {
+        let ip: IpAddr = ip.parse().unwrap();
+        hub.authenticate(admin(token), Some("admin"), Some(ip), "http")
+    };
+    for _ in 0..50 {
+        let _ = mqtt_from(&hub, a, "a/x", &wrong).await;
+        let _ = mqtt_from(&hub, a, &app_user, &wrong).await;
+        let _ = http(&wrong, a).await;
+    }
+    assert!(mqtt_from(&hub, b, "a/x", &device_key).await.is_ok());
+    assert!(mqtt_from(&hub, b, &app_user, &app_secret).await.is_ok());
+    assert_eq!(http(&admin_token, b).await.unwrap(), Identity::Admin);
+    assert!(matches!(mqtt_from(&hub, a, "a/x", &device_key).await, Err(AuthFailure::Throttled(_))));
+    assert!(matches!(http(&admin_token, a).await, Err(AuthFailure::Throttled(_))));
+
+    // The peer address reaches the limiter through the MQTT authenticator too.
+    let password = Bytes::from(device_key);
+    let creds = |ip: &str| switchyard_broker::auth::ConnectCredentials {
+        client_id: "x",
+        username: Some("a/x"),
+        password: Some(&password),
+        peer: Some(std::net::SocketAddr::new(ip.parse().unwrap(), 1883)),
+    };
+    assert_eq!(Authenticator::authenticate(&*hub, creds(a)).await.unwrap_err().0, 0x9F);
+    assert!(Authenticator::authenticate(&*hub, creds("198.51.100.10")).await.is_ok());
 }
 
 /// A store that counts reads, to check that authentication reads it only when it must.

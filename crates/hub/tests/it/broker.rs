@@ -13,7 +13,7 @@ use switchyard_identity::{Domain, Provisioned, ResourceId};
 use switchyard_storage::NullStore;
 use switchyard_transport::ListenerLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -62,7 +62,21 @@ impl Client {
         user: Option<&str>,
         pass: Option<&str>,
     ) -> (Client, u8) {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Client::connect_from("127.0.0.1", addr, protocol, id, user, pass).await
+    }
+
+    /// [`Client::connect`] from a chosen loopback source address (any of 127.0.0.0/8).
+    async fn connect_from(
+        source: &str,
+        addr: SocketAddr,
+        protocol: Protocol,
+        id: &str,
+        user: Option<&str>,
+        pass: Option<&str>,
+    ) -> (Client, u8) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source.parse().unwrap(), 0)).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
         let mut client = Client { stream, buf: BytesMut::new(), protocol };
         let connect = Connect {
             protocol,
@@ -159,6 +173,29 @@ async fn connack_codes_in_both_versions() {
             let expected = if protocol == Protocol::V5 { *v5 } else { *v311 };
             assert_eq!(code, expected, "{protocol:?} {user:?}");
         }
+    }
+}
+
+#[tokio::test]
+async fn failures_from_one_address_never_lock_a_device_out_of_another() {
+    let b = start(HubConfig::default()).await;
+    let p = b.hub.registry().create_tenant(d("a.example")).unwrap();
+    let good = device_key(&p, "x");
+    let bad = device_key(&p, "not-x");
+    for i in 0..50 {
+        let protocol = BOTH[i % 2];
+        let (_, code) = Client::connect_from("127.0.0.1", b.addr, protocol, "x", Some("a.example/x"), Some(&bad)).await;
+        assert!([0x86, 0x04, 0x9F, 0x03].contains(&code), "attempt {i}: {code:#x}");
+    }
+    for protocol in BOTH {
+        // The device itself, from another address, is never affected ...
+        let (_, code) =
+            Client::connect_from("127.0.0.2", b.addr, protocol, "x", Some("a.example/x"), Some(&good)).await;
+        assert_eq!(code, 0x00, "{protocol:?}");
+        // ... while the address that failed is refused even with valid credentials.
+        let (_, code) =
+            Client::connect_from("127.0.0.1", b.addr, protocol, "x", Some("a.example/x"), Some(&good)).await;
+        assert_eq!(code, if protocol == Protocol::V5 { 0x9F } else { 0x03 }, "{protocol:?}");
     }
 }
 
