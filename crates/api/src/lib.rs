@@ -5,18 +5,18 @@
 //!
 //! - `admin`: `/admin/tenants...` (admin token); `devices`: `/devices...`, `/apikeys...` (API
 //!   key); `auth`: the extractors that authenticate them; `error`: the one error type;
-//!   `metrics`: `GET /metrics`.
+//!   `metrics`: `GET /metrics`; `serving`: the HTTP(S) listeners and their connection cap.
 
 mod admin;
 mod auth;
 mod devices;
 mod error;
 mod metrics;
+mod serving;
 mod ws_io;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -24,19 +24,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use switchyard_broker::Broker;
 use switchyard_hub::Hub;
-use switchyard_transport::{ListenerLimits, TlsSource};
-use tokio::net::TcpListener;
+use switchyard_transport::ListenerLimits;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
 pub use devices::parse_ttl;
 pub use error::ApiError;
+pub use serving::{HttpLimits, serve};
 pub use ws_io::WsIo;
 
 /// Largest JSON body the admin and Device Hub APIs accept.
@@ -98,72 +96,4 @@ async fn mqtt_ws(
             drop(permit);
         })
     })
-}
-
-/// Serve `app` on `listener` until shutdown; with `tls`, every connection is HTTPS, its handshake
-/// done in the connection's own task under `handshake_timeout`.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<TlsSource>>,
-    app: Router,
-    handshake_timeout: Duration,
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => { backoff = Duration::from_millis(5); pair }
-                Err(e) => {
-                    tracing::warn!(error = %e, "HTTP accept failed; backing off");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let tls = tls.clone();
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            match tls {
-                None => serve_http(stream, peer, app, shutdown).await,
-                Some(tls) => match tokio::time::timeout(handshake_timeout, tls.acceptor().accept(stream)).await {
-                    Ok(Ok(stream)) => serve_http(stream, peer, app, shutdown).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTPS handshake failed"),
-                    Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
-                },
-            }
-        });
-    }
-}
-
-async fn serve_http<S>(stream: S, peer: SocketAddr, app: Router, shutdown: CancellationToken)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req)
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "HTTP connection error");
-            }
-        }
-        () = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-        }
-    }
 }

@@ -29,7 +29,7 @@ struct Raw {
 #[serde(default, deny_unknown_fields)]
 struct RawServer {
     data_dir: PathBuf,
-    key_file: PathBuf,
+    key_file: Option<PathBuf>,
     log_format: String,
     shutdown_timeout_secs: u64,
     workers: usize,
@@ -39,7 +39,7 @@ impl Default for RawServer {
     fn default() -> Self {
         RawServer {
             data_dir: "./data".into(),
-            key_file: "./switchyard.key".into(),
+            key_file: None,
             log_format: "text".into(),
             shutdown_timeout_secs: 10,
             workers: 0,
@@ -109,11 +109,12 @@ struct RawTls {
 struct RawHttp {
     listen: String,
     tls_listen: String,
+    max_connections: usize,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
-        RawHttp { listen: "0.0.0.0:8080".into(), tls_listen: "0.0.0.0:8443".into() }
+        RawHttp { listen: "0.0.0.0:8080".into(), tls_listen: "0.0.0.0:8443".into(), max_connections: 10_000 }
     }
 }
 
@@ -137,9 +138,10 @@ impl Default for RawTenant {
 #[serde(default, deny_unknown_fields)]
 struct RawAuth {
     max_failures_per_address: u32,
-    max_failures_per_username: u32,
+    max_failures_per_identity: u32,
     failure_window_secs: u64,
     lockout_secs: u64,
+    max_tracked: usize,
 }
 
 impl Default for RawAuth {
@@ -147,9 +149,10 @@ impl Default for RawAuth {
         let limits = LimiterConfig::default();
         RawAuth {
             max_failures_per_address: limits.per_address.max_failures,
-            max_failures_per_username: limits.per_username.max_failures,
+            max_failures_per_identity: limits.per_identity.max_failures,
             failure_window_secs: limits.per_address.window.as_secs(),
             lockout_secs: limits.per_address.cooldown.as_secs(),
+            max_tracked: limits.max_tracked,
         }
     }
 }
@@ -166,7 +169,8 @@ pub struct Overrides {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub data_dir: PathBuf,
-    /// The server key file sealing tenants' master keys (keep it outside `data_dir`).
+    /// The server key file sealing tenants' master keys (keep it outside `data_dir`); *default*
+    /// `switchyard.key` beside `data_dir`, so it does not depend on the working directory.
     pub key_file: PathBuf,
     pub json_logs: bool,
     pub shutdown_timeout: Duration,
@@ -176,6 +180,8 @@ pub struct Settings {
     pub mqtt_tls_listen: SocketAddr,
     pub http_listen: SocketAddr,
     pub http_tls_listen: SocketAddr,
+    /// Open HTTP and HTTPS connections at most (together); beyond, new ones are closed.
+    pub http_max_connections: usize,
     pub tls: Option<TlsFiles>,
     pub allow_anonymous: bool,
     pub anonymous_deny: Vec<DenyRule>,
@@ -270,10 +276,18 @@ impl Settings {
         let tenant_domain = Domain::parse(&raw.tenant.domain.to_ascii_lowercase())
             .with_context(|| format!("tenant.domain = {:?} is not a valid domain", raw.tenant.domain))?;
         let a = &raw.auth;
-        if a.max_failures_per_address == 0 || a.max_failures_per_username == 0 || a.failure_window_secs == 0 {
+        if a.max_failures_per_address == 0
+            || a.max_failures_per_identity == 0
+            || a.failure_window_secs == 0
+            || a.max_tracked == 0
+        {
             bail!(
-                "auth.max_failures_per_address, auth.max_failures_per_username and auth.failure_window_secs must be at least 1"
+                "auth.max_failures_per_address, auth.max_failures_per_identity, auth.failure_window_secs and \
+                 auth.max_tracked must be at least 1"
             );
+        }
+        if raw.http.max_connections == 0 {
+            bail!("http.max_connections must be at least 1");
         }
         let rule = |max_failures| LimitRule {
             max_failures,
@@ -282,9 +296,10 @@ impl Settings {
         };
         let auth_limits = LimiterConfig {
             per_address: rule(a.max_failures_per_address),
-            per_username: rule(a.max_failures_per_username),
-            ..LimiterConfig::default()
+            per_identity: rule(a.max_failures_per_identity),
+            max_tracked: a.max_tracked,
         };
+        let key_file = raw.server.key_file.unwrap_or_else(|| default_key_file(&raw.server.data_dir));
         let json_logs = match raw.server.log_format.as_str() {
             "json" => true,
             "text" => false,
@@ -292,7 +307,7 @@ impl Settings {
         };
         Ok(Settings {
             data_dir: raw.server.data_dir,
-            key_file: raw.server.key_file,
+            key_file,
             json_logs,
             shutdown_timeout: Duration::from_secs(raw.server.shutdown_timeout_secs),
             workers: match raw.server.workers {
@@ -304,6 +319,7 @@ impl Settings {
             mqtt_tls_listen: addr("mqtt.tls_listen", &m.tls_listen)?,
             http_listen: addr("http.listen", &raw.http.listen)?,
             http_tls_listen: addr("http.tls_listen", &raw.http.tls_listen)?,
+            http_max_connections: raw.http.max_connections,
             tls: raw.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
             allow_anonymous: m.allow_anonymous,
             anonymous_deny: deny,
@@ -315,6 +331,13 @@ impl Settings {
             auth_limits,
         })
     }
+}
+
+/// `switchyard.key` in the directory that holds `data_dir`: beside the data, not inside it,
+/// and found again whatever the working directory when `data_dir` is absolute.
+fn default_key_file(data_dir: &Path) -> PathBuf {
+    let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    parent.join("switchyard.key")
 }
 
 /// An environment value as TOML: booleans and integers typed, anything else a string.
@@ -340,7 +363,6 @@ mod tests {
     fn example_parses_and_matches_the_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
-        // The example enables TLS with files that need not exist to parse.
         std::fs::write(&path, EXAMPLE).unwrap();
         let s = Settings::load(Some(&path), [], &Overrides::default()).unwrap();
         assert_eq!(s.mqtt_listen, "0.0.0.0:1883".parse().unwrap());
@@ -348,6 +370,9 @@ mod tests {
         assert_eq!(s.anonymous_deny, [DenyRule::Subscribe("test/nosubscribe".into())]);
         assert!(!s.allow_anonymous);
         assert_eq!(s.key_file, PathBuf::from("./switchyard.key"));
+        // The example runs as printed: TLS stays off until its files exist.
+        assert!(s.tls.is_none());
+        assert_eq!(s.http_max_connections, 10_000);
         assert_eq!(s.auth_limits, LimiterConfig::default());
         assert_eq!(s.rotation_grace, switchyard_identity::DEFAULT_ROTATION_GRACE);
         assert_eq!(s.tenant_domain.as_str(), "localhost");
@@ -381,6 +406,9 @@ mod tests {
             ("[[mqtt.anonymous_deny]]\n", "anonymous_deny"),
             ("[tenant]\ndomain = \"a_b\"\n", "tenant.domain"),
             ("[auth]\nfailure_window_secs = 0\n", "failure_window_secs"),
+            ("[auth]\nmax_tracked = 0\n", "max_tracked"),
+            ("[auth]\nmax_failures_per_username = 5\n", "max_failures_per_username"),
+            ("[http]\nmax_connections = 0\n", "http.max_connections"),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, expected) in cases {
@@ -389,5 +417,21 @@ mod tests {
             let err = Settings::load(Some(&path), [], &Overrides::default()).unwrap_err();
             assert!(format!("{err:#}").contains(expected), "{text}: {err:#}");
         }
+    }
+
+    #[test]
+    fn default_key_file_is_beside_the_data_directory() {
+        let load = |file: &str, data_dir: Option<&str>| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, file).unwrap();
+            let flags = Overrides { data_dir: data_dir.map(PathBuf::from), ..Overrides::default() };
+            Settings::load(Some(&path), [], &flags).unwrap().key_file
+        };
+        assert_eq!(load("", None), PathBuf::from("./switchyard.key"));
+        assert_eq!(load("", Some("/srv/sy/data")), PathBuf::from("/srv/sy/switchyard.key"));
+        assert_eq!(load("", Some("data")), PathBuf::from("./switchyard.key"));
+        assert_eq!(load("[server]\ndata_dir = \"/var/lib/sy\"\n", None), PathBuf::from("/var/lib/switchyard.key"));
+        assert_eq!(load("[server]\nkey_file = \"/etc/sy.key\"\n", Some("/x/data")), PathBuf::from("/etc/sy.key"));
     }
 }

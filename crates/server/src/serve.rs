@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchyard_broker::{AnonymousAuth, Broker};
-use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, Registry, system_clock};
-use switchyard_identity::KeyFile;
+use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, INITIAL_CREDENTIALS, Registry, system_clock};
+use switchyard_identity::{KeyFile, check_private};
 use switchyard_storage_embedded::EmbeddedStore;
 use switchyard_transport::{ListenerLimits, TlsSource};
 use tokio::net::TcpListener;
@@ -22,9 +22,9 @@ use crate::config::Settings;
 /// How often certificate files are checked for changes.
 const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 
+/// Log levels from `SWITCHYARD_LOG`, else `RUST_LOG`, else `info` (see [`log_filter`]).
 fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(std::env::var("SWITCHYARD_LOG").ok(), std::env::var("RUST_LOG").ok());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
@@ -32,6 +32,17 @@ fn init_logs(json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// The first of the directives that is set and non-empty wins; an invalid one is reported
+/// on stderr and replaced by `info`.
+fn log_filter(switchyard_log: Option<String>, rust_log: Option<String>) -> tracing_subscriber::EnvFilter {
+    let chosen = [switchyard_log, rust_log].into_iter().flatten().find(|d| !d.trim().is_empty());
+    let Some(directives) = chosen else { return tracing_subscriber::EnvFilter::new("info") };
+    tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+        eprintln!("switchyard: ignoring log filter {directives:?} ({e}); using \"info\"");
+        tracing_subscriber::EnvFilter::new("info")
+    })
 }
 
 pub fn run(settings: Settings) -> anyhow::Result<()> {
@@ -98,11 +109,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tasks.clone(),
         shutdown.clone(),
     ));
+    let http_limits = switchyard_api::HttpLimits::new(settings.connect_timeout, settings.http_max_connections);
     listeners.spawn(switchyard_api::serve(
         http,
         None,
         app.clone(),
-        settings.connect_timeout,
+        http_limits.clone(),
         tasks.clone(),
         shutdown.clone(),
     ));
@@ -120,7 +132,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             https,
             Some(Arc::clone(tls)),
             app,
-            settings.connect_timeout,
+            http_limits,
             tasks.clone(),
             shutdown.clone(),
         ));
@@ -171,6 +183,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// The key file, the registry (bootstrapped on first start) and the hub over `store`.
 fn open_hub(settings: &Settings, store: Arc<EmbeddedStore>) -> anyhow::Result<Arc<Hub>> {
     warn_if_inside(&settings.key_file, &settings.data_dir);
+    check_initial_credentials(&settings.data_dir)?;
     let key_file = KeyFile::load_or_create(&settings.key_file).context("opening the server key file")?;
     let registry =
         Registry::open(store, key_file, system_clock(), DEFAULT_DEVICE_CACHE).context("loading the device registry")?;
@@ -190,6 +203,17 @@ fn open_hub(settings: &Settings, store: Arc<EmbeddedStore>) -> anyhow::Result<Ar
         ..HubConfig::default()
     };
     Ok(Hub::new(Arc::new(registry), config))
+}
+
+/// A first-start credentials file still present must still be private: it holds the admin
+/// token and a tenant's master key.
+fn check_initial_credentials(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = data_dir.join(INITIAL_CREDENTIALS);
+    match std::fs::metadata(&path) {
+        Ok(metadata) => Ok(check_private(&path, &metadata)?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// A key file inside the data directory defeats its purpose: a copy of the data would carry it.
@@ -231,5 +255,34 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_filter_prefers_switchyard_log_then_rust_log() {
+        let filter = |s: Option<&str>, r: Option<&str>| log_filter(s.map(Into::into), r.map(Into::into)).to_string();
+        assert_eq!(filter(Some("debug"), Some("warn")), "debug");
+        assert_eq!(filter(None, Some("warn")), "warn");
+        assert_eq!(filter(Some(" "), Some("switchyard_hub=debug")), "switchyard_hub=debug");
+        assert_eq!(filter(None, None), "info");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn initial_credentials_readable_by_others_refuse_the_start() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        check_initial_credentials(dir.path()).unwrap();
+        let path = dir.path().join(INITIAL_CREDENTIALS);
+        std::fs::write(&path, "{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let message = format!("{:#}", check_initial_credentials(dir.path()).unwrap_err());
+        assert!(message.contains(&path.display().to_string()) && message.contains("chmod 600"), "{message}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_initial_credentials(dir.path()).unwrap();
     }
 }
