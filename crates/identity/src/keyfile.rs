@@ -42,7 +42,7 @@ pub enum KeyFileError {
         source: std::io::Error,
     },
     /// Group or others may access the file (Unix mode bits `0o077`).
-    #[error("{path} is accessible to group or others (mode {mode:o}); it holds a secret: run `chmod 600 {path}`")]
+    #[error("{path} is accessible to group or others (mode 0{mode:03o}); it holds a secret: run `chmod 600 {path}`")]
     NotPrivate {
         /// The file.
         path: String,

@@ -22,7 +22,7 @@ use crate::config::Settings;
 /// How often certificate files are checked for changes.
 const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 
-/// Log levels from `SWITCHYARD_LOG`, else `RUST_LOG`, else `info` (see [`log_filter`]).
+/// Log levels from `SWITCHYARD_LOG`, else `RUST_LOG`, else [`DEFAULT_LOG`] (see [`log_filter`]).
 fn init_logs(json: bool) {
     let filter = log_filter(std::env::var("SWITCHYARD_LOG").ok(), std::env::var("RUST_LOG").ok());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -34,14 +34,17 @@ fn init_logs(json: bool) {
     }
 }
 
+/// Without a filter set: our `info`, the storage engine's warnings only.
+const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
+
 /// The first of the directives that is set and non-empty wins; an invalid one is reported
-/// on stderr and replaced by `info`.
+/// on stderr and replaced by [`DEFAULT_LOG`].
 fn log_filter(switchyard_log: Option<String>, rust_log: Option<String>) -> tracing_subscriber::EnvFilter {
     let chosen = [switchyard_log, rust_log].into_iter().flatten().find(|d| !d.trim().is_empty());
-    let Some(directives) = chosen else { return tracing_subscriber::EnvFilter::new("info") };
+    let Some(directives) = chosen else { return tracing_subscriber::EnvFilter::new(DEFAULT_LOG) };
     tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
-        eprintln!("switchyard: ignoring log filter {directives:?} ({e}); using \"info\"");
-        tracing_subscriber::EnvFilter::new("info")
+        eprintln!("switchyard: ignoring log filter {directives:?} ({e}); using {DEFAULT_LOG:?}");
+        tracing_subscriber::EnvFilter::new(DEFAULT_LOG)
     })
 }
 
@@ -59,11 +62,15 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    // Secrets first: a file others can read refuses the start before anything is opened.
+    warn_if_inside(&settings.key_file, &settings.data_dir);
+    check_initial_credentials(&settings.data_dir)?;
+    let key_file = KeyFile::load_or_create(&settings.key_file).context("opening the server key file")?;
     let store = Arc::new(
         EmbeddedStore::open(&settings.data_dir)
             .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?,
     );
-    let hub = open_hub(&settings, Arc::clone(&store))?;
+    let hub = open_hub(&settings, Arc::clone(&store), key_file)?;
     let tls = match &settings.tls {
         Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate")?),
         None => None,
@@ -180,11 +187,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key file, the registry (bootstrapped on first start) and the hub over `store`.
-fn open_hub(settings: &Settings, store: Arc<EmbeddedStore>) -> anyhow::Result<Arc<Hub>> {
-    warn_if_inside(&settings.key_file, &settings.data_dir);
-    check_initial_credentials(&settings.data_dir)?;
-    let key_file = KeyFile::load_or_create(&settings.key_file).context("opening the server key file")?;
+/// The registry (bootstrapped on first start) and the hub over `store`.
+fn open_hub(settings: &Settings, store: Arc<EmbeddedStore>, key_file: KeyFile) -> anyhow::Result<Arc<Hub>> {
     let registry =
         Registry::open(store, key_file, system_clock(), DEFAULT_DEVICE_CACHE).context("loading the device registry")?;
     if let Some(path) =
@@ -268,7 +272,7 @@ mod tests {
         assert_eq!(filter(Some("debug"), Some("warn")), "debug");
         assert_eq!(filter(None, Some("warn")), "warn");
         assert_eq!(filter(Some(" "), Some("switchyard_hub=debug")), "switchyard_hub=debug");
-        assert_eq!(filter(None, None), "info");
+        assert_eq!(filter(None, None), tracing_subscriber::EnvFilter::new(DEFAULT_LOG).to_string());
     }
 
     #[cfg(unix)]
