@@ -24,9 +24,9 @@ from brokers import HOST, Switchyard
 
 V311, V5 = 4, 5  # protocol levels on the wire
 
-# Authentication limits of the test broker: per username low (so one test can trip it),
+# Authentication limits of the test broker: per (address, identity) low (so one test can trip it),
 # per address high (every test connects from 127.0.0.1), lock-out long enough to observe.
-FAILURES_PER_USERNAME = 5
+FAILURES_PER_IDENTITY = 5
 FAILURES_PER_ADDRESS = 200
 ROTATION_GRACE_SECS = 3600
 
@@ -87,7 +87,7 @@ class IdentityBroker(Switchyard):
                 f"key_rotation_grace_secs = {ROTATION_GRACE_SECS}\n"
                 "[auth]\n"
                 f"max_failures_per_address = {FAILURES_PER_ADDRESS}\n"
-                f"max_failures_per_username = {FAILURES_PER_USERNAME}\n"
+                f"max_failures_per_identity = {FAILURES_PER_IDENTITY}\n"
                 "failure_window_secs = 60\n"
                 "lockout_secs = 300\n"
             )

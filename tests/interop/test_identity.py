@@ -26,7 +26,7 @@ from hubkit import (
     BAD_CREDENTIALS,
     BANNED,
     FAILURES_PER_ADDRESS,
-    FAILURES_PER_USERNAME,
+    FAILURES_PER_IDENTITY,
     ID_IN_USE,
     NOT_AUTHORIZED,
     RATE_EXCEEDED,
@@ -429,10 +429,12 @@ def test_another_identity_cannot_take_a_session(hub, first, second, version):
 def test_rate_limiting(hub, first):
     rid = uid("rl")
     user = f"{first.domain}/{rid}"
-    for _ in range(FAILURES_PER_USERNAME):
+    for _ in range(FAILURES_PER_IDENTITY):
         assert connack(hub, V5, user, first.key("wrong")) == BAD_CREDENTIALS[V5]
     for version in BOTH:
         assert connack(hub, version, user, first.key(rid)) == RATE_EXCEEDED[version]
+        # The lock holds for the failing address only: the device itself connects from another.
+        assert connack(hub, version, user, first.key(rid), source="127.0.0.2") == 0
     assert connack(hub, V5, f"{first.domain}/{uid()}", first.key("x")) == BAD_CREDENTIALS[V5]
     # Per source address: another loopback address sprays usernames until it is locked out.
     source = "127.0.0.3"
@@ -444,7 +446,7 @@ def test_rate_limiting(hub, first):
     # HTTP: the same limits, answered 429 with Retry-After.
     status, k, _ = http(hub, "POST", "/apikeys", first.basic)
     SECRETS.add(k["api_secret"])
-    for _ in range(FAILURES_PER_USERNAME):
+    for _ in range(FAILURES_PER_IDENTITY):
         assert http(hub, "GET", "/devices", basic(k["api_key"], wrong_secret()))[0] == 401
     status, body, headers = http(hub, "GET", "/devices", basic(k["api_key"], k["api_secret"]))
     assert status == 429 and int(headers["Retry-After"]) > 0
