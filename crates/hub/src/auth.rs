@@ -3,9 +3,9 @@
 //!
 //! Order: a locked source address, or an identity locked from that address, is refused before
 //! anything else (never an identity from everywhere: strangers cannot lock a valid client out);
-//! then the credentials are parsed and checked by the identity crate. A device's registry row is read from
-//! the cache; on a miss the proof is checked first, as if unregistered, so a wrong key never
-//! costs a store read. Every outcome is counted (`switchyard_auth_success_total{protocol,kind}`,
+//! then the credentials are parsed and checked by the identity crate. A device's registry row
+//! is read from the cache; on a miss the proof is checked first, as if unregistered, so a wrong
+//! key never costs a store read. Every outcome is counted (`switchyard_auth_success_total{protocol,kind}`,
 //! `switchyard_auth_failure_total{protocol,reason}`) and logged with who was claimed, never a
 //! proof; refusals of a locked address are logged at debug level, the lock itself at warn.
 //! Every failure except "no credentials" counts towards the limits.
