@@ -4,6 +4,8 @@
 //! that presents no tenant username — nothing, a username without `/`, or only a password — is
 //! admitted to the anonymous namespace when `allow_anonymous` is set (plain-MQTT mode, with the
 //! deny rules), and otherwise refused. A tenant username is authenticated by [`Hub::authenticate`].
+//! A client that presented a verified TLS client certificate is authenticated by it instead
+//! (`cert`), never as anonymous.
 //! CONNACK reason codes (5.0; the transport maps them to 3.1.1):
 //!
 //! | outcome | 5.0 | 3.1.1 |
@@ -55,6 +57,13 @@ impl AuthFailure {
 
 impl Hub {
     async fn connect(&self, creds: ConnectCredentials<'_>) -> Result<Principal, Refusal> {
+        let ip = creds.peer.map(|p| p.ip());
+        if let Some(cert) = creds.client_cert {
+            return match self.authenticate_certificate(cert, creds.username, ip).await {
+                Ok(identity) => Ok(Principal::new(identity)),
+                Err(failure) => Err(Refusal(failure.connack_code())),
+            };
+        }
         let parsed = parse_mqtt(creds.username, creds.password.map(|p| p.as_ref()));
         let no_tenant_username = matches!(
             parsed,
@@ -65,7 +74,6 @@ impl Hub {
             count_anonymous("mqtt");
             return Ok(Principal::new(Identity::Anonymous));
         }
-        let ip = creds.peer.map(|p| p.ip());
         match self.authenticate(parsed, creds.username, ip, "mqtt").await {
             Ok(identity) => Ok(Principal::new(identity)),
             Err(failure) => Err(Refusal(failure.connack_code())),
