@@ -95,9 +95,16 @@ impl ClientCerts {
         let mut by_tenant: BTreeMap<Domain, RootCertStore> = BTreeMap::new();
         let mut union = RootCertStore::empty();
         let mut crls = Vec::new();
+        let mut owners: BTreeMap<Vec<u8>, &Domain> = BTreeMap::new();
         for files in cas {
             let roots = by_tenant.entry(files.domain.clone()).or_insert_with(RootCertStore::empty);
             for cert in read_certs(&files.ca)? {
+                if let Some(other) = owners.insert(cert.to_vec(), &files.domain).filter(|d| **d != files.domain) {
+                    tracing::warn!(
+                        ca = %files.ca.display(), tenants = %format!("{other}, {}", files.domain),
+                        "a client CA is registered by two tenants: its devices must send their username"
+                    );
+                }
                 let bad = |e: rustls::Error| TlsError::ClientCa(format!("{}: {e}", files.ca.display()));
                 roots.add(cert.clone()).map_err(bad)?;
                 union.add(cert).map_err(bad)?;
