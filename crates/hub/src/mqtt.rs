@@ -10,7 +10,7 @@
 //!
 //! | outcome | 5.0 | 3.1.1 |
 //! |---|---|---|
-//! | malformed or wrong credentials, unknown tenant or key | `0x86` | `0x04` |
+//! | malformed or wrong credentials, unknown tenant or key, certificate not naming the device | `0x86` | `0x04` |
 //! | no credentials (anonymous not allowed), tenant disabled, device not registered | `0x87` | `0x05` |
 //! | device blocked | `0x8A` Banned | `0x05` |
 //! | too many failures from this address or for this username | `0x9F` Connection rate exceeded | `0x03` |
