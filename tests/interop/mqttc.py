@@ -91,6 +91,8 @@ class Client:
         timeout: float = TIMEOUT,
         username: str | None = None,
         password: str | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
     ):
         self.version = version
         self.timeout = timeout
@@ -109,7 +111,7 @@ class Client:
         if transport == "ws":
             self.paho.ws_set_options(path="/mqtt")
         if transport == "tls":
-            self.paho.tls_set(ca_certs=broker.ca_file)
+            self.paho.tls_set(ca_certs=broker.ca_file, certfile=certfile, keyfile=keyfile)
         self.messages: queue.Queue[Msg] = queue.Queue()
         self.aliases: dict[int, str] = {}
         self.alias_errors: list[str] = []

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use switchyard_codec::{reason, topic};
-use switchyard_identity::{Domain, Identity};
+use switchyard_identity::{ClientCertificate, Domain, Identity};
 
 /// A topic namespace: one per tenant, plus the anonymous one. Nothing crosses namespaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,6 +86,8 @@ pub struct ConnectCredentials<'a> {
     pub username: Option<&'a str>,
     pub password: Option<&'a Bytes>,
     pub peer: Option<SocketAddr>,
+    /// The TLS client certificate the listener verified, if the client presented one.
+    pub client_cert: Option<&'a ClientCertificate>,
 }
 
 /// A refusal: the 5.0 CONNACK reason code (translated for 3.1.1 clients).

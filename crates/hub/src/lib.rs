@@ -11,12 +11,14 @@
 //!   (device status), `activity` (last seen, message counts).
 //! - [`Hub`] (async): the registry behind `spawn_blocking`, revocations that close live
 //!   connections through [`Broker::kick`](switchyard_broker::Broker::kick), authentication for
-//!   every protocol (`auth`) and the MQTT authenticator (`mqtt`).
+//!   every protocol (`auth`), devices authenticated by a TLS client certificate (`cert`) and
+//!   the MQTT authenticator (`mqtt`).
 
 mod activity;
 mod auth;
 mod bootstrap;
 mod cache;
+mod cert;
 mod devices;
 mod error;
 mod mqtt;

@@ -4,11 +4,13 @@
 //! that presents no tenant username — nothing, a username without `/`, or only a password — is
 //! admitted to the anonymous namespace when `allow_anonymous` is set (plain-MQTT mode, with the
 //! deny rules), and otherwise refused. A tenant username is authenticated by [`Hub::authenticate`].
+//! A client that presented a verified TLS client certificate is authenticated by it instead
+//! (`cert`), never as anonymous.
 //! CONNACK reason codes (5.0; the transport maps them to 3.1.1):
 //!
 //! | outcome | 5.0 | 3.1.1 |
 //! |---|---|---|
-//! | malformed or wrong credentials, unknown tenant or key | `0x86` | `0x04` |
+//! | malformed or wrong credentials, unknown tenant or key, certificate not naming the device | `0x86` | `0x04` |
 //! | no credentials (anonymous not allowed), tenant disabled, device not registered | `0x87` | `0x05` |
 //! | device blocked | `0x8A` Banned | `0x05` |
 //! | too many failures from this address, or for this identity from this address | `0x9F` Connection rate exceeded | `0x03` |
@@ -55,6 +57,13 @@ impl AuthFailure {
 
 impl Hub {
     async fn connect(&self, creds: ConnectCredentials<'_>) -> Result<Principal, Refusal> {
+        let ip = creds.peer.map(|p| p.ip());
+        if let Some(cert) = creds.client_cert {
+            return match self.authenticate_certificate(cert, creds.username, ip).await {
+                Ok(identity) => Ok(Principal::new(identity)),
+                Err(failure) => Err(Refusal(failure.connack_code())),
+            };
+        }
         let parsed = parse_mqtt(creds.username, creds.password.map(|p| p.as_ref()));
         let no_tenant_username = matches!(
             parsed,
@@ -65,7 +74,6 @@ impl Hub {
             count_anonymous("mqtt");
             return Ok(Principal::new(Identity::Anonymous));
         }
-        let ip = creds.peer.map(|p| p.ip());
         match self.authenticate(parsed, creds.username, ip, "mqtt").await {
             Ok(identity) => Ok(Principal::new(identity)),
             Err(failure) => Err(Refusal(failure.connack_code())),

@@ -6,6 +6,7 @@
 //! The proof is checked before the registry state, so only a holder of valid credentials learns
 //! that a tenant is disabled or a device blocked or unregistered.
 
+use crate::certificate::CertificateError;
 use crate::credentials::DeviceProof;
 use crate::ids::{AppIdentity, DeviceIdentity, Domain, Identity};
 use crate::keys::TenantKeys;
@@ -46,6 +47,9 @@ pub enum AuthError {
     /// The device is blocked.
     #[error("device is blocked")]
     Blocked,
+    /// A verified client certificate names no device, or another than the username.
+    #[error("client certificate refused: {0}")]
+    Certificate(#[from] CertificateError),
 }
 
 impl AuthError {
@@ -62,6 +66,7 @@ impl AuthError {
             AuthError::TenantDisabled => "tenant_disabled",
             AuthError::NotRegistered => "not_registered",
             AuthError::Blocked => "blocked",
+            AuthError::Certificate(_) => "certificate",
         }
     }
 
@@ -104,6 +109,19 @@ pub fn authenticate_bearer(
 ) -> Result<Identity, AuthError> {
     let device = token.claimed_device();
     check_device_token(tenant, keys, device, token, now_ms)?;
+    admit_device(tenant, registered)?;
+    Ok(Identity::Device(device.clone()))
+}
+
+/// [`authenticate_device`] for a device that proved itself with a TLS client certificate the
+/// listener verified: `device` is what [`crate::certificate_device`] named, and `tenant` and
+/// `registered` its rows. Only the registry is left to check.
+pub fn authenticate_certificate(
+    tenant: &Tenant,
+    registered: Option<&Device>,
+    device: &DeviceIdentity,
+) -> Result<Identity, AuthError> {
+    check_tenant(tenant, &device.domain)?;
     admit_device(tenant, registered)?;
     Ok(Identity::Device(device.clone()))
 }

@@ -104,12 +104,12 @@ impl From<IdError> for CredentialsError {
 }
 
 /// Which tenant username form a username has.
-enum Username {
+pub(crate) enum Username {
     Device(DeviceIdentity),
     App { domain: Domain, key_id: ApiKeyId },
 }
 
-fn parse_username(username: &str) -> Result<Username, CredentialsError> {
+pub(crate) fn parse_username(username: &str) -> Result<Username, CredentialsError> {
     if username.len() > MAX_USERNAME_LEN {
         return Err(CredentialsError::UsernameTooLong);
     }

@@ -10,6 +10,7 @@
 //! - [`keyfile`]: master keys at rest, sealed by the server's [`KeyFile`].
 //! - [`token`]: HS256 connection tokens (SPEC §2.3), [`mint_token`] and [`verify_token`].
 //! - [`credentials`]: what a client presents on MQTT, HTTP or WebSocket, as [`Credentials`].
+//! - [`certificate`]: which device a verified TLS client certificate names (mTLS).
 //! - [`auth`]: credentials + registry rows -> [`Identity`] or [`AuthError`].
 //! - [`authz`]: [`authorize_publish`] / [`authorize_subscribe`] (SPEC §2.6), the only place
 //!   topic rights are decided; tenant isolation is carried by [`TenantTopic`] / [`TenantFilter`]
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod certificate;
 pub mod credentials;
 pub mod ids;
 pub mod keyfile;
@@ -29,8 +31,11 @@ pub mod secret;
 pub mod token;
 pub mod topic;
 
-pub use auth::{AuthError, authenticate_admin, authenticate_app, authenticate_bearer, authenticate_device};
+pub use auth::{
+    AuthError, authenticate_admin, authenticate_app, authenticate_bearer, authenticate_certificate, authenticate_device,
+};
 pub use authz::{Decision, DenyReason, PublishTarget, SubscribeTarget, authorize_publish, authorize_subscribe};
+pub use certificate::{CertificateError, ClientCertificate, URI_SAN_PREFIX, certificate_device};
 pub use credentials::{Credentials, CredentialsError, DeviceProof, parse_authorization, parse_mqtt, parse_query};
 pub use ids::{ApiKeyId, AppIdentity, DeviceIdentity, Domain, IdError, Identity, ResourceId};
 pub use keyfile::{KeyFile, KeyFileError, SealError, SealedKey, check_private};

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchyard_broker::{BrokerConfig, DenyRule, QueueFullPolicy};
 use switchyard_identity::{Domain, LimitRule, LimiterConfig};
-use switchyard_transport::TlsFiles;
+use switchyard_transport::{ClientAuth, ClientCaFiles, TlsFiles};
 
 /// A commented, complete configuration; `switchyard config example` prints it.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -102,6 +102,22 @@ struct RawDeny {
 struct RawTls {
     cert: PathBuf,
     key: PathBuf,
+    #[serde(default = "client_auth_off")]
+    client_auth: String,
+    #[serde(default)]
+    client_ca: Vec<RawClientCa>,
+}
+
+fn client_auth_off() -> String {
+    "off".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientCa {
+    domain: String,
+    ca: PathBuf,
+    crl: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -320,7 +336,7 @@ impl Settings {
             http_listen: addr("http.listen", &raw.http.listen)?,
             http_tls_listen: addr("http.tls_listen", &raw.http.tls_listen)?,
             http_max_connections: raw.http.max_connections,
-            tls: raw.tls.map(|t| TlsFiles { cert: t.cert, key: t.key }),
+            tls: raw.tls.map(tls_files).transpose()?,
             allow_anonymous: m.allow_anonymous,
             anonymous_deny: deny,
             max_connections: m.max_connections,
@@ -338,6 +354,29 @@ impl Settings {
 fn default_key_file(data_dir: &Path) -> PathBuf {
     let parent = data_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parent.join("switchyard.key")
+}
+
+/// The `[tls]` section: the server certificate, and the tenants' CAs for client certificates.
+fn tls_files(raw: RawTls) -> anyhow::Result<TlsFiles> {
+    let client_auth = match raw.client_auth.as_str() {
+        "off" => ClientAuth::Off,
+        "optional" => ClientAuth::Optional,
+        "required" => ClientAuth::Required,
+        other => bail!("tls.client_auth = {other:?}: expected \"off\", \"optional\" or \"required\""),
+    };
+    if client_auth != ClientAuth::Off && raw.client_ca.is_empty() {
+        bail!("tls.client_auth = {:?} needs at least one [[tls.client_ca]]", raw.client_auth);
+    }
+    let client_cas = raw
+        .client_ca
+        .into_iter()
+        .map(|c| {
+            let domain = Domain::parse(&c.domain.to_ascii_lowercase())
+                .with_context(|| format!("tls.client_ca domain = {:?} is not a valid domain", c.domain))?;
+            Ok(ClientCaFiles { domain, ca: c.ca, crl: c.crl })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(TlsFiles { client_auth, client_cas, ..TlsFiles::new(raw.cert, raw.key) })
 }
 
 /// An environment value as TOML: booleans and integers typed, anything else a string.
@@ -379,6 +418,20 @@ mod tests {
     }
 
     #[test]
+    fn client_certificate_authorities_are_read_per_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let text = "[tls]\ncert = \"s.pem\"\nkey = \"s.key\"\nclient_auth = \"optional\"\n\
+                    [[tls.client_ca]]\ndomain = \"a.example\"\nca = \"a.pem\"\ncrl = \"a.crl\"\n\
+                    [[tls.client_ca]]\ndomain = \"b.example\"\nca = \"b.pem\"\n";
+        std::fs::write(&path, text).unwrap();
+        let tls = Settings::load(Some(&path), [], &Overrides::default()).unwrap().tls.unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Optional);
+        let cas: Vec<_> = tls.client_cas.iter().map(|c| (c.domain.as_str(), c.crl.is_some())).collect();
+        assert_eq!(cas, [("a.example", true), ("b.example", false)]);
+    }
+
+    #[test]
     fn env_overrides_file_and_flags_override_env() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
@@ -409,6 +462,12 @@ mod tests {
             ("[auth]\nmax_tracked = 0\n", "max_tracked"),
             ("[auth]\nmax_failures_per_username = 5\n", "max_failures_per_username"),
             ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            ("[tls]\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"yes\"\n", "tls.client_auth"),
+            ("[tls]\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"required\"\n", "tls.client_ca"),
+            (
+                "[tls]\ncert = \"c\"\nkey = \"k\"\n[[tls.client_ca]]\ndomain = \"A_B\"\nca = \"a.pem\"\n",
+                "client_ca domain",
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (text, expected) in cases {

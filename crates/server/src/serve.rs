@@ -19,7 +19,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 
-/// How often certificate files are checked for changes.
+/// How often certificate, client CA and CRL files are checked for changes.
 const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
 
 /// Log levels from `SWITCHYARD_LOG`, else `RUST_LOG`, else [`DEFAULT_LOG`] (see [`log_filter`]).
@@ -72,7 +72,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     let hub = open_hub(&settings, Arc::clone(&store), key_file)?;
     let tls = match &settings.tls {
-        Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate")?),
+        Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate and client CAs")?),
         None => None,
     };
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::{Buf, BytesMut};
 use switchyard_broker::{AckKind, Broker, Delivery, Event, Outbox, Outgoing, WillAction, now_ms};
 use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, PublishRef, QoS, reason, topic};
+use switchyard_identity::ClientCertificate;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +65,7 @@ pub fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    serve_holding(stream, peer, broker, connect_timeout, shutdown, ())
+    serve_holding(stream, peer, None, broker, connect_timeout, shutdown, ())
 }
 
 /// [`serve`], holding `guard` (a connection-limit permit) until the connection ends.
@@ -75,6 +76,7 @@ where
 pub(crate) fn serve_holding<S, G>(
     stream: S,
     peer: Option<SocketAddr>,
+    cert: Option<Box<ClientCertificate>>,
     broker: Broker,
     connect_timeout: Duration,
     shutdown: CancellationToken,
@@ -84,7 +86,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send,
     G: Send,
 {
-    let phase = Box::pin(connect(stream, broker, peer, connect_timeout, shutdown));
+    let phase = Box::pin(connect(stream, broker, peer, cert, connect_timeout, shutdown));
     async move {
         let _guard = &guard;
         let Some((mut conn, mut io)) = phase.await else { return };
@@ -106,6 +108,7 @@ async fn connect<S>(
     stream: S,
     broker: Broker,
     peer: Option<SocketAddr>,
+    cert: Option<Box<ClientCertificate>>,
     timeout: Duration,
     shutdown: CancellationToken,
 ) -> Option<(Connection, Io<S>)>
@@ -118,7 +121,7 @@ where
     let outbox = Arc::new(Outbox::new(broker.config().max_queued_bytes));
     let phase = async {
         let connect = handshake::read_connect(&mut io.stream, &mut io.rbuf, max_in).await?;
-        handshake::accept(&broker, conn, connect, peer, &outbox).await
+        handshake::accept(&broker, conn, connect, peer, cert.as_deref(), &outbox).await
     };
     let result = tokio::select! {
         result = tokio::time::timeout(timeout, phase) => result,

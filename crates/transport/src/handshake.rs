@@ -8,6 +8,7 @@ use bytes::{Bytes, BytesMut};
 use switchyard_broker::auth::ConnectCredentials;
 use switchyard_broker::{Broker, ConnectRequest, Outbox, Principal};
 use switchyard_codec::{ConnAck, Connect, DecodeError, Packet, Properties, Protocol, reason, topic};
+use switchyard_identity::ClientCertificate;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// What the connection learned from a successful CONNECT.
@@ -64,6 +65,7 @@ pub async fn accept(
     conn: u64,
     mut connect: Box<Connect>,
     peer: Option<SocketAddr>,
+    client_cert: Option<&ClientCertificate>,
     outbox: &Arc<Outbox>,
 ) -> Result<Accepted, Refused> {
     let cfg = broker.config();
@@ -92,6 +94,7 @@ pub async fn accept(
         username: connect.username.as_deref(),
         password: connect.password.as_ref().map(|p: &Bytes| p),
         peer,
+        client_cert,
     };
     let principal = match broker.auth().authenticate(credentials).await {
         Ok(p) => p,

@@ -2,8 +2,10 @@
 //! per-connection task that every transport (including WebSocket, from the HTTP crate) runs.
 //!
 //! TLS handshakes run inside each connection's task under the connect timeout, never in the
-//! accept loop, so a slow handshake cannot stall other clients.
+//! accept loop, so a slow handshake cannot stall other clients. On MQTTS a verified client
+//! certificate (`client_cert`) reaches the authenticator with the CONNECT credentials.
 
+mod client_cert;
 mod conn;
 mod handshake;
 mod tls;
@@ -18,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use client_cert::{ClientAuth, ClientCaFiles};
 pub use conn::serve;
 pub use tls::{TlsError, TlsFiles, TlsSource};
 
@@ -72,13 +75,14 @@ pub async fn run_listener(
         let timeout = limits.connect_timeout;
         // A TLS connection is its own, larger kind of task: plain ones do not reserve its room.
         match &tls {
-            None => tasks.spawn(conn::serve_holding(stream, Some(peer), broker, timeout, shutdown, permit)),
+            None => tasks.spawn(conn::serve_holding(stream, Some(peer), None, broker, timeout, shutdown, permit)),
             Some(tls) => tasks.spawn(serve_tls(stream, peer, Arc::clone(tls), broker, timeout, shutdown, permit)),
         };
     }
 }
 
-/// The TLS handshake (under the connect timeout), then [`serve`].
+/// The TLS handshake (under the connect timeout), then [`serve`] with the client certificate,
+/// if one was presented and verified.
 async fn serve_tls(
     stream: TcpStream,
     peer: SocketAddr,
@@ -89,10 +93,11 @@ async fn serve_tls(
     permit: OwnedSemaphorePermit,
 ) {
     let started = tokio::time::Instant::now();
-    match tokio::time::timeout(timeout, Box::pin(tls.acceptor().accept(stream))).await {
+    match tokio::time::timeout(timeout, Box::pin(tls.mqtt_acceptor().accept(stream))).await {
         Ok(Ok(stream)) => {
+            let cert = stream.get_ref().1.peer_certificates().and_then(|chain| tls.identify(chain)).map(Box::new);
             let left = timeout.saturating_sub(started.elapsed());
-            conn::serve_holding(stream, Some(peer), broker, left, shutdown, permit).await;
+            conn::serve_holding(stream, Some(peer), cert, broker, left, shutdown, permit).await;
         }
         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -1,8 +1,10 @@
 //! Device Hub tests: the registry on both stores (memory and redb), authentication with every
-//! credential form, and the hub as a real broker's authenticator over TCP.
+//! credential form, and the hub as a real broker's authenticator over TCP and TLS (client
+//! certificates).
 
 mod auth;
 mod broker;
+mod cert;
 mod registry;
 
 use std::sync::Arc;

@@ -51,7 +51,7 @@ async fn handshake_trusting(source: &TlsSource, root: &CertificateDer<'static>) 
 #[tokio::test]
 async fn certificate_is_reloaded_when_files_change() {
     let dir = tempfile::tempdir().unwrap();
-    let files = TlsFiles { cert: dir.path().join("server.pem"), key: dir.path().join("server.key") };
+    let files = TlsFiles::new(dir.path().join("server.pem"), dir.path().join("server.key"));
     let (cert_a, key_a, der_a) = self_signed();
     std::fs::write(&files.cert, cert_a).unwrap();
     std::fs::write(&files.key, key_a).unwrap();
@@ -74,7 +74,7 @@ async fn certificate_is_reloaded_when_files_change() {
 #[test]
 fn missing_or_invalid_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let files = TlsFiles { cert: dir.path().join("absent.pem"), key: dir.path().join("absent.key") };
+    let files = TlsFiles::new(dir.path().join("absent.pem"), dir.path().join("absent.key"));
     let err = TlsSource::load(files).unwrap_err().to_string();
     assert!(err.contains("absent.pem"), "{err}");
 }
