@@ -23,7 +23,9 @@ impl Router {
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut retained_for: Vec<(String, SubOptions)> = Vec::new();
         for (i, f) in subscribe.filters.iter().enumerate() {
-            let code = if !topic::valid_topic_filter(&f.filter) {
+            let valid =
+                topic::valid_topic_filter(&f.filter) && topic::levels_within(&f.filter, self.cfg.max_topic_levels);
+            let code = if !valid {
                 reason::TOPIC_FILTER_INVALID
             } else if !allowed.get(i).copied().unwrap_or(false) {
                 // Tenants get the precise 5.0 code; the plain-MQTT namespace answers 0x80, which
@@ -67,6 +69,10 @@ impl Router {
         let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            if !topic::levels_within(filter, self.cfg.max_topic_levels) {
+                reasons.push(reason::TOPIC_FILTER_INVALID);
+                continue;
+            }
             let existed = self.remove_subscription(&ns, id, filter);
             if let Some(session) = self.sessions.get_mut(&id) {
                 session.subscriptions.remove(filter);
@@ -98,24 +104,33 @@ impl Router {
         self.space(ns).subs.insert(path, entry)
     }
 
-    /// Remove a subscription from the trie; true when it existed.
+    /// Remove a subscription from the trie, and the space or the group's cursor it leaves
+    /// empty; true when it existed.
     pub(super) fn remove_subscription(&mut self, ns: &Namespace, id: SessionId, filter: &str) -> bool {
         let Some(space) = self.spaces.get_mut(ns) else { return false };
-        match topic::parse_shared(filter) {
-            Some((group, inner)) => space.subs.remove(inner, id, Some(&format!("{group}\u{0}{inner}"))),
+        let removal = match topic::parse_shared(filter) {
+            Some((group, inner)) => {
+                let share = format!("{group}\u{0}{inner}");
+                let removal = space.subs.remove(inner, id, Some(&share));
+                if removal.group_emptied {
+                    space.cursors.remove(share.as_str());
+                }
+                removal
+            }
             None => space.subs.remove(filter, id, None),
-        }
+        };
+        self.prune_space(ns);
+        removal.existed
     }
 
     fn send_retained(&mut self, ns: &Namespace, id: SessionId, filter: &str, options: SubOptions, sub_id: Option<u32>) {
         let Some(space) = self.spaces.get(ns) else { return };
         let withheld = self.auth.filters_receive(ns);
-        let matching: Vec<_> = space
-            .retained
-            .iter()
-            .filter(|(t, _)| topic::matches(filter, t) && (!withheld || self.auth.may_receive(ns, t)))
-            .map(|(_, m)| Arc::clone(m))
-            .collect();
+        let mut found = Vec::new();
+        space.retained.matching(filter, &mut found);
+        found.extend(space.sys.iter().filter(|m| topic::matches(filter, &m.topic)));
+        let matching: Vec<_> =
+            found.into_iter().filter(|m| !withheld || self.auth.may_receive(ns, &m.topic)).map(Arc::clone).collect();
         for message in matching {
             let qos: QoS = message.qos.min(options.qos);
             let delivery = Delivery {
