@@ -145,3 +145,51 @@ impl Router {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use switchyard_storage::NullStore;
+
+    use super::*;
+    use crate::Stats;
+    use crate::auth::AnonymousAuth;
+    use crate::config::BrokerConfig;
+    use crate::message::Message;
+
+    fn message(topic: &str, payload: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message {
+            topic: Arc::from(topic),
+            payload: Bytes::from_static(payload),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            expires_at_ms: None,
+            properties: Default::default(),
+        })
+    }
+
+    #[test]
+    fn cursors_and_spaces_are_forgotten_once_emptied() {
+        let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
+        let stats = Arc::new(Stats::default());
+        let mut router = Router::new(Arc::new(BrokerConfig::default()), auth, Arc::new(NullStore), stats).unwrap();
+        let ns = Namespace::from_stored("t.example");
+        let options = SubOptions::default();
+        router.insert_subscription(&ns, 1, "$share/g/a", options, None);
+        router.insert_subscription(&ns, 2, "$share/g/a", options, None);
+        router.insert_subscription(&ns, 3, "b", options, None);
+        router.route(&ns, &message("a", b"x"), None);
+        assert_eq!(router.spaces[&ns].cursors.len(), 1);
+        assert!(router.remove_subscription(&ns, 1, "$share/g/a"));
+        assert_eq!(router.spaces[&ns].cursors.len(), 1, "a member is left");
+        assert!(router.remove_subscription(&ns, 2, "$share/g/a"));
+        assert!(router.spaces[&ns].cursors.is_empty(), "the group is gone, and its cursor");
+        assert!(router.remove_subscription(&ns, 3, "b"));
+        assert!(router.spaces.is_empty(), "no subscription and nothing retained: no space");
+
+        router.accept(&ns, message("r", b"x"), None);
+        assert!(router.spaces.contains_key(&ns), "a retained message keeps the space");
+        router.accept(&ns, message("r", b""), None);
+        assert!(router.spaces.is_empty());
+    }
+}
