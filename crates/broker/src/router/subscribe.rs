@@ -149,13 +149,15 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use switchyard_storage::NullStore;
+    use switchyard_storage::{NullStore, Snapshot, StoredSession};
 
     use super::*;
     use crate::Stats;
     use crate::auth::AnonymousAuth;
     use crate::config::BrokerConfig;
     use crate::message::Message;
+    use crate::persist;
+    use crate::session::{SessionRecord, store_key};
 
     fn message(topic: &str, payload: &'static [u8]) -> Arc<Message> {
         Arc::new(Message {
@@ -168,11 +170,47 @@ mod tests {
         })
     }
 
+    fn router(cfg: BrokerConfig) -> Router {
+        let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
+        Router::new(Arc::new(cfg), auth, Arc::new(NullStore), Arc::new(Stats::default())).unwrap()
+    }
+
+    #[test]
+    fn stored_filters_and_retained_topics_beyond_the_depth_limit_are_not_restored() {
+        let mut router = router(BrokerConfig { max_topic_levels: 4, ..BrokerConfig::default() });
+        let ns = Namespace::from_stored("t.example");
+        let sub = SubRecord::new(SubOptions::default(), None);
+        let subscriptions = [("a/b/c/d".to_owned(), sub), ("a/b/c/d/#".to_owned(), sub)].into();
+        let record = SessionRecord {
+            namespace: ns.as_str().to_owned(),
+            client_id: "c".into(),
+            owner: String::new(),
+            protocol: 5,
+            expiry: u32::MAX,
+            subscriptions,
+            offline_since_ms: None,
+        };
+        let stored = StoredSession {
+            session: store_key(&ns, "c"),
+            record: serde_json::to_vec(&record).unwrap().into(),
+            messages: Vec::new(),
+        };
+        let retained =
+            ["a/b/c/d", "a/b/c/d/e"].map(|t| (store_key(&ns, t), persist::encode_retained(&message(t, b"x")))).to_vec();
+        router.restore(Snapshot { sessions: vec![stored], retained });
+
+        let space = &router.spaces[&ns];
+        let mut found = Vec::new();
+        space.subs.matches("a/b/c/d", &mut found);
+        assert_eq!(found.len(), 1, "only the shallow filter is in the tree");
+        let session = router.sessions.values().next().unwrap();
+        assert_eq!(session.subscriptions.keys().collect::<Vec<_>>(), ["a/b/c/d"], "and in the session");
+        assert_eq!(space.retained.len(), 1);
+    }
+
     #[test]
     fn cursors_and_spaces_are_forgotten_once_emptied() {
-        let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
-        let stats = Arc::new(Stats::default());
-        let mut router = Router::new(Arc::new(BrokerConfig::default()), auth, Arc::new(NullStore), stats).unwrap();
+        let mut router = router(BrokerConfig::default());
         let ns = Namespace::from_stored("t.example");
         let options = SubOptions::default();
         router.insert_subscription(&ns, 1, "$share/g/a", options, None);
