@@ -44,7 +44,7 @@ pub struct BrokerConfig {
     /// Per namespace: topics holding a retained message. Beyond it a retained message for a new
     /// topic is routed but not retained (counted, logged); a 5.0 publisher whose message reached
     /// no subscriber then gets 0x97 Quota exceeded. Replacing or clearing a retained topic always
-    /// works. Broker `$SYS` figures are outside the limit.
+    /// works. Broker `$SYS` figures are outside the limit; stored ones are all restored at start.
     pub max_retained_messages: usize,
     /// Topic aliases a client may set towards us (advertised, 5.0).
     pub topic_alias_maximum: u16,
