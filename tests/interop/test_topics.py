@@ -99,3 +99,22 @@ def test_shared_subscription_splits_messages(broker, topic, version):
     finally:
         for m in members:
             m.disconnect()
+
+
+@pytest.mark.not_mosquitto("it closes the connection on a too-deep SUBSCRIBE, without SUBACK")
+@pytest.mark.parametrize("version", VERSIONS)
+def test_deep_topic_is_refused_and_the_broker_survives(broker, broker_kind, topic, version):
+    """60,001 levels once overflowed the stack of a broker that walks topics recursively."""
+    deep = "a" + "/" * 60000
+    with Client(broker, version) as c:
+        codes = c.subscribe(deep, 0)
+        c.publish(deep, b"deep", 0)
+        if broker_kind == "switchyard":
+            assert codes == [0x8F if version == V5 else 0x80]
+            assert c.disconnected.wait(c.timeout), "a too-deep PUBLISH topic closes the connection"
+            if version == V5:
+                assert c.disconnect_rc == 0x90
+    with Client(broker, V5) as sub, Client(broker, version) as pub:
+        assert sub.subscribe(f"{topic}/alive", 1) == [1]
+        pub.publish(f"{topic}/alive", b"ok", 1)
+        assert sub.get().payload == b"ok", "the broker still serves"

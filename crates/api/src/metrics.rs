@@ -23,6 +23,12 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         ("switchyard_qos0_dropped_total", "counter", "QoS 0 messages dropped for slow clients.", &stats.qos0_dropped),
         ("switchyard_queue_refused_total", "counter", "Messages refused by full session queues.", &stats.queue_refused),
         ("switchyard_oversized_dropped_total", "counter", "Messages too large for a client.", &stats.oversized_dropped),
+        (
+            "switchyard_retained_refused_total",
+            "counter",
+            "Messages not retained: namespace at its limit.",
+            &stats.retained_refused,
+        ),
         ("switchyard_storage_errors_total", "counter", "Failed storage commits.", &stats.storage_errors),
     ];
     for (name, kind, help, value) in figures {

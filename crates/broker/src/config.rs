@@ -38,6 +38,14 @@ pub struct BrokerConfig {
     /// A message with at least one subscriber keeping up is acknowledged at once, so a stalled
     /// subscriber never slows the others.
     pub backpressure_queue: usize,
+    /// Levels a topic name or filter may have; deeper ones are refused as invalid (PUBLISH:
+    /// 5.0 DISCONNECT 0x90, 3.1.1 close; SUBSCRIBE: 0x8F / 3.1.1 0x80; will: CONNACK 0x90).
+    pub max_topic_levels: usize,
+    /// Per namespace: topics holding a retained message. Beyond it a retained message for a new
+    /// topic is routed but not retained (counted, logged); a 5.0 publisher whose message reached
+    /// no subscriber then gets 0x97 Quota exceeded. Replacing or clearing a retained topic always
+    /// works. Broker `$SYS` figures are outside the limit; stored ones are all restored at start.
+    pub max_retained_messages: usize,
     /// Topic aliases a client may set towards us (advertised, 5.0).
     pub topic_alias_maximum: u16,
     /// Longest session expiry granted, in seconds.
@@ -59,6 +67,8 @@ impl Default for BrokerConfig {
             max_queued_bytes: 16 * 1024 * 1024,
             queue_full: QueueFullPolicy::default(),
             backpressure_queue: 1000,
+            max_topic_levels: switchyard_codec::topic::DEFAULT_MAX_LEVELS,
+            max_retained_messages: 100_000,
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
             event_queue: 4096,

@@ -6,16 +6,27 @@
 //! - [`auth`]: the authentication hook and the plain-MQTT policy.
 //! - [`message`]: messages, deliveries and the event vocabulary.
 //! - [`outbox`]: the bounded, non-blocking path from the core to a connection.
-//! - `router`: the state owner and its event loop; `session`, `subtree`, `persist`: its parts.
+//! - `router`: the state owner and its event loop; `session`, `subtree`, `retained`, `trie`,
+//!   `persist`: its parts.
 
 pub mod auth;
 mod config;
 pub mod message;
 pub mod outbox;
 mod persist;
+mod retained;
 mod router;
 mod session;
 mod subtree;
+mod trie;
+
+/// The subscription tree and retained store, for the fuzz targets only: not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::retained::Retained;
+    pub use crate::subtree::{Entry, Removal, SessionId, SubTree};
+}
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,6 +50,8 @@ pub struct Stats {
     pub qos0_dropped: AtomicU64,
     pub queue_refused: AtomicU64,
     pub oversized_dropped: AtomicU64,
+    /// Retained messages not retained because their namespace was at `max_retained_messages`.
+    pub retained_refused: AtomicU64,
     pub storage_errors: AtomicU64,
 }
 

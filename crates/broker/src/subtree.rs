@@ -2,10 +2,11 @@
 //! publish walks at most two branches per level. Shared subscriptions live in the same trie,
 //! tagged with their group; choosing one member per group is the router's job.
 
-use foldhash::HashMap;
 use std::sync::Arc;
 
 use switchyard_codec::SubOptions;
+
+use crate::trie::{Node, Value};
 
 /// Session identity inside the core.
 pub type SessionId = u64;
@@ -20,83 +21,85 @@ pub struct Entry {
     pub share: Option<Arc<str>>,
 }
 
-#[derive(Debug, Default)]
-struct Node {
-    children: HashMap<Box<str>, Node>,
-    entries: Vec<Entry>,
+impl Value for Vec<Entry> {
+    fn is_empty(&self) -> bool {
+        Vec::is_empty(self)
+    }
 }
 
-impl Node {
-    fn is_empty(&self) -> bool {
-        self.children.is_empty() && self.entries.is_empty()
-    }
+/// What [`SubTree::remove`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// The subscription existed and is gone.
+    pub existed: bool,
+    /// It was the last member of its share group.
+    pub group_emptied: bool,
 }
 
 /// All subscriptions of one namespace.
 #[derive(Debug, Default)]
 pub struct SubTree {
-    root: Node,
+    root: Node<Vec<Entry>>,
 }
 
 impl SubTree {
     /// Add or replace the subscription of `entry.session` to `filter` (same share group).
     /// Returns true when it replaced an existing one.
     pub fn insert(&mut self, filter: &str, entry: Entry) -> bool {
-        let mut node = &mut self.root;
-        for level in filter.split('/') {
-            node = node.children.entry(Box::from(level)).or_default();
-        }
-        if let Some(existing) = node.entries.iter_mut().find(|e| e.session == entry.session && e.share == entry.share) {
+        let entries = self.root.entry(filter);
+        if let Some(existing) = entries.iter_mut().find(|e| e.session == entry.session && e.share == entry.share) {
             *existing = entry;
             return true;
         }
-        node.entries.push(entry);
+        entries.push(entry);
         false
     }
 
-    /// Remove the subscription of `session` to `filter` in `share` group. True if it existed.
-    pub fn remove(&mut self, filter: &str, session: SessionId, share: Option<&str>) -> bool {
-        let levels: Vec<&str> = filter.split('/').collect();
-        remove_at(&mut self.root, &levels, session, share)
+    /// Remove the subscription of `session` to `filter` in `share` group.
+    pub fn remove(&mut self, filter: &str, session: SessionId, share: Option<&str>) -> Removal {
+        let Some(entries) = self.root.get_mut(filter) else {
+            return Removal { existed: false, group_emptied: false };
+        };
+        let before = entries.len();
+        entries.retain(|e| !(e.session == session && e.share.as_deref() == share));
+        let existed = entries.len() != before;
+        let group_emptied = existed && share.is_some() && !entries.iter().any(|e| e.share.as_deref() == share);
+        if entries.is_empty() {
+            self.root.prune(filter);
+        }
+        Removal { existed, group_emptied }
     }
 
-    /// Append every entry whose filter matches `topic` to `out`.
+    /// Whether no subscription is left.
+    pub fn is_empty(&self) -> bool {
+        self.root.is_empty()
+    }
+
+    /// Append every entry whose filter matches `topic` to `out` (in no particular order).
     pub fn matches<'a>(&'a self, topic: &str, out: &mut Vec<&'a Entry>) {
-        let levels: Vec<&str> = topic.split('/').collect();
-        let dollar = topic.starts_with('$');
-        collect(&self.root, &levels, !dollar, out);
-    }
-}
-
-fn remove_at(node: &mut Node, levels: &[&str], session: SessionId, share: Option<&str>) -> bool {
-    let Some((first, rest)) = levels.split_first() else {
-        let before = node.entries.len();
-        node.entries.retain(|e| !(e.session == session && e.share.as_deref() == share));
-        return node.entries.len() != before;
-    };
-    let Some(child) = node.children.get_mut(*first) else { return false };
-    let removed = remove_at(child, rest, session, share);
-    if child.is_empty() {
-        node.children.remove(*first);
-    }
-    removed
-}
-
-/// `wild` is false only at the root of a `$` topic, where `+` and `#` must not match.
-fn collect<'a>(node: &'a Node, levels: &[&str], wild: bool, out: &mut Vec<&'a Entry>) {
-    if wild && let Some(hash) = node.children.get("#") {
-        // `#` matches the parent level too ("a/#" matches "a"), and everything below.
-        out.extend(hash.entries.iter());
-    }
-    let Some((first, rest)) = levels.split_first() else {
-        out.extend(node.entries.iter());
-        return;
-    };
-    if let Some(child) = node.children.get(*first) {
-        collect(child, rest, true, out);
-    }
-    if wild && let Some(plus) = node.children.get("+") {
-        collect(plus, rest, true, out);
+        // Each item: a node, the topic levels still to match below it (`None`: all matched),
+        // and whether wildcards apply there (not at the root of a `$` topic).
+        let mut stack = vec![(&self.root, Some(topic), !topic.starts_with('$'))];
+        while let Some((node, rest, wild)) = stack.pop() {
+            if wild && let Some(hash) = node.children.get("#") {
+                // `#` matches the parent level too ("a/#" matches "a"), and everything below.
+                out.extend(hash.value.iter());
+            }
+            let Some(rest) = rest else {
+                out.extend(node.value.iter());
+                continue;
+            };
+            let (level, below) = match rest.split_once('/') {
+                Some((level, below)) => (level, Some(below)),
+                None => (rest, None),
+            };
+            if let Some(child) = node.children.get(level) {
+                stack.push((child, below, true));
+            }
+            if wild && let Some(plus) = node.children.get("+") {
+                stack.push((plus, below, true));
+            }
+        }
     }
 }
 
@@ -152,10 +155,10 @@ mod tests {
         assert!(tree.insert("a/b", entry(1)));
         assert!(!tree.insert("a/#", entry(2)));
         assert_eq!(matching(&tree, "a/b"), [1, 2]);
-        assert!(tree.remove("a/b", 1, None));
-        assert!(!tree.remove("a/b", 1, None));
-        assert!(tree.remove("a/#", 2, None));
-        assert!(tree.root.is_empty(), "empty branches are pruned");
+        assert!(tree.remove("a/b", 1, None).existed);
+        assert!(!tree.remove("a/b", 1, None).existed);
+        assert!(tree.remove("a/#", 2, None).existed);
+        assert!(tree.is_empty(), "empty branches are pruned");
     }
 
     #[test]
@@ -165,7 +168,39 @@ mod tests {
         let shared = Entry { share: Some(Arc::from("g\u{0}a")), ..entry(1) };
         assert!(!tree.insert("a", shared));
         assert_eq!(matching(&tree, "a"), [1, 1]);
-        assert!(tree.remove("a", 1, Some("g\u{0}a")));
+        let removed = tree.remove("a", 1, Some("g\u{0}a"));
+        assert_eq!(removed, Removal { existed: true, group_emptied: true });
         assert_eq!(matching(&tree, "a"), [1]);
+    }
+
+    #[test]
+    fn a_group_is_emptied_by_its_last_member() {
+        let mut tree = SubTree::default();
+        let member = |session| Entry { share: Some(Arc::from("g\u{0}a/+")), ..entry(session) };
+        tree.insert("a/+", member(1));
+        tree.insert("a/+", member(2));
+        tree.insert("a/+", entry(3));
+        assert_eq!(tree.remove("a/+", 1, Some("g\u{0}a/+")), Removal { existed: true, group_emptied: false });
+        assert_eq!(tree.remove("a/+", 2, Some("g\u{0}a/+")), Removal { existed: true, group_emptied: true });
+        assert_eq!(matching(&tree, "a/b"), [3]);
+    }
+
+    /// Far deeper than any thread's stack allows for a walk that recurses per level.
+    #[test]
+    fn a_hundred_thousand_levels_are_walked_and_dropped_without_recursion() {
+        let deep = format!("a{}", "/".repeat(100_000));
+        let mut tree = SubTree::default();
+        tree.insert(&deep, entry(1));
+        tree.insert(&format!("{deep}/#"), entry(2));
+        tree.insert("a/#", entry(3));
+        assert_eq!(matching(&tree, &deep), [1, 2, 3]);
+        assert_eq!(matching(&tree, &format!("{deep}/x")), [2, 3]);
+        assert!(tree.remove(&deep, 1, None).existed);
+        assert_eq!(matching(&tree, &deep), [2, 3]);
+        drop(tree);
+        let mut tree = SubTree::default();
+        tree.insert(&deep, entry(1));
+        assert!(tree.remove(&deep, 1, None).existed);
+        assert!(tree.is_empty());
     }
 }

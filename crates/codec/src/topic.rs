@@ -1,8 +1,21 @@
-//! Topic names and topic filters (section 4.7): validity, shared subscriptions
-//! (`$share/{group}/{filter}`) and wildcard matching. No allocation anywhere.
+//! Topic names and topic filters (section 4.7): validity, the configured depth limit, shared
+//! subscriptions (`$share/{group}/{filter}`) and wildcard matching. No allocation anywhere.
 
 const MAX_LEN: usize = 65_535;
 const SHARE_PREFIX: &str = "$share/";
+
+/// The default depth limit for [`levels_within`]: the broker's `max_topic_levels`.
+pub const DEFAULT_MAX_LEVELS: usize = 128;
+
+/// Whether a topic name or filter has at most `max_levels` levels (`a/b` has two, `/` has two).
+/// A shared subscription is measured without its `$share/{group}/` prefix. The protocol sets no
+/// limit; a server sets one so no per-level walk or allocation is shaped by a client.
+pub fn levels_within(topic_or_filter: &str, max_levels: usize) -> bool {
+    let levels = parse_shared(topic_or_filter).map_or(topic_or_filter, |(_, inner)| inner);
+    // A fold without early exit compiles to a vectorised count.
+    let separators = levels.bytes().fold(0usize, |n, b| n + usize::from(b == b'/'));
+    separators < max_levels
+}
 
 /// A topic name a PUBLISH may carry: non-empty, at most 65,535 bytes, no `+`, `#` or U+0000.
 pub fn valid_topic_name(name: &str) -> bool {

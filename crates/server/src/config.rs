@@ -64,6 +64,8 @@ struct RawMqtt {
     max_connections: usize,
     connect_timeout_secs: u64,
     topic_alias_maximum: u16,
+    max_topic_levels: usize,
+    max_retained_messages: usize,
     anonymous_deny: Vec<RawDeny>,
 }
 
@@ -85,6 +87,8 @@ impl Default for RawMqtt {
             max_connections: 100_000,
             connect_timeout_secs: 10,
             topic_alias_maximum: core.topic_alias_maximum,
+            max_topic_levels: core.max_topic_levels,
+            max_retained_messages: core.max_retained_messages,
             anonymous_deny: Vec::new(),
         }
     }
@@ -264,6 +268,9 @@ impl Settings {
         if m.max_connections == 0 {
             bail!("mqtt.max_connections must be at least 1");
         }
+        if m.max_topic_levels == 0 {
+            bail!("mqtt.max_topic_levels must be at least 1");
+        }
         let queue_full = match m.queue_full.as_str() {
             "disconnect" => QueueFullPolicy::DisconnectSubscriber,
             "refuse" => QueueFullPolicy::RefuseNew,
@@ -287,6 +294,8 @@ impl Settings {
             queue_full,
             backpressure_queue: m.backpressure_queue,
             topic_alias_maximum: m.topic_alias_maximum,
+            max_topic_levels: m.max_topic_levels,
+            max_retained_messages: m.max_retained_messages,
             ..BrokerConfig::default()
         };
         let tenant_domain = Domain::parse(&raw.tenant.domain.to_ascii_lowercase())
@@ -406,6 +415,8 @@ mod tests {
         let s = Settings::load(Some(&path), [], &Overrides::default()).unwrap();
         assert_eq!(s.mqtt_listen, "0.0.0.0:1883".parse().unwrap());
         assert_eq!(s.broker.max_packet_size, 262_144);
+        assert_eq!(s.broker.max_topic_levels, BrokerConfig::default().max_topic_levels);
+        assert_eq!(s.broker.max_retained_messages, BrokerConfig::default().max_retained_messages);
         assert_eq!(s.anonymous_deny, [DenyRule::Subscribe("test/nosubscribe".into())]);
         assert!(!s.allow_anonymous);
         assert_eq!(s.key_file, PathBuf::from("./switchyard.key"));
@@ -457,6 +468,7 @@ mod tests {
             ("[mqtt]\nmax_packet_size = 10\n", "max_packet_size"),
             ("[mqtt]\nnot_a_key = 1\n", "not_a_key"),
             ("[[mqtt.anonymous_deny]]\n", "anonymous_deny"),
+            ("[mqtt]\nmax_topic_levels = 0\n", "max_topic_levels"),
             ("[tenant]\ndomain = \"a_b\"\n", "tenant.domain"),
             ("[auth]\nfailure_window_secs = 0\n", "failure_window_secs"),
             ("[auth]\nmax_tracked = 0\n", "max_tracked"),

@@ -398,7 +398,8 @@ impl Connection {
                 self.rare.get_or_insert_default().inbound.insert(alias, publish.topic.clone());
             }
         }
-        if !topic::valid_topic_name(&publish.topic) {
+        let max_levels = self.broker.config().max_topic_levels;
+        if !topic::valid_topic_name(&publish.topic) || !topic::levels_within(&publish.topic, max_levels) {
             return Err(Ending::error(reason::TOPIC_NAME_INVALID, "invalid topic name"));
         }
         if publish.qos != QoS::AtMostOnce {

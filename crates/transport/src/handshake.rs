@@ -103,10 +103,13 @@ pub async fn accept(
             return Err(refuse(refusal.0));
         }
     };
-    if let Some(will) = &connect.will
-        && (!topic::valid_topic_name(&will.topic) || !broker.auth().may_publish(&principal, &will.topic))
-    {
-        return Err(refuse(reason::NOT_AUTHORIZED));
+    if let Some(will) = &connect.will {
+        if !topic::levels_within(&will.topic, cfg.max_topic_levels) {
+            return Err(refuse(reason::TOPIC_NAME_INVALID));
+        }
+        if !topic::valid_topic_name(&will.topic) || !broker.auth().may_publish(&principal, &will.topic) {
+            return Err(refuse(reason::NOT_AUTHORIZED));
+        }
     }
 
     let requested = connect.keep_alive;

@@ -32,6 +32,7 @@ use crate::config::BrokerConfig;
 use crate::message::{ConnId, Event, Message, now_ms};
 use crate::outbox::{Outbox, Outgoing};
 use crate::persist;
+use crate::retained::Retained;
 use crate::session::{Session, SessionRecord, split_key, store_key};
 use crate::subtree::{SessionId, SubTree};
 
@@ -44,11 +45,25 @@ const KEEP_ALIVE_SWEEP_MS: u64 = 100;
 /// (a million sessions: 5 s), so one sweep never holds the router for more than ~2 ms.
 const KEEP_ALIVE_SWEEP_SESSIONS: usize = 20_000;
 
-/// Subscriptions and retained messages of one namespace.
+/// Subscriptions, retained messages and figures of one namespace. It exists while it holds a
+/// subscription or a retained message; then it is removed, figures and cursors with it.
 #[derive(Debug, Default)]
 pub(crate) struct Space {
     pub subs: SubTree,
-    pub retained: HashMap<String, Arc<Message>>,
+    pub retained: Retained,
+    /// The latest `$SYS` figures: broker-owned, never stored, outside `max_retained_messages`.
+    pub sys: Vec<Arc<Message>>,
+    /// Round-robin position of each share group (`group\u{0}filter`) that has members.
+    pub cursors: HashMap<Arc<str>, usize>,
+    /// PUBLISH packets received from, and sent to, this namespace's clients.
+    pub received: u64,
+    pub sent: u64,
+}
+
+impl Space {
+    fn is_idle(&self) -> bool {
+        self.subs.is_empty() && self.retained.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,7 +83,6 @@ pub(crate) struct Router {
     by_key: index::SessionIndex,
     conns: HashMap<ConnId, SessionId>,
     spaces: HashMap<Namespace, Space>,
-    shared_cursor: HashMap<Arc<str>, usize>,
     next_session: SessionId,
     timers: BinaryHeap<Reverse<(u64, Timer)>>,
     /// Store operations of the current batch.
@@ -103,7 +117,6 @@ impl Router {
             by_key: index::SessionIndex::default(),
             conns: HashMap::default(),
             spaces: HashMap::default(),
-            shared_cursor: HashMap::default(),
             next_session: 1,
             timers: BinaryHeap::new(),
             ops: Vec::new(),
@@ -121,9 +134,13 @@ impl Router {
         let now = now_ms();
         for (key, record) in snapshot.retained {
             let Some((ns, topic)) = split_key(&key) else { continue };
+            if !switchyard_codec::topic::levels_within(topic, self.cfg.max_topic_levels) {
+                tracing::warn!(namespace = ns.as_str(), "skipping a stored retained topic beyond max_topic_levels");
+                continue;
+            }
             match persist::decode_retained(&record) {
                 Ok(message) if !message.expired(now) => {
-                    self.space(&ns).retained.insert(topic.to_owned(), Arc::new(message));
+                    self.space(&ns).retained.insert(topic, Arc::new(message));
                 }
                 Ok(_) => self.ops.push(SessionOp::DeleteRetained { topic: key }),
                 Err(e) => tracing::warn!(error = %e, "skipping unreadable retained message"),
@@ -237,6 +254,13 @@ impl Router {
         self.spaces.entry(ns.clone()).or_default()
     }
 
+    /// Forget `ns`'s space once it holds no subscription and no retained message.
+    fn prune_space(&mut self, ns: &Namespace) {
+        if self.spaces.get(ns).is_some_and(Space::is_idle) {
+            self.spaces.remove(ns);
+        }
+    }
+
     fn session_of(&self, conn: ConnId) -> Option<SessionId> {
         self.conns.get(&conn).copied()
     }
@@ -277,7 +301,7 @@ impl Router {
         }
     }
 
-    fn restore_session(&mut self, record: SessionRecord, now: u64) -> SessionId {
+    fn restore_session(&mut self, mut record: SessionRecord, now: u64) -> SessionId {
         let id = self.next_session;
         self.next_session += 1;
         let ns = Namespace::from_stored(&record.namespace);
@@ -289,6 +313,13 @@ impl Router {
         session.stored = true;
         let since = record.offline_since_ms.unwrap_or(now);
         session.offline_since_ms = since;
+        record.subscriptions.retain(|filter, _| {
+            let within = switchyard_codec::topic::levels_within(filter, self.cfg.max_topic_levels);
+            if !within {
+                tracing::warn!(client_id = %client_id, "dropping a stored subscription beyond max_topic_levels");
+            }
+            within
+        });
         for (filter, sub) in &record.subscriptions {
             self.insert_subscription(&ns, id, filter, sub.options(), sub.id);
         }

@@ -23,6 +23,8 @@ pub(super) struct Routed {
     pub refused: usize,
     /// Set when every connected QoS 1/2 subscriber it went to is behind: one of them.
     pub all_behind: Option<SessionId>,
+    /// It asked to be retained under a new topic, beyond `max_retained_messages`.
+    pub retain_refused: bool,
 }
 
 /// What happened to one delivery.
@@ -52,6 +54,9 @@ impl Router {
             return;
         }
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        if let Some(space) = self.spaces.get_mut(&ns) {
+            space.received += 1;
+        }
         let message = Arc::new(Message::from_publish(publish, self.now));
         let routed = self.accept(&ns, message, Some(id));
         if qos == QoS::AtMostOnce {
@@ -59,6 +64,8 @@ impl Router {
         }
         let code = match protocol {
             Protocol::V311 => reason::SUCCESS,
+            // Retention was all it could have had, and it was refused.
+            Protocol::V5 if routed.matched == 0 && routed.retain_refused => reason::QUOTA_EXCEEDED,
             Protocol::V5 if routed.matched == 0 => reason::NO_MATCHING_SUBSCRIBERS,
             Protocol::V5 if routed.refused == routed.matched => reason::QUOTA_EXCEEDED,
             Protocol::V5 => reason::SUCCESS,
@@ -81,25 +88,41 @@ impl Router {
 
     /// Store a retained message (or clear it) and route `message` to its subscribers.
     pub(super) fn accept(&mut self, ns: &Namespace, message: Arc<Message>, origin: Option<SessionId>) -> Routed {
-        if message.retain {
-            let key = Self::retained_key(ns, &message.topic);
-            if message.payload.is_empty() {
-                if self.space(ns).retained.remove(&*message.topic).is_some() {
-                    self.ops.push(SessionOp::DeleteRetained { topic: key });
-                }
-            } else {
-                self.ops.push(SessionOp::PutRetained { topic: key, record: persist::encode_retained(&message) });
-                self.space(ns).retained.insert(message.topic.to_string(), Arc::clone(&message));
+        let retain_refused = message.retain && !self.retain(ns, &message);
+        Routed { retain_refused, ..self.route(ns, &message, origin) }
+    }
+
+    /// Apply a retained message: clear the topic (empty payload) or retain it, within the
+    /// namespace's limit. False when refused by the limit.
+    fn retain(&mut self, ns: &Namespace, message: &Arc<Message>) -> bool {
+        let key = Self::retained_key(ns, &message.topic);
+        if message.payload.is_empty() {
+            if let Some(space) = self.spaces.get_mut(ns)
+                && space.retained.remove(&message.topic).is_some()
+            {
+                self.ops.push(SessionOp::DeleteRetained { topic: key });
+                self.prune_space(ns);
             }
+            return true;
         }
-        self.route(ns, &message, origin)
+        let limit = self.cfg.max_retained_messages;
+        let space = self.space(ns);
+        if space.retained.len() >= limit && !space.retained.contains(&message.topic) {
+            self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(namespace = ns.as_str(), limit, "max_retained_messages reached; message not retained");
+            self.prune_space(ns);
+            return false;
+        }
+        space.retained.insert(&message.topic, Arc::clone(message));
+        self.ops.push(SessionOp::PutRetained { topic: key, record: persist::encode_retained(message) });
+        true
     }
 
     pub(super) fn route(&mut self, ns: &Namespace, message: &Arc<Message>, origin: Option<SessionId>) -> Routed {
         if self.auth.filters_receive(ns) && !self.auth.may_receive(ns, &message.topic) {
             return Routed::default();
         }
-        let Some(space) = self.spaces.get(ns) else { return Routed::default() };
+        let Some(space) = self.spaces.get_mut(ns) else { return Routed::default() };
         let mut entries = Vec::new();
         space.subs.matches(&message.topic, &mut entries);
         if entries.is_empty() {
@@ -115,7 +138,7 @@ impl Router {
                 // One member of the group: round robin, preferring members online now.
                 let group: Vec<_> = entries[i..].iter().take_while(|e| e.share.as_ref() == Some(share)).collect();
                 i += group.len();
-                let cursor = self.shared_cursor.entry(Arc::clone(share)).or_insert(0);
+                let cursor = space.cursors.entry(Arc::clone(share)).or_insert(0);
                 let online: Vec<_> = group
                     .iter()
                     .filter(|e| self.sessions.get(&e.session).is_some_and(|s| s.attached.is_some()))
@@ -201,6 +224,9 @@ impl Router {
             // QoS 0 goes to live connections only; the outbox budget bounds it.
             if let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) {
                 self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+                if let Some(space) = self.spaces.get_mut(&session.namespace) {
+                    space.sent += 1;
+                }
                 self.send(&outbox, Outgoing::Publish(delivery));
             }
             return Delivered::Done;
@@ -297,6 +323,9 @@ impl Router {
         let delivery = held.delivery.clone();
         session.inflight.push_back(held);
         self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
+        if let Some(space) = self.spaces.get_mut(&session.namespace) {
+            space.sent += 1;
+        }
         self.send(&attached.outbox, Outgoing::Publish(delivery));
     }
 

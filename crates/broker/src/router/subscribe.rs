@@ -23,7 +23,9 @@ impl Router {
         let mut reasons = Vec::with_capacity(subscribe.filters.len());
         let mut retained_for: Vec<(String, SubOptions)> = Vec::new();
         for (i, f) in subscribe.filters.iter().enumerate() {
-            let code = if !topic::valid_topic_filter(&f.filter) {
+            let valid =
+                topic::valid_topic_filter(&f.filter) && topic::levels_within(&f.filter, self.cfg.max_topic_levels);
+            let code = if !valid {
                 reason::TOPIC_FILTER_INVALID
             } else if !allowed.get(i).copied().unwrap_or(false) {
                 // Tenants get the precise 5.0 code; the plain-MQTT namespace answers 0x80, which
@@ -67,6 +69,10 @@ impl Router {
         let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
         let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            if !topic::levels_within(filter, self.cfg.max_topic_levels) {
+                reasons.push(reason::TOPIC_FILTER_INVALID);
+                continue;
+            }
             let existed = self.remove_subscription(&ns, id, filter);
             if let Some(session) = self.sessions.get_mut(&id) {
                 session.subscriptions.remove(filter);
@@ -98,24 +104,33 @@ impl Router {
         self.space(ns).subs.insert(path, entry)
     }
 
-    /// Remove a subscription from the trie; true when it existed.
+    /// Remove a subscription from the trie, and the space or the group's cursor it leaves
+    /// empty; true when it existed.
     pub(super) fn remove_subscription(&mut self, ns: &Namespace, id: SessionId, filter: &str) -> bool {
         let Some(space) = self.spaces.get_mut(ns) else { return false };
-        match topic::parse_shared(filter) {
-            Some((group, inner)) => space.subs.remove(inner, id, Some(&format!("{group}\u{0}{inner}"))),
+        let removal = match topic::parse_shared(filter) {
+            Some((group, inner)) => {
+                let share = format!("{group}\u{0}{inner}");
+                let removal = space.subs.remove(inner, id, Some(&share));
+                if removal.group_emptied {
+                    space.cursors.remove(share.as_str());
+                }
+                removal
+            }
             None => space.subs.remove(filter, id, None),
-        }
+        };
+        self.prune_space(ns);
+        removal.existed
     }
 
     fn send_retained(&mut self, ns: &Namespace, id: SessionId, filter: &str, options: SubOptions, sub_id: Option<u32>) {
         let Some(space) = self.spaces.get(ns) else { return };
         let withheld = self.auth.filters_receive(ns);
-        let matching: Vec<_> = space
-            .retained
-            .iter()
-            .filter(|(t, _)| topic::matches(filter, t) && (!withheld || self.auth.may_receive(ns, t)))
-            .map(|(_, m)| Arc::clone(m))
-            .collect();
+        let mut found = Vec::new();
+        space.retained.matching(filter, &mut found);
+        found.extend(space.sys.iter().filter(|m| topic::matches(filter, &m.topic)));
+        let matching: Vec<_> =
+            found.into_iter().filter(|m| !withheld || self.auth.may_receive(ns, &m.topic)).map(Arc::clone).collect();
         for message in matching {
             let qos: QoS = message.qos.min(options.qos);
             let delivery = Delivery {
@@ -128,5 +143,91 @@ impl Router {
             };
             let _ = self.deliver(id, delivery);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use switchyard_storage::{NullStore, Snapshot, StoredSession};
+
+    use super::*;
+    use crate::Stats;
+    use crate::auth::AnonymousAuth;
+    use crate::config::BrokerConfig;
+    use crate::message::Message;
+    use crate::persist;
+    use crate::session::{SessionRecord, store_key};
+
+    fn message(topic: &str, payload: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message {
+            topic: Arc::from(topic),
+            payload: Bytes::from_static(payload),
+            qos: QoS::AtMostOnce,
+            retain: true,
+            expires_at_ms: None,
+            properties: Default::default(),
+        })
+    }
+
+    fn router(cfg: BrokerConfig) -> Router {
+        let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
+        Router::new(Arc::new(cfg), auth, Arc::new(NullStore), Arc::new(Stats::default())).unwrap()
+    }
+
+    #[test]
+    fn stored_filters_and_retained_topics_beyond_the_depth_limit_are_not_restored() {
+        let mut router = router(BrokerConfig { max_topic_levels: 4, ..BrokerConfig::default() });
+        let ns = Namespace::from_stored("t.example");
+        let sub = SubRecord::new(SubOptions::default(), None);
+        let subscriptions = [("a/b/c/d".to_owned(), sub), ("a/b/c/d/#".to_owned(), sub)].into();
+        let record = SessionRecord {
+            namespace: ns.as_str().to_owned(),
+            client_id: "c".into(),
+            owner: String::new(),
+            protocol: 5,
+            expiry: u32::MAX,
+            subscriptions,
+            offline_since_ms: None,
+        };
+        let stored = StoredSession {
+            session: store_key(&ns, "c"),
+            record: serde_json::to_vec(&record).unwrap().into(),
+            messages: Vec::new(),
+        };
+        let retained =
+            ["a/b/c/d", "a/b/c/d/e"].map(|t| (store_key(&ns, t), persist::encode_retained(&message(t, b"x")))).to_vec();
+        router.restore(Snapshot { sessions: vec![stored], retained });
+
+        let space = &router.spaces[&ns];
+        let mut found = Vec::new();
+        space.subs.matches("a/b/c/d", &mut found);
+        assert_eq!(found.len(), 1, "only the shallow filter is in the tree");
+        let session = router.sessions.values().next().unwrap();
+        assert_eq!(session.subscriptions.keys().collect::<Vec<_>>(), ["a/b/c/d"], "and in the session");
+        assert_eq!(space.retained.len(), 1);
+    }
+
+    #[test]
+    fn cursors_and_spaces_are_forgotten_once_emptied() {
+        let mut router = router(BrokerConfig::default());
+        let ns = Namespace::from_stored("t.example");
+        let options = SubOptions::default();
+        router.insert_subscription(&ns, 1, "$share/g/a", options, None);
+        router.insert_subscription(&ns, 2, "$share/g/a", options, None);
+        router.insert_subscription(&ns, 3, "b", options, None);
+        router.route(&ns, &message("a", b"x"), None);
+        assert_eq!(router.spaces[&ns].cursors.len(), 1);
+        assert!(router.remove_subscription(&ns, 1, "$share/g/a"));
+        assert_eq!(router.spaces[&ns].cursors.len(), 1, "a member is left");
+        assert!(router.remove_subscription(&ns, 2, "$share/g/a"));
+        assert!(router.spaces[&ns].cursors.is_empty(), "the group is gone, and its cursor");
+        assert!(router.remove_subscription(&ns, 3, "b"));
+        assert!(router.spaces.is_empty(), "no subscription and nothing retained: no space");
+
+        router.accept(&ns, message("r", b"x"), None);
+        assert!(router.spaces.contains_key(&ns), "a retained message keeps the space");
+        router.accept(&ns, message("r", b""), None);
+        assert!(router.spaces.is_empty());
     }
 }

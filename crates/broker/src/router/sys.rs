@@ -1,10 +1,10 @@
 //! `$SYS` topics: broker figures published every interval into each namespace as retained
-//! messages kept in memory only (never stored). Each namespace sees only its own figures;
-//! the anonymous namespace also sees the broker-wide message counters.
+//! messages kept in memory only (never stored). Each namespace sees only its own figures,
+//! the anonymous one included: its clients, sessions and messages. Message counts run while the
+//! namespace has a subscription or a retained message (while its space exists).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use switchyard_codec::{Properties, QoS};
@@ -24,21 +24,19 @@ impl Router {
             entry.0 += u64::from(session.attached.is_some());
             entry.1 += 1;
         }
-        let received = self.stats.messages_received.load(Ordering::Relaxed);
-        let sent = self.stats.messages_sent.load(Ordering::Relaxed);
         let namespaces: Vec<Namespace> = self.spaces.keys().cloned().collect();
         for ns in namespaces {
             let (clients, sessions) = connected.get(&ns).copied().unwrap_or_default();
-            let mut figures = vec![
+            let (received, sent) = self.spaces.get(&ns).map_or((0, 0), |s| (s.received, s.sent));
+            let figures = [
                 ("$SYS/broker/version", env!("CARGO_PKG_VERSION").to_owned()),
                 ("$SYS/broker/uptime", format!("{uptime} seconds")),
                 ("$SYS/broker/clients/connected", clients.to_string()),
                 ("$SYS/broker/sessions", sessions.to_string()),
+                ("$SYS/broker/messages/received", received.to_string()),
+                ("$SYS/broker/messages/sent", sent.to_string()),
             ];
-            if ns == Namespace::anonymous() {
-                figures.push(("$SYS/broker/messages/received", received.to_string()));
-                figures.push(("$SYS/broker/messages/sent", sent.to_string()));
-            }
+            let mut published = Vec::with_capacity(figures.len());
             for (topic, value) in figures {
                 let message = Arc::new(Message {
                     topic: Arc::from(topic),
@@ -48,8 +46,11 @@ impl Router {
                     expires_at_ms: None,
                     properties: Properties::default(),
                 });
-                self.space(&ns).retained.insert(topic.to_owned(), Arc::clone(&message));
                 self.route(&ns, &message, None);
+                published.push(message);
+            }
+            if let Some(space) = self.spaces.get_mut(&ns) {
+                space.sys = published;
             }
         }
         self.schedule(now + self.cfg.sys_interval_ms.max(100), Timer::Sys);

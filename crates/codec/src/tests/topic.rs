@@ -2,7 +2,29 @@
 
 use proptest::prelude::*;
 
-use crate::topic::{matches, parse_shared, valid_topic_filter, valid_topic_name};
+use crate::topic::{levels_within, matches, parse_shared, valid_topic_filter, valid_topic_name};
+
+#[test]
+fn depth_limit_counts_levels_without_the_share_prefix() {
+    let cases: &[(&str, usize, bool)] = &[
+        ("a", 1, true),
+        ("a/b", 1, false),
+        ("a/b", 2, true),
+        ("/", 1, false),
+        ("/", 2, true),
+        ("a/+/#", 3, true),
+        ("a/+/#", 2, false),
+        ("$share/g/a/b", 2, true),
+        ("$share/g/a/b", 1, false),
+        ("$share", 1, true),
+    ];
+    for &(s, max, expected) in cases {
+        assert_eq!(levels_within(s, max), expected, "{s:?} within {max}");
+    }
+    let deep = format!("a{}", "/".repeat(60_000));
+    assert!(!levels_within(&deep, crate::topic::DEFAULT_MAX_LEVELS));
+    assert!(valid_topic_name(&deep) && valid_topic_filter(&deep), "syntax alone allows it");
+}
 
 #[test]
 fn topic_names() {

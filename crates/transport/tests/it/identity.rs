@@ -108,6 +108,58 @@ async fn sys_topics_are_per_namespace_and_read_only() {
     broker.stop().await;
 }
 
+/// The first non-zero `$SYS/broker/messages/received` figure `client` (subscribed to it) sees.
+async fn first_received_count(client: &mut Client) -> String {
+    for _ in 0..100 {
+        let p = client.next_publish().await.expect("$SYS figures keep coming");
+        if &p.payload[..] != b"0" {
+            return String::from_utf8_lossy(&p.payload).into_owned();
+        }
+    }
+    panic!("the count never moved");
+}
+
+#[tokio::test]
+async fn sys_message_counts_are_per_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig { sys_interval_ms: 100, ..BrokerConfig::default() };
+    let broker = TestBroker::start_with(dir.path(), config, Arc::new(UsernameAuth)).await;
+    let (mut anon, _) = Client::connect(broker.addr, Protocol::V5, "a", true, Properties::default()).await;
+    assert_eq!(anon.subscribe("$SYS/broker/messages/received", QoS::AtMostOnce).await, [0]);
+    let (mut tenant, _) = Client::connect_as(broker.addr, Protocol::V5, "t", "t.example/app").await;
+    assert_eq!(tenant.subscribe("t.example/x", QoS::AtMostOnce).await, [0]);
+    for _ in 0..3 {
+        tenant.publish("t.example/x", QoS::AtMostOnce, 0, b"{}").await;
+        assert_eq!(tenant.next_publish().await.expect("own message").topic, "t.example/x");
+    }
+    anon.publish("a/b", QoS::AtMostOnce, 0, b"{}").await;
+    assert_eq!(first_received_count(&mut anon).await, "1", "the anonymous namespace counts only its own");
+    assert_eq!(tenant.subscribe("$SYS/broker/messages/received", QoS::AtMostOnce).await, [0]);
+    assert_eq!(first_received_count(&mut tenant).await, "3", "a tenant sees its own count");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn shared_groups_of_two_tenants_rotate_independently() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut members = Vec::new();
+    for (id, user) in [("t1", "t.example/m1"), ("t2", "t.example/m2"), ("u1", "u.example/m1"), ("u2", "u.example/m2")] {
+        let (mut member, _) = Client::connect_as(broker.addr, Protocol::V5, id, user).await;
+        assert_eq!(member.subscribe("$share/g/x", QoS::AtMostOnce).await, [0]);
+        members.push(member);
+    }
+    let (mut t_pub, _) = Client::connect_as(broker.addr, Protocol::V5, "tp", "t.example/p").await;
+    let (mut u_pub, _) = Client::connect_as(broker.addr, Protocol::V5, "up", "u.example/p").await;
+    t_pub.publish("x", QoS::AtMostOnce, 0, b"{}").await;
+    u_pub.publish("x", QoS::AtMostOnce, 0, b"{}").await;
+    t_pub.publish("x", QoS::AtMostOnce, 0, b"{}").await;
+    // Another tenant's publish between them does not move this tenant's round robin.
+    assert!(members[0].next_publish().await.is_some(), "t1 gets one");
+    assert!(members[1].next_publish().await.is_some(), "t2 gets the other");
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn wide_anonymous_filters_are_granted_but_denied_topics_withheld() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,5 @@
 //! End-to-end tests of the broker over real sockets: bad input, flow control, slow consumers,
-//! persistence across restarts and graceful shutdown.
+//! persistence across restarts, graceful shutdown, topic depth and retained limits.
 
 mod bad_input;
 mod flow;
@@ -7,3 +7,4 @@ mod harness;
 mod identity;
 mod lifecycle;
 mod tls;
+mod topics;
