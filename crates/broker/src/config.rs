@@ -38,6 +38,10 @@ pub struct BrokerConfig {
     /// A message with at least one subscriber keeping up is acknowledged at once, so a stalled
     /// subscriber never slows the others.
     pub backpressure_queue: usize,
+    /// Answers to a client's own requests (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK, PINGRESP)
+    /// that may wait unwritten while it does not read them; beyond, the connection stops
+    /// reading from that client until it catches up, so it cannot make us buffer without end.
+    pub answer_backlog: usize,
     /// Topic aliases a client may set towards us (advertised, 5.0).
     pub topic_alias_maximum: u16,
     /// Longest session expiry granted, in seconds.
@@ -59,6 +63,7 @@ impl Default for BrokerConfig {
             max_queued_bytes: 16 * 1024 * 1024,
             queue_full: QueueFullPolicy::default(),
             backpressure_queue: 1000,
+            answer_backlog: 1024,
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
             event_queue: 4096,

@@ -6,6 +6,7 @@
 
 mod conn;
 mod handshake;
+mod inflow;
 mod tls;
 
 use std::net::SocketAddr;

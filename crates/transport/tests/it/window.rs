@@ -1,0 +1,135 @@
+//! Per-connection bounds set by the client's behaviour: a 3.1.1 publisher with more QoS 1
+//! messages in flight than the receive maximum is slowed, not disconnected; a client that
+//! never reads its answers cannot make the connection buffer without end.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing};
+use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig};
+use switchyard_codec::{Packet, Properties, Protocol, QoS};
+use switchyard_storage::MemoryStore;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::harness::{Client, TestBroker, connect_packet};
+
+const MESSAGES: usize = 2_000;
+
+/// rumqttc at its defaults (3.1.1, 100 messages in flight) against the default receive maximum
+/// (32). The only subscriber reads nothing until the publisher has its whole window of 100 out,
+/// so every acknowledgement beyond the back-pressure mark waits and the window really fills.
+#[tokio::test]
+async fn rumqttc_with_100_in_flight_is_slowed_not_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig { max_inflight_messages: 4, backpressure_queue: 8, ..BrokerConfig::default() };
+    assert!(config.receive_maximum < 100);
+    let broker = TestBroker::start(dir.path(), config).await;
+    let (mut subscriber, _) = Client::connect(broker.addr, Protocol::V311, "sub", true, Properties::default()).await;
+    assert_eq!(subscriber.subscribe("window/load", QoS::AtLeastOnce).await, [1]);
+
+    let options = MqttOptions::new("rumqttc-pub", broker.addr.ip().to_string(), broker.addr.port());
+    assert_eq!(options.inflight(), 100, "rumqttc's default window");
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            let payload = i.to_string();
+            client.publish("window/load", rumqttc::QoS::AtLeastOnce, false, payload).await.unwrap();
+        }
+    });
+    let (window_full, mut full) = watch::channel(false);
+    let publisher = tokio::spawn(async move {
+        let (mut sent, mut acked) = (0, 0);
+        while acked < MESSAGES {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(_))) => sent += 1,
+                Ok(Event::Incoming(Incoming::PubAck(_))) => acked += 1,
+                Ok(_) => {}
+                Err(e) => panic!("publisher lost after {acked} acknowledgements, {sent} sent: {e}"),
+            }
+            if sent - acked >= 100 {
+                window_full.send_replace(true);
+            }
+        }
+        acked
+    });
+    full.wait_for(|full| *full).await.expect("the publisher fills its window of 100");
+    for i in 0..MESSAGES {
+        let publish = subscriber.next_publish().await.expect("every message arrives");
+        assert_eq!(publish.payload, i.to_string().as_bytes(), "in order");
+    }
+    assert_eq!(publisher.await.unwrap(), MESSAGES);
+    broker.stop().await;
+}
+
+/// A stream whose client sends `script` as fast as it is read and never reads anything.
+struct Deaf {
+    script: Vec<u8>,
+    read: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for Deaf {
+    fn poll_read(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let at = self.read.load(Ordering::SeqCst);
+        let n = buf.remaining().min(self.script.len() - at);
+        if n == 0 {
+            // All sent; the client stays connected.
+            return Poll::Pending;
+        }
+        buf.put_slice(&self.script[at..at + n]);
+        self.read.fetch_add(n, Ordering::SeqCst);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Deaf {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Pending
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// 200,000 PINGREQs from a client that reads nothing. The reads are always ready, so the
+/// connection task only ever waits (and the paused clock moves on) once it stops reading;
+/// it must stop long before the end, with its answers bounded.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_its_answers_is_no_longer_read() {
+    const PINGS: usize = 200_000;
+    let config = BrokerConfig { answer_backlog: 64, ..BrokerConfig::default() };
+    let auth = AnonymousAuth { allow_anonymous: true, deny: vec![] };
+    let router_stop = CancellationToken::new();
+    let (broker, router) =
+        Broker::start(config, Arc::new(MemoryStore::default()), Arc::new(auth), router_stop.clone()).unwrap();
+    let mut script = BytesMut::new();
+    let connect = connect_packet(Protocol::V311, "deaf", true, Properties::default());
+    switchyard_codec::encode(&connect, Protocol::V311, &mut script).unwrap();
+    for _ in 0..PINGS {
+        switchyard_codec::encode(&Packet::PingReq, Protocol::V311, &mut script).unwrap();
+    }
+    let read = Arc::new(AtomicUsize::new(0));
+    let deaf = Deaf { script: script.to_vec(), read: Arc::clone(&read) };
+    let shutdown = CancellationToken::new();
+    let conn = tokio::spawn(switchyard_transport::serve(deaf, None, broker.clone(), Duration::from_secs(5), shutdown));
+    // Returns only once every task waits: the connection has stopped reading.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let read = read.load(Ordering::SeqCst);
+    // What it took in: 64 KiB of PINGRESPs written, the backlog of 64 owed, one read more.
+    assert!(read < 2 * (64 * 1024 / 2 + 64) + 64 * 1024 + 1024, "read {read} of {} bytes", script.len());
+    assert!(!conn.is_finished(), "slowed, not closed");
+    conn.abort();
+    router_stop.cancel();
+    drop(router);
+}
