@@ -201,10 +201,15 @@ impl Connection {
         self.accepted.protocol
     }
 
-    /// True while the 3.1.1 receive window holds enough that we stop reading: the client is
-    /// slowed by us, so its silence meanwhile is ours.
+    /// True while the 3.1.1 receive window holds enough that we stop reading.
     fn window_paused(&self) -> bool {
         self.rare.as_ref().is_some_and(|r| r.inflow.reading_paused())
+    }
+
+    /// True when the client's silence is ours: we stopped reading while waiting for our own
+    /// acknowledgements, not for the client to read what we wrote.
+    fn silence_is_ours(&self) -> bool {
+        self.window_paused() && self.wbuf.len() < WRITE_HIGH_WATER
     }
 
     /// True while more answers to the client's own requests wait unwritten than allowed. Only
@@ -321,7 +326,7 @@ impl Connection {
                     }
                     Wake::Outbox => {
                         if self.outbox.take_silent() {
-                            if !self.window_paused() {
+                            if !self.silence_is_ours() {
                                 return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
                             }
                             // We stopped reading, not the client speaking: that time is ours.

@@ -68,6 +68,49 @@ async fn rumqttc_with_100_in_flight_is_slowed_not_disconnected() {
     broker.stop().await;
 }
 
+/// A 3.1.1 publisher slowed for longer than its keep-alive allows is not dropped as silent: its
+/// PINGREQ waits unread behind held publishes, and that silence is ours. Every PUBACK follows
+/// once the only subscriber catches up.
+#[tokio::test]
+async fn a_slowed_publisher_is_not_silent() {
+    const MESSAGES: u16 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        BrokerConfig { receive_maximum: 4, max_inflight_messages: 4, backpressure_queue: 8, ..BrokerConfig::default() };
+    let broker = TestBroker::start(dir.path(), config).await;
+    let (mut subscriber, _) = Client::connect(broker.addr, Protocol::V311, "sub", true, Properties::default()).await;
+    assert_eq!(subscriber.subscribe("slowed", QoS::AtLeastOnce).await, [1]);
+    let mut publisher = Client::open(broker.addr, Protocol::V311).await;
+    let mut connect = connect_packet(Protocol::V311, "slowed-pub", true, Properties::default());
+    if let Packet::Connect(c) = &mut connect {
+        c.keep_alive = 1;
+    }
+    publisher.send(&connect).await;
+    assert!(matches!(publisher.recv().await, Some(Packet::ConnAck(_))));
+    // Far more than the hold limit: reading stops with the PINGREQ still in the socket.
+    for id in 1..=MESSAGES {
+        publisher.publish("slowed", QoS::AtLeastOnce, id, &[7; 1024]).await;
+    }
+    publisher.send(&Packet::PingReq).await;
+    // Longer than 1.5 × the keep-alive, and the keep-alive sweep, before anything drains.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let reader = tokio::spawn(async move {
+        for _ in 0..MESSAGES {
+            subscriber.next_publish().await.expect("every message arrives");
+        }
+    });
+    let mut acked = 0;
+    while acked < MESSAGES {
+        match publisher.recv().await {
+            Some(Packet::PubAck(_)) => acked += 1,
+            Some(Packet::PingResp) => {}
+            other => panic!("after {acked} PUBACKs: {other:?}"),
+        }
+    }
+    reader.await.unwrap();
+    broker.stop().await;
+}
+
 /// A stream whose client sends `script` as fast as it is read and never reads anything.
 struct Deaf {
     script: Vec<u8>,
