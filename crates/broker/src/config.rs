@@ -28,7 +28,7 @@ pub struct BrokerConfig {
     pub max_inflight_messages: u16,
     /// Per session: messages waiting beyond the inflight window.
     pub max_queued_messages: usize,
-    /// Per session: payload bytes waiting beyond the inflight window.
+    /// Per session: bytes waiting beyond the inflight window (topic, payload and properties).
     pub max_queued_bytes: usize,
     /// Policy when a session's queue is full of QoS 1/2 messages.
     pub queue_full: QueueFullPolicy,

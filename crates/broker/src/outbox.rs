@@ -79,7 +79,7 @@ pub fn ticks() -> u32 {
 }
 
 impl Outbox {
-    /// An outbox whose QoS 0 publishes may hold at most `qos0_budget` payload bytes.
+    /// An outbox whose QoS 0 publishes may hold at most `qos0_budget` bytes ([`Message::cost`](crate::Message::cost)).
     pub fn new(qos0_budget: usize) -> Outbox {
         Outbox {
             state: Mutex::new(State::default()),
