@@ -68,6 +68,41 @@ async fn rumqttc_with_100_in_flight_is_slowed_not_disconnected() {
     broker.stop().await;
 }
 
+/// A rumqttc client (3.1.1, 100 in flight) subscribed to its own publishes: while its window is
+/// full, its PUBACKs for what it receives overtake its held publishes, so its queue drains and
+/// the acknowledgements it waits for are released; nothing deadlocks.
+#[tokio::test]
+async fn a_slowed_client_subscribed_to_itself_keeps_flowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig { max_inflight_messages: 4, backpressure_queue: 8, ..BrokerConfig::default() };
+    let broker = TestBroker::start(dir.path(), config).await;
+    let options = MqttOptions::new("rumqttc-echo", broker.addr.ip().to_string(), broker.addr.port());
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    client.subscribe("window/echo", rumqttc::QoS::AtLeastOnce).await.unwrap();
+    tokio::spawn(async move {
+        for i in 0..MESSAGES {
+            client.publish("window/echo", rumqttc::QoS::AtLeastOnce, false, i.to_string()).await.unwrap();
+        }
+    });
+    let flow = async {
+        let (mut acked, mut received) = (0, 0);
+        while acked < MESSAGES || received < MESSAGES {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Incoming::PubAck(_))) => acked += 1,
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    assert_eq!(p.payload, received.to_string().as_bytes(), "in order");
+                    received += 1;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("lost after {acked} acknowledgements and {received} messages: {e}"),
+            }
+        }
+    };
+    // A guard against a deadlock hanging the suite, not a measure of speed.
+    tokio::time::timeout(Duration::from_secs(120), flow).await.expect("no deadlock");
+    broker.stop().await;
+}
+
 /// A 3.1.1 publisher slowed for longer than its keep-alive allows is not dropped as silent: its
 /// PINGREQ waits unread behind held publishes, and that silence is ours. Every PUBACK follows
 /// once the only subscriber catches up.
