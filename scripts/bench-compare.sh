@@ -169,7 +169,8 @@ stop_broker() {
 # Message runs are closed-loop (the tool's default --backlog 1000: publishers wait while 1000
 # messages are not yet delivered), which measures what a broker sustains; "fanin-q1-open" is the
 # same fan-in open-loop (--backlog 0), which measures how a broker copes with more than it can
-# deliver.
+# deliver. The "-w100" runs are what most device libraries do by default: MQTT 3.1.1 (whatever
+# PROTOCOL says), QoS 1, 100 publishes in flight per publisher, beyond every broker's own window.
 SCENARIOS=(
     "idle|idle -n $IDLE_CONNECTIONS --warmup 2 --duration 2"
     "fanin-q1|fan-in -n 20 --qos 1 --payload 100"
@@ -177,17 +178,21 @@ SCENARIOS=(
     "fanout-q1|fan-out -n 100 --qos 1 --payload 100"
     "fanin-q0|fan-in -n 20 --qos 0 --payload 100"
     "p2p-10k|p2p -n 10 --qos 1 --payload 100 --rate 10000"
+    "fanin-q1-w100|fan-in -n 20 --qos 1 --payload 100 --inflight 100 --protocol 3"
+    "fanout-q1-w100|fan-out -n 100 --qos 1 --payload 100 --inflight 100 --protocol 3"
 )
 PERSISTENT="fanin-q1-persistent|fan-in -n 20 --qos 1 --payload 100 --persistent --session-expiry 300"
 
 run_one() { # broker round "id|arguments"
     local broker=$1 round=$2 id=${3%%|*} args=${3#*|}
-    local file="$OUT/raw/$broker-$id-r$round.json" timing=
+    local file="$OUT/raw/$broker-$id-r$round.json" timing= protocol=
     say "round $round  $broker  $id"
-    # A scenario may set its own phases (idle does); the others get WARMUP and DURATION.
+    # A scenario may set its own phases (idle does) and protocol; the others get WARMUP,
+    # DURATION and PROTOCOL.
     [[ " $args " == *" --duration "* ]] || timing="--warmup $WARMUP --duration $DURATION"
+    [[ " $args " == *" --protocol "* ]] || protocol="--protocol $PROTOCOL"
     # shellcheck disable=SC2086 # the arguments are split on purpose
-    if ! timeout 180 "$SWITCHYARD" bench $args $timing --port "$PORT" --protocol "$PROTOCOL" \
+    if ! timeout 180 "$SWITCHYARD" bench $args $timing $protocol --port "$PORT" \
         --broker-pid "$BROKER_PID" --label "$broker" --json \
         >"$file.tmp" 2>"$OUT/raw/$broker-$id-r$round.err"; then
         say "  failed: $(grep -m1 -i error "$OUT/raw/$broker-$id-r$round.err" || tail -1 "$OUT/raw/$broker-$id-r$round.err")"
@@ -251,6 +256,8 @@ rows = [
     ("QoS 1 fan-in 20->1, 100 B", "fanin-q1", flow("delivered_per_s"), "msg/s", "higher"),
     ("QoS 1 fan-in 20->1, open loop (overload)", "fanin-q1-open", flow("delivered_per_s"), "msg/s", "higher"),
     ("QoS 1 fan-out 1->100, 100 B", "fanout-q1", flow("delivered_per_s"), "msg/s", "higher"),
+    ("QoS 1 fan-in 20->1, 3.1.1, 100 in flight", "fanin-q1-w100", flow("delivered_per_s"), "msg/s", "higher"),
+    ("QoS 1 fan-out 1->100, 3.1.1, 100 in flight", "fanout-q1-w100", flow("delivered_per_s"), "msg/s", "higher"),
     ("QoS 0 fan-in 20->1, 100 B", "fanin-q0", flow("delivered_per_s"), "msg/s", "higher"),
     ("p2p QoS 1 at 10k msg/s: p50", "p2p-10k", latency("p50_us"), "us", "lower"),
     ("p2p QoS 1 at 10k msg/s: p99", "p2p-10k", latency("p99_us"), "us", "lower"),

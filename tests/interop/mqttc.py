@@ -88,6 +88,7 @@ class Client:
         receive_maximum: int | None = None,
         maximum_packet_size: int | None = None,
         manual_ack: bool = False,
+        max_inflight: int | None = None,
         timeout: float = TIMEOUT,
         username: str | None = None,
         password: str | None = None,
@@ -108,6 +109,8 @@ class Client:
         )
         if username is not None or password is not None:
             self.paho.username_pw_set(username, password)
+        if max_inflight is not None:
+            self.paho.max_inflight_messages_set(max_inflight)
         if transport == "ws":
             self.paho.ws_set_options(path="/mqtt")
         if transport == "tls":

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use switchyard_codec::{
-    ConnAck, Connect, DecodeError, Disconnect, EncodeError, Packet, Properties, Protocol, PubResp, Publish, QoS,
-    SubOptions, Subscribe, SubscribeFilter,
+    Connect, DecodeError, Disconnect, EncodeError, Packet, Properties, Protocol, PubResp, Publish, QoS, SubOptions,
+    Subscribe, SubscribeFilter,
 };
 use switchyard_identity::{Domain, MasterKey, ResourceId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -104,6 +104,8 @@ pub struct Conn {
     addr: SocketAddr,
     client_id: String,
     persistent: bool,
+    /// The server's receive maximum (5.0 CONNACK; 65535 when absent, and always under 3.1.1).
+    receive_maximum: u16,
 }
 
 impl Conn {
@@ -126,6 +128,7 @@ impl Conn {
             addr,
             client_id: session.client_id.clone(),
             persistent: session.persistent.is_some(),
+            receive_maximum: u16::MAX,
         };
         let (username, password) = match session.credentials {
             Some(c) => {
@@ -151,10 +154,19 @@ impl Conn {
         conn.queue(&Packet::Connect(Box::new(connect)))?;
         conn.flush().await.map_err(|e| BenchError::io("sending CONNECT", e))?;
         match conn.expect(SETUP_TIMEOUT, "CONNECT").await? {
-            Packet::ConnAck(ConnAck { code: 0, .. }) => Ok(conn),
+            Packet::ConnAck(ack) if ack.code == 0 => {
+                conn.receive_maximum = ack.properties.receive_maximum.unwrap_or(u16::MAX);
+                Ok(conn)
+            }
             Packet::ConnAck(ack) => Err(BenchError::Refused(ack.code)),
             _ => Err(BenchError::Unexpected("CONNECT")),
         }
+    }
+
+    /// QoS 1/2 publishes the server accepts unacknowledged: a 5.0 server's receive maximum;
+    /// 3.1.1 has none, and the server slows the client instead.
+    pub fn receive_maximum(&self) -> u16 {
+        self.receive_maximum
     }
 
     /// Subscribe to every filter at `qos`, in batches, and check every SUBACK.

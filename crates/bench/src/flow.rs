@@ -8,7 +8,8 @@
 //! received inside the measured phase; its latency is receive time minus the publish time in the
 //! first 8 bytes of its payload.
 //!
-//! Flow control: a QoS 1/2 publisher never has more than `--inflight` publishes unacknowledged;
+//! Flow control: a QoS 1/2 publisher never has more than `--inflight` publishes unacknowledged
+//! (nor, under 5.0, more than the server's receive maximum);
 //! a QoS 0 publisher is held back by TCP alone. A `--rate` spreads messages evenly in time. With
 //! `--backlog N` the run is closed-loop: publishers wait while N messages or more are published
 //! but not yet received by every subscriber, which measures what a broker sustains rather than
@@ -202,12 +203,16 @@ pub async fn run(plan: FlowPlan, ctx: &Arc<Ctx>, progress: &Progress) -> Result<
         .into_iter()
         .zip(templates)
         .map(|(conn, templates)| {
+            let window = match o.qos {
+                QoS::AtMostOnce => usize::MAX,
+                _ => usize::from(o.inflight.min(conn.receive_maximum())),
+            };
             let publisher = Publisher {
                 conn,
                 templates,
                 acks: acks.clone(),
                 qos: o.qos,
-                window: if o.qos == QoS::AtMostOnce { usize::MAX } else { usize::from(o.inflight) },
+                window,
                 limit: o.count.unwrap_or(u64::MAX),
                 rate,
                 backlog: o.backlog.map(|b| b.saturating_mul(plan.copies)),

@@ -53,7 +53,8 @@ pub struct Args {
     /// Total publish rate in messages per second over all publishers; 0 = as fast as flow control allows.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// QoS 1/2 publishes each publisher may have unacknowledged.
+    /// QoS 1/2 publishes each publisher may have unacknowledged; under 5.0 at most the server's
+    /// receive maximum. 3.1.1 has none: `--protocol 3 --inflight 100` is a typical device client.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=65000))]
     pub inflight: u16,
     /// Closed loop: publishers wait while this many messages are published but not yet received

@@ -28,7 +28,7 @@ pub struct BrokerConfig {
     pub max_inflight_messages: u16,
     /// Per session: messages waiting beyond the inflight window.
     pub max_queued_messages: usize,
-    /// Per session: payload bytes waiting beyond the inflight window.
+    /// Per session: bytes waiting beyond the inflight window (topic, payload and properties).
     pub max_queued_bytes: usize,
     /// Policy when a session's queue is full of QoS 1/2 messages.
     pub queue_full: QueueFullPolicy,
@@ -46,6 +46,10 @@ pub struct BrokerConfig {
     /// no subscriber then gets 0x97 Quota exceeded. Replacing or clearing a retained topic always
     /// works. Broker `$SYS` figures are outside the limit; stored ones are all restored at start.
     pub max_retained_messages: usize,
+    /// Answers to a client's own requests (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK, PINGRESP)
+    /// that may wait unwritten while it does not read them; beyond, the connection stops
+    /// reading from that client until it catches up, so it cannot make us buffer without end.
+    pub answer_backlog: usize,
     /// Topic aliases a client may set towards us (advertised, 5.0).
     pub topic_alias_maximum: u16,
     /// Longest session expiry granted, in seconds.
@@ -69,6 +73,7 @@ impl Default for BrokerConfig {
             backpressure_queue: 1000,
             max_topic_levels: switchyard_codec::topic::DEFAULT_MAX_LEVELS,
             max_retained_messages: 100_000,
+            answer_backlog: 1024,
             topic_alias_maximum: 64,
             max_session_expiry: u32::MAX,
             event_queue: 4096,

@@ -54,9 +54,10 @@ impl Message {
         self.expires_at_ms.is_some_and(|at| at <= now_ms)
     }
 
-    /// Bytes this message costs in a queue (payload and topic).
+    /// Bytes this message costs in a queue: topic, payload and its properties as encoded, so
+    /// user properties count against the byte budgets like the payload does.
     pub fn cost(&self) -> usize {
-        self.payload.len() + self.topic.len()
+        self.topic.len() + self.payload.len() + properties_len(&self.properties)
     }
 
     /// The PUBLISH carrying this message to a subscriber, with the remaining expiry interval.
@@ -77,6 +78,16 @@ impl Message {
             properties,
         }
     }
+}
+
+/// Encoded size of the properties a [`Message`] keeps (identifier, length prefixes, content).
+fn properties_len(p: &Properties) -> usize {
+    let string = |s: &Option<String>| s.as_ref().map_or(0, |s| 3 + s.len());
+    p.payload_format_indicator.map_or(0, |_| 2)
+        + string(&p.content_type)
+        + string(&p.response_topic)
+        + p.correlation_data.as_ref().map_or(0, |d| 3 + d.len())
+        + p.user_properties.iter().map(|(k, v)| 5 + k.len() + v.len()).sum::<usize>()
 }
 
 /// One message on its way to one session, at the QoS and with the flags that session gets.
@@ -174,4 +185,46 @@ pub enum Event {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_codec::{Packet, Protocol};
+
+    use super::*;
+
+    #[test]
+    fn cost_counts_topic_payload_and_properties_as_encoded() {
+        let bare = Publish { topic: "t/1".into(), payload: Bytes::from_static(b"12345"), ..Publish::default() };
+        let bare = Message::from_publish(bare, 0);
+        assert_eq!(bare.cost(), 3 + 5);
+        let properties = Properties {
+            payload_format_indicator: Some(1),
+            content_type: Some("json".into()),
+            response_topic: Some("r".into()),
+            correlation_data: Some(Bytes::from_static(b"cd")),
+            user_properties: vec![("k".repeat(1000), "v".repeat(64_000)); 4],
+            ..Properties::default()
+        };
+        let publish = Publish {
+            topic: "t/1".into(),
+            payload: Bytes::from_static(b"12345"),
+            properties: properties.clone(),
+            ..Publish::default()
+        };
+        let heavy = Message::from_publish(publish, 0);
+        let encoded = |properties| {
+            let p = Publish {
+                topic: "t/1".into(),
+                payload: Bytes::from_static(b"12345"),
+                properties,
+                ..Publish::default()
+            };
+            switchyard_codec::encoded_len(&Packet::Publish(p), Protocol::V5)
+        };
+        // Exactly what the properties add on the wire (their length prefix aside).
+        let on_the_wire = encoded(properties) - encoded(Properties::default());
+        assert!(heavy.cost() > 260_000, "user properties are not free");
+        assert!(on_the_wire.abs_diff(heavy.cost() - bare.cost()) <= 4, "{on_the_wire} vs {}", heavy.cost());
+    }
 }

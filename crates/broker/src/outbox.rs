@@ -2,7 +2,9 @@
 //!
 //! It is bounded by construction: QoS 1/2 publishes enter only within the session's inflight
 //! window, QoS 0 publishes beyond the byte budget push out the oldest QoS 0 publish (counted),
-//! and control packets are answers to the client's own requests.
+//! and control packets are answers to the client's own requests: the connection counts them
+//! ([`Outbox::answers`]) and stops reading from a client that lets more than `answer_backlog`
+//! of them pile up unread, so its requests stop producing more.
 //!
 //! It is also how the core watches an idle connection without the connection keeping a timer:
 //! the connection stamps [`Outbox::heard`] whenever its client sends anything, the router's
@@ -45,6 +47,8 @@ pub enum Outgoing {
 struct State {
     items: VecDeque<Outgoing>,
     qos0_bytes: usize,
+    /// Control packets (acknowledgements, CONNACK, SUBACK, UNSUBACK) among `items`.
+    answers: usize,
     /// The connection task waiting for this outbox, woken by the next push or flag.
     waker: Option<Waker>,
     /// Set by the keep-alive sweep; taken by [`Outbox::take_silent`].
@@ -75,7 +79,7 @@ pub fn ticks() -> u32 {
 }
 
 impl Outbox {
-    /// An outbox whose QoS 0 publishes may hold at most `qos0_budget` payload bytes.
+    /// An outbox whose QoS 0 publishes may hold at most `qos0_budget` bytes ([`Message::cost`](crate::Message::cost)).
     pub fn new(qos0_budget: usize) -> Outbox {
         Outbox {
             state: Mutex::new(State::default()),
@@ -111,6 +115,9 @@ impl Outbox {
                     state.qos0_bytes -= d.message.cost();
                     return dropped + 1;
                 }
+            }
+            if matches!(item, Outgoing::Ack(..) | Outgoing::Control(_)) {
+                state.answers += 1;
             }
             if state.items.capacity() == 0 {
                 // A first item gets room for one: an idle connection keeps only its CONNACK's.
@@ -148,6 +155,7 @@ impl Outbox {
         into.reserve_exact(state.items.len());
         into.extend(state.items.drain(..));
         state.qos0_bytes = 0;
+        state.answers = 0;
     }
 
     /// Free the queue's buffer if nothing is waiting.
@@ -161,6 +169,11 @@ impl Outbox {
     /// Items waiting.
     pub fn len(&self) -> usize {
         self.lock().items.len()
+    }
+
+    /// Control packets waiting (acknowledgements, CONNACK, SUBACK, UNSUBACK).
+    pub fn answers(&self) -> usize {
+        self.lock().answers
     }
 
     /// True when nothing is waiting.
@@ -364,6 +377,18 @@ mod tests {
         outbox.heard.store(u32::MAX - 10, Ordering::Relaxed);
         assert!(!outbox.silent_too_long(50), "61 ticks after, across the wrap");
         assert!(outbox.silent_too_long(200), "211 ticks after");
+    }
+
+    #[test]
+    fn control_packets_are_counted_until_drained() {
+        let outbox = Outbox::new(1000);
+        outbox.push(Outgoing::Ack(AckKind::PubAck, 1, 0));
+        outbox.push(delivery(QoS::AtLeastOnce, 10));
+        outbox.push(Outgoing::Control(Box::new(Packet::PingResp)));
+        outbox.push(Outgoing::Close(0));
+        assert_eq!(outbox.answers(), 2, "publishes and closes are not answers");
+        outbox.drain(&mut Vec::new());
+        assert_eq!(outbox.answers(), 0);
     }
 
     #[test]

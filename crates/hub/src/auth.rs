@@ -15,6 +15,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use switchyard_broker::Escaped;
 use switchyard_identity::{
     AuthError, Credentials, CredentialsError, Device, DeviceIdentity, DeviceProof, DeviceToken, Identity, Locked,
     Throttled, authenticate_admin, authenticate_app, authenticate_bearer, authenticate_device,
@@ -114,7 +115,7 @@ impl Hub {
                 }
                 metrics::counter!("switchyard_auth_success_total", "protocol" => protocol, "kind" => kind(identity))
                     .increment(1);
-                tracing::info!(protocol, %who, %ip, "authenticated");
+                tracing::info!(protocol, who = %Escaped(&who), %ip, "authenticated");
             }
             Err(failure) => {
                 let counts =
@@ -134,10 +135,10 @@ impl Hub {
                         tracing::debug!(protocol, %who, %ip, "authentication refused: locked");
                     }
                     AuthFailure::Unavailable(e) => {
-                        tracing::error!(protocol, %who, %ip, error = %e, "authentication failed: registry unavailable");
+                        tracing::error!(protocol, who = %Escaped(&who), %ip, error = %e, "authentication failed: registry unavailable");
                     }
                     _ => {
-                        tracing::warn!(protocol, %who, %ip, reason = failure.label(), detail = %failure, "authentication refused")
+                        tracing::warn!(protocol, who = %Escaped(&who), %ip, reason = failure.label(), detail = %Escaped(failure), "authentication refused")
                     }
                 }
             }

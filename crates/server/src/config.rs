@@ -61,6 +61,7 @@ struct RawMqtt {
     max_queued_bytes: usize,
     queue_full: String,
     backpressure_queue: usize,
+    answer_backlog: usize,
     max_connections: usize,
     connect_timeout_secs: u64,
     topic_alias_maximum: u16,
@@ -84,6 +85,7 @@ impl Default for RawMqtt {
             max_queued_bytes: core.max_queued_bytes,
             queue_full: "disconnect".into(),
             backpressure_queue: core.backpressure_queue,
+            answer_backlog: core.answer_backlog,
             max_connections: 100_000,
             connect_timeout_secs: 10,
             topic_alias_maximum: core.topic_alias_maximum,
@@ -265,8 +267,8 @@ impl Settings {
         if m.receive_maximum == 0 || m.max_inflight_messages == 0 {
             bail!("mqtt.receive_maximum and mqtt.max_inflight_messages must be at least 1");
         }
-        if m.max_connections == 0 {
-            bail!("mqtt.max_connections must be at least 1");
+        if m.max_connections == 0 || m.answer_backlog == 0 {
+            bail!("mqtt.max_connections and mqtt.answer_backlog must be at least 1");
         }
         if m.max_topic_levels == 0 {
             bail!("mqtt.max_topic_levels must be at least 1");
@@ -293,6 +295,7 @@ impl Settings {
             max_queued_bytes: m.max_queued_bytes,
             queue_full,
             backpressure_queue: m.backpressure_queue,
+            answer_backlog: m.answer_backlog,
             topic_alias_maximum: m.topic_alias_maximum,
             max_topic_levels: m.max_topic_levels,
             max_retained_messages: m.max_retained_messages,

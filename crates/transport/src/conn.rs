@@ -2,9 +2,11 @@
 //! decodes packets, enforces per-connection rules (keep-alive, topic aliases, receive maximum,
 //! authorization), turns packets into core events, and writes what the core queues for it.
 //! Reading and writing proceed together, so a client blocked on its own writes never deadlocks
-//! with us.
+//! with us. Reading pauses in two cases only: a 3.1.1 client's receive window is full
+//! ([`crate::inflow`]), or more answers to a client's own requests wait unwritten than
+//! `answer_backlog` allows (it is not reading them, so its requests wait too).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -14,13 +16,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use switchyard_broker::{AckKind, Broker, Delivery, Event, Outbox, Outgoing, WillAction, now_ms};
-use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, PublishRef, QoS, reason, topic};
+use switchyard_broker::{Broker, Escaped, Event, Outbox, Outgoing, WillAction};
+use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, QoS, reason, topic};
 use switchyard_identity::ClientCertificate;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_util::sync::CancellationToken;
 
 use crate::handshake::{self, Accepted, Refused};
+use crate::inflow::Inflow;
+
+mod write;
 
 /// Bytes queued for the socket before we stop taking more from the outbox.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -147,7 +152,7 @@ where
             return None;
         }
     };
-    tracing::debug!(client_id = %accepted.client_id, ?peer, "client connected");
+    tracing::debug!(client_id = %Escaped(&accepted.client_id), ?peer, "client connected");
     outbox.set_keep_alive(Duration::from_millis(u64::from(accepted.keep_alive) * 1500));
     let conn = Connection {
         broker,
@@ -188,13 +193,64 @@ struct Rare {
     /// Topic aliases (5.0), each way.
     inbound: BTreeMap<u16, String>,
     outbound: BTreeMap<String, u16>,
-    /// Inbound QoS 1/2 packet ids not yet acknowledged (PUBACK / PUBCOMP), for receive maximum.
-    inbound_unacked: BTreeSet<u16>,
+    /// Inbound QoS 1/2 publishes not yet acknowledged, and what waits for them (3.1.1).
+    inflow: Inflow,
+    /// PINGRESPs owed while the write buffer is over its high-water mark.
+    owed_pings: usize,
 }
 
 impl Connection {
     fn protocol(&self) -> Protocol {
         self.accepted.protocol
+    }
+
+    /// True while the 3.1.1 receive window holds enough that we stop reading.
+    fn window_paused(&self) -> bool {
+        self.rare.as_ref().is_some_and(|r| r.inflow.reading_paused())
+    }
+
+    /// True when the client's silence is ours: we stopped reading while waiting for our own
+    /// acknowledgements, not for the client to read what we wrote.
+    fn silence_is_ours(&self) -> bool {
+        self.window_paused() && self.wbuf.len() < WRITE_HIGH_WATER
+    }
+
+    /// True while more answers to the client's own requests wait unwritten than allowed. Only
+    /// looked at when the write buffer is backed up: otherwise the outbox is drained at once.
+    fn answers_backed_up(&self) -> bool {
+        self.wbuf.len() >= WRITE_HIGH_WATER
+            && self.outbox.answers() + self.rare.as_ref().map_or(0, |r| r.owed_pings)
+                >= self.broker.config().answer_backlog
+    }
+
+    /// True when `packet` must wait behind a full 3.1.1 receive window.
+    fn must_hold(&self, packet: &Packet) -> bool {
+        self.protocol() == Protocol::V311
+            && self.rare.as_ref().is_some_and(|r| r.inflow.must_hold(packet, self.broker.config().receive_maximum))
+    }
+
+    /// Hand the core what the window held, as far as acknowledgements made room.
+    async fn release_held(&mut self) -> Result<(), Ending> {
+        let max = self.broker.config().receive_maximum;
+        let mut released = false;
+        while let Some(packet) = self.rare.as_mut().and_then(|r| r.inflow.release(max)) {
+            released = true;
+            self.handle(packet).await?;
+        }
+        if released {
+            // The client was not silent: we were not listening.
+            self.outbox.heard();
+        }
+        Ok(())
+    }
+
+    /// Write the PINGRESPs owed, now that the write buffer has room.
+    fn pay_pings(&mut self) {
+        let Some(rare) = &mut self.rare else { return };
+        while rare.owed_pings > 0 && self.wbuf.len() < WRITE_HIGH_WATER {
+            rare.owed_pings -= 1;
+            let _ = switchyard_codec::encode(&Packet::PingResp, self.accepted.protocol, &mut self.wbuf);
+        }
     }
 
     /// Not an `async fn`, whose future would hold the arguments twice (24 bytes more in every
@@ -237,7 +293,7 @@ impl Connection {
                 let take = self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none();
                 let woke = {
                     let write = !self.wbuf.is_empty();
-                    let read = self.closing.is_none();
+                    let read = self.closing.is_none() && !self.window_paused() && !self.answers_backed_up();
                     let (wbuf, outbox, stream, rbuf) = (&self.wbuf, &*self.outbox, &mut *stream, &mut *rbuf);
                     std::future::poll_fn(move |cx| {
                         if write && let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, wbuf) {
@@ -259,6 +315,7 @@ impl Connection {
                     }
                     Wake::Wrote(Ok(n)) => {
                         self.wbuf.advance(n);
+                        self.pay_pings();
                         if self.wbuf.is_empty() {
                             let _ = stream.flush().await;
                             // Reclaim the written space, so capacity is the buffer's size; keep
@@ -272,10 +329,19 @@ impl Connection {
                     }
                     Wake::Outbox => {
                         if self.outbox.take_silent() {
-                            return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
+                            if !self.silence_is_ours() {
+                                return Ending::error(reason::KEEP_ALIVE_TIMEOUT, "keep-alive timeout");
+                            }
+                            // We stopped reading, not the client speaking: that time is ours.
+                            self.outbox.heard();
                         }
                         if take {
                             self.drain_outbox();
+                            if self.rare.as_ref().is_some_and(|r| r.inflow.has_held())
+                                && let Err(ending) = Box::pin(self.release_held()).await
+                            {
+                                return ending;
+                            }
                         }
                     }
                     Wake::Read(Ok(0) | Err(_)) => {
@@ -309,7 +375,12 @@ impl Connection {
         let max_in = self.broker.config().max_packet_size as usize;
         let mut acks = Vec::new();
         loop {
+            let before = rbuf.len();
             match switchyard_codec::decode(rbuf, Some(self.protocol()), max_in) {
+                Ok(Some(packet)) if self.must_hold(&packet) => {
+                    let size = before - rbuf.len();
+                    self.rare.get_or_insert_default().inflow.hold(packet, size);
+                }
                 Ok(Some(Packet::PubAck(r))) => acks.push(r.packet_id),
                 Ok(Some(packet)) => {
                     self.flush_acks(&mut acks).await?;
@@ -317,7 +388,7 @@ impl Connection {
                 }
                 Ok(None) => return self.flush_acks(&mut acks).await,
                 Err(e) => {
-                    tracing::info!(client_id = %self.accepted.client_id, error = %e, "bad packet; closing");
+                    tracing::info!(client_id = %Escaped(&self.accepted.client_id), error = %e, "bad packet; closing");
                     // The acknowledgements before the bad packet still count.
                     self.flush_acks(&mut acks).await?;
                     return Err(Ending::error(e.reason_code(), "bad packet"));
@@ -361,7 +432,11 @@ impl Connection {
                 self.to_core(Event::Unsubscribe { conn, unsubscribe: Box::new(unsubscribe) }).await
             }
             Packet::PingReq => {
-                let _ = switchyard_codec::encode(&Packet::PingResp, self.protocol(), &mut self.wbuf);
+                if self.wbuf.len() < WRITE_HIGH_WATER {
+                    let _ = switchyard_codec::encode(&Packet::PingResp, self.protocol(), &mut self.wbuf);
+                } else {
+                    self.rare.get_or_insert_default().owed_pings += 1;
+                }
                 Ok(())
             }
             Packet::Disconnect(d) => {
@@ -402,137 +477,18 @@ impl Connection {
         if !topic::valid_topic_name(&publish.topic) || !topic::levels_within(&publish.topic, max_levels) {
             return Err(Ending::error(reason::TOPIC_NAME_INVALID, "invalid topic name"));
         }
-        if publish.qos != QoS::AtMostOnce {
-            let unacked = &mut self.rare.get_or_insert_default().inbound_unacked;
-            unacked.insert(publish.packet_id);
-            if unacked.len() > usize::from(self.broker.config().receive_maximum) {
-                return Err(Ending::error(reason::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"));
-            }
+        // A 3.1.1 publish never exceeds the window here: it was held until there was room.
+        if publish.qos != QoS::AtMostOnce
+            && !self.rare.get_or_insert_default().inflow.admit(publish.packet_id, self.broker.config().receive_maximum)
+        {
+            return Err(Ending::error(reason::RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded"));
         }
         let sys = publish.topic == "$SYS" || publish.topic.starts_with("$SYS/");
         if sys || !self.broker.auth().may_publish(&self.accepted.principal, &publish.topic) {
-            tracing::info!(client_id = %self.accepted.client_id, topic = %publish.topic, "publish not authorized; closing");
+            tracing::info!(client_id = %Escaped(&self.accepted.client_id), topic = %Escaped(&publish.topic), "publish not authorized; closing");
             return Err(Ending::error(reason::NOT_AUTHORIZED, "publish not authorized"));
         }
         self.to_core(Event::Publish { conn: self.conn, publish: Box::new(publish) }).await
-    }
-
-    /// Encode what the core queued, until the write buffer is full enough.
-    fn drain_outbox(&mut self) {
-        self.outbox.drain(&mut self.pending);
-        let protocol = self.protocol();
-        let mut items = std::mem::take(&mut self.pending);
-        let now = now_ms();
-        let mut connack = false;
-        for item in items.drain(..) {
-            if self.closing.is_some() {
-                break;
-            }
-            let packet = match item {
-                Outgoing::Ack(kind, packet_id, code) => {
-                    // Our acknowledgement frees a slot of the client's receive window.
-                    let frees = match kind {
-                        AckKind::PubAck | AckKind::PubComp => true,
-                        AckKind::PubRec => code >= 0x80,
-                        AckKind::PubRel => false,
-                    };
-                    if frees && let Some(rare) = &mut self.rare {
-                        rare.inbound_unacked.remove(&packet_id);
-                    }
-                    match Outgoing::Ack(kind, packet_id, code).control_packet() {
-                        Some(packet) => packet,
-                        None => continue,
-                    }
-                }
-                Outgoing::Control(packet) => {
-                    if let Packet::ConnAck(c) = &*packet {
-                        connack = true;
-                        if c.code != 0 {
-                            self.closing = Some(Box::new(Ending {
-                                will: WillAction::Discard,
-                                session_expiry: None,
-                                disconnect: None,
-                                why: "connection refused",
-                            }));
-                        }
-                    }
-                    *packet
-                }
-                Outgoing::Publish(delivery) => {
-                    if self.writes_as_stored(&delivery) {
-                        self.encode_stored(&delivery);
-                        continue;
-                    }
-                    let mut publish = delivery.message.to_publish(&delivery, now);
-                    self.apply_outbound_alias(&mut publish);
-                    Packet::Publish(publish)
-                }
-                Outgoing::Close(code) => {
-                    // A refusing CONNACK already decided how we close: no DISCONNECT after it.
-                    self.closing.get_or_insert_with(|| {
-                        Box::new(Ending {
-                            will: WillAction::Discard,
-                            session_expiry: None,
-                            disconnect: Some(code),
-                            why: "closed by the broker",
-                        })
-                    });
-                    continue;
-                }
-            };
-            if let Err(e) = switchyard_codec::encode(&packet, protocol, &mut self.wbuf) {
-                tracing::warn!(error = %e, "cannot encode an outgoing packet; skipped");
-            }
-        }
-        if connack {
-            // The CONNACK's queue buffers say nothing of the traffic to come: an idle
-            // connection keeps none.
-            items = Vec::new();
-            self.outbox.release_if_empty();
-        }
-        self.pending = items;
-    }
-
-    /// True when the PUBLISH for `delivery` carries the stored message's properties unchanged
-    /// (3.1.1 has none; 5.0 without an expiry to count down, subscription ids or topic aliases),
-    /// so it can be written straight from the shared message.
-    fn writes_as_stored(&self, delivery: &Delivery) -> bool {
-        self.protocol() == Protocol::V311
-            || (delivery.message.expires_at_ms.is_none()
-                && delivery.subscription_ids.is_empty()
-                && self.accepted.client_alias_max == 0)
-    }
-
-    fn encode_stored(&mut self, delivery: &Delivery) {
-        let message = &delivery.message;
-        let publish = PublishRef {
-            dup: delivery.dup,
-            qos: delivery.qos,
-            retain: delivery.retain,
-            topic: &message.topic,
-            packet_id: delivery.packet_id,
-            payload: &message.payload,
-            properties: &message.properties,
-        };
-        if let Err(e) = switchyard_codec::encode_publish(publish, self.protocol(), &mut self.wbuf) {
-            tracing::warn!(error = %e, "cannot encode an outgoing packet; skipped");
-        }
-    }
-
-    fn apply_outbound_alias(&mut self, publish: &mut Publish) {
-        let max = self.accepted.client_alias_max;
-        if max == 0 || self.protocol() != Protocol::V5 {
-            return;
-        }
-        let outbound = &mut self.rare.get_or_insert_default().outbound;
-        if let Some(&alias) = outbound.get(&publish.topic) {
-            publish.properties.topic_alias = Some(alias);
-            publish.topic.clear();
-        } else if outbound.len() < usize::from(max) {
-            let alias = outbound.len() as u16 + 1;
-            outbound.insert(publish.topic.clone(), alias);
-            publish.properties.topic_alias = Some(alias);
-        }
     }
 
     /// Tell the core, send the final DISCONNECT (5.0) and flush, within a deadline.
@@ -540,7 +496,7 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        tracing::debug!(client_id = %self.accepted.client_id, why = ending.why, "connection ending");
+        tracing::debug!(client_id = %Escaped(&self.accepted.client_id), why = ending.why, "connection ending");
         let _ = self
             .broker
             .send(Event::Disconnected { conn: self.conn, will: ending.will, session_expiry: ending.session_expiry })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use switchyard_broker::auth::ConnectCredentials;
-use switchyard_broker::{Broker, ConnectRequest, Outbox, Principal};
+use switchyard_broker::{Broker, ConnectRequest, Escaped, Outbox, Principal};
 use switchyard_codec::{ConnAck, Connect, DecodeError, Packet, Properties, Protocol, reason, topic};
 use switchyard_identity::ClientCertificate;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -99,7 +99,7 @@ pub async fn accept(
     let principal = match broker.auth().authenticate(credentials).await {
         Ok(p) => p,
         Err(refusal) => {
-            tracing::info!(client_id = %connect.client_id, ?peer, code = refusal.0, "connection refused by authentication");
+            tracing::info!(client_id = %Escaped(&connect.client_id), ?peer, code = refusal.0, "connection refused by authentication");
             return Err(refuse(refusal.0));
         }
     };

@@ -8,6 +8,7 @@
 mod client_cert;
 mod conn;
 mod handshake;
+mod inflow;
 mod tls;
 
 use std::net::SocketAddr;

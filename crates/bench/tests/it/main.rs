@@ -135,6 +135,19 @@ async fn fan_in_qos1_delivers() {
     assert!(json["flow"]["latency"]["p99_us"].is_number(), "{json}");
 }
 
+/// A 3.1.1 publisher with 100 in flight, beyond the broker's receive maximum (32): slowed,
+/// never disconnected; and a 5.0 publisher asking for as many keeps to the receive maximum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_of_100_is_slowed_not_disconnected_in_both_protocols() {
+    for line in ["fan-in -n 3 --qos 1 --protocol 3 --inflight 100", "fan-out -n 3 --qos 1 --inflight 100"] {
+        let json = bench(line).await;
+        assert!(delivered(&json) > 0, "{json}");
+        assert_eq!(json["errors"], serde_json::json!([]), "{line}: {json}");
+        assert_eq!(json["flow"]["lost"], 0, "{line}: {json}");
+        assert_eq!(json["flow"]["dropped_clients"], 0, "{line}: {json}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_qos2_delivers() {
     let json = bench("fan-out -n 3 --qos 2 --protocol 3").await;

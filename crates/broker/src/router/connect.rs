@@ -8,6 +8,7 @@ use switchyard_codec::{ConnAck, Packet, Protocol, Publish, reason};
 use switchyard_storage::SessionOp;
 
 use super::{Router, Timer};
+use crate::escaped::Escaped;
 use crate::message::{ConnId, ConnectRequest, Message, WillAction};
 use crate::outbox::{AckKind, Outgoing};
 use crate::session::{Attached, Flow, Session};
@@ -33,7 +34,7 @@ impl Router {
         if let Some(id) = self.by_key.get(&self.sessions, &key.0, &key.1)
             && self.sessions[&id].owner != principal.owner
         {
-            tracing::warn!(client_id = %connect.client_id, "client id in use by another identity; refused");
+            tracing::warn!(client_id = %Escaped(&connect.client_id), "client id in use by another identity; refused");
             let code = match protocol {
                 Protocol::V5 => reason::CLIENT_IDENTIFIER_NOT_VALID,
                 Protocol::V311 => reason::v311::IDENTIFIER_REJECTED,

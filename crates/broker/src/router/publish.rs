@@ -10,6 +10,7 @@ use switchyard_storage::SessionOp;
 use super::Router;
 use crate::auth::Namespace;
 use crate::config::QueueFullPolicy;
+use crate::escaped::Escaped;
 use crate::message::{ConnId, Delivery, Message, WillAction};
 use crate::outbox::{AckKind, Outgoing};
 use crate::persist;
@@ -241,11 +242,11 @@ impl Router {
             || session.queued_bytes + cost > self.cfg.max_queued_bytes
         {
             self.stats.queue_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(client_id = %session.client_id, "session queue full; message refused for it");
+            tracing::debug!(client_id = %Escaped(&session.client_id), "session queue full; message refused for it");
             if self.cfg.queue_full == QueueFullPolicy::DisconnectSubscriber
                 && let Some(attached) = session.attached.clone()
             {
-                tracing::warn!(client_id = %session.client_id, "subscriber cannot keep up; disconnecting it");
+                tracing::warn!(client_id = %Escaped(&session.client_id), "subscriber cannot keep up; disconnecting it");
                 self.send(&attached.outbox, Outgoing::Close(reason::QUOTA_EXCEEDED));
                 self.disconnected(attached.conn, WillAction::Publish, None);
             }

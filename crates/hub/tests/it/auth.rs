@@ -230,6 +230,7 @@ async fn strangers_cannot_lock_a_device_an_application_or_the_admin_out() {
         username: Some("a/x"),
         password: Some(&password),
         peer: Some(std::net::SocketAddr::new(ip.parse().unwrap(), 1883)),
+        client_cert: None,
     };
     assert_eq!(Authenticator::authenticate(&*hub, creds(a)).await.unwrap_err().0, 0x9F);
     assert!(Authenticator::authenticate(&*hub, creds("198.51.100.10")).await.is_ok());

@@ -8,3 +8,4 @@ mod identity;
 mod lifecycle;
 mod tls;
 mod topics;
+mod window;
