@@ -91,8 +91,6 @@ pub struct Session {
     pub next_packet_id: u16,
     /// Boxed: most sessions have none, and a will is large.
     pub will: Option<Box<Will>>,
-    /// Bumped at every attach and detach, so timers set earlier can tell they are stale.
-    pub generation: u32,
     pub next_seq: u64,
     /// When the session went offline (ms since the epoch; 0 while attached), for expiry across
     /// restarts.
@@ -127,7 +125,6 @@ impl Session {
             queued_bytes: 0,
             next_packet_id: 1,
             will: None,
-            generation: 0,
             next_seq: 0,
             offline_since_ms: 0,
             stored: false,
@@ -194,6 +191,18 @@ pub fn split_key(key: &str) -> Option<(Namespace, &str)> {
     let ns = rest.get(..len)?;
     let name = rest.get(len..)?.strip_prefix('/')?;
     Some((Namespace::from_stored(ns), name))
+}
+
+/// Name of the stored entry recording that a QoS 2 PUBLISH with `packet_id` was received and
+/// its PUBREL has not arrived: written with the message, deleted at PUBREL, so a resend after a
+/// restart is recognised and not routed again.
+pub fn received_entry(packet_id: u16) -> String {
+    format!("r/{packet_id}")
+}
+
+/// The packet id of an entry named by [`received_entry`].
+pub fn received_packet_id(name: &str) -> Option<u16> {
+    name.strip_prefix("r/")?.parse().ok()
 }
 
 /// The stored form of a session (messages are stored apart, one record each).
