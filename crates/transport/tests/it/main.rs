@@ -2,6 +2,7 @@
 //! persistence across restarts and graceful shutdown.
 
 mod bad_input;
+mod durability;
 mod flow;
 mod harness;
 mod identity;
