@@ -64,6 +64,8 @@ struct RawMqtt {
     max_connections: usize,
     connect_timeout_secs: u64,
     topic_alias_maximum: u16,
+    max_session_expiry: u32,
+    max_sessions_per_identity: usize,
     anonymous_deny: Vec<RawDeny>,
 }
 
@@ -85,6 +87,8 @@ impl Default for RawMqtt {
             max_connections: 100_000,
             connect_timeout_secs: 10,
             topic_alias_maximum: core.topic_alias_maximum,
+            max_session_expiry: core.max_session_expiry,
+            max_sessions_per_identity: core.max_sessions_per_identity,
             anonymous_deny: Vec::new(),
         }
     }
@@ -242,6 +246,9 @@ impl Settings {
         if m.max_connections == 0 {
             bail!("mqtt.max_connections must be at least 1");
         }
+        if m.max_sessions_per_identity == 0 {
+            bail!("mqtt.max_sessions_per_identity must be at least 1");
+        }
         let queue_full = match m.queue_full.as_str() {
             "disconnect" => QueueFullPolicy::DisconnectSubscriber,
             "refuse" => QueueFullPolicy::RefuseNew,
@@ -265,6 +272,8 @@ impl Settings {
             queue_full,
             backpressure_queue: m.backpressure_queue,
             topic_alias_maximum: m.topic_alias_maximum,
+            max_session_expiry: m.max_session_expiry,
+            max_sessions_per_identity: m.max_sessions_per_identity,
             ..BrokerConfig::default()
         };
         let tenant_domain = Domain::parse(&raw.tenant.domain.to_ascii_lowercase())
@@ -351,6 +360,7 @@ mod tests {
         assert_eq!(s.auth_limits, LimiterConfig::default());
         assert_eq!(s.rotation_grace, switchyard_identity::DEFAULT_ROTATION_GRACE);
         assert_eq!(s.tenant_domain.as_str(), "localhost");
+        assert_eq!((s.broker.max_session_expiry, s.broker.max_sessions_per_identity), (604_800, 100));
     }
 
     #[test]

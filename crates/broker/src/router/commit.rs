@@ -99,7 +99,7 @@ struct DeathWatch(Arc<StorageHealth>);
 
 impl Drop for DeathWatch {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.0.is_dead() {
             self.0.state.store(DEAD, Ordering::Release);
             tracing::error!("storage committer died: closing every connection and refusing new ones");
         }
@@ -189,6 +189,9 @@ fn run(store: &dyn SessionStore, rx: &mut Receiver<Batch>, shared: &Shared) {
             batches.push(more);
         }
         let ops: Vec<SessionOp> = batches.iter_mut().flat_map(|b| std::mem::take(&mut b.ops)).collect();
+        // Dropped before the batches if a commit panics: the state reads dead before anyone
+        // waiting on a batch hears it is lost.
+        let _watch = DeathWatch(Arc::clone(&shared.health));
         let stored = ops.is_empty() || commit_until_stored(store, &ops, shared);
         for batch in batches {
             if stored {

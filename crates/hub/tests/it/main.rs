@@ -4,6 +4,7 @@
 mod auth;
 mod broker;
 mod registry;
+mod tenant_delete;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
