@@ -205,7 +205,18 @@ pub fn received_packet_id(name: &str) -> Option<u16> {
     name.strip_prefix("r/")?.parse().ok()
 }
 
-/// The stored form of a session (messages are stored apart, one record each).
+/// Name of the stored entry holding the subscription to `filter`: each subscription is its own
+/// entry, so a SUBSCRIBE writes only what it changed.
+pub fn subscription_entry(filter: &str) -> String {
+    format!("s/{filter}")
+}
+
+/// The filter of an entry named by [`subscription_entry`].
+pub fn subscription_filter(name: &str) -> Option<&str> {
+    name.strip_prefix("s/")
+}
+
+/// The stored form of a session (messages and entries are stored apart, one record each).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub namespace: String,
@@ -213,6 +224,9 @@ pub struct SessionRecord {
     pub owner: String,
     pub protocol: u8,
     pub expiry: u32,
+    /// Subscriptions as earlier versions stored them, inside the record; read, never written
+    /// (they are entries now, moved there when such a record is loaded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, SubRecord>,
     pub offline_since_ms: Option<u64>,
 }
@@ -228,7 +242,7 @@ impl SessionRecord {
                 Protocol::V5 => 5,
             },
             expiry: session.expiry,
-            subscriptions: session.subscriptions.clone(),
+            subscriptions: BTreeMap::new(),
             offline_since_ms: (session.offline_since_ms != 0).then_some(session.offline_since_ms),
         }
     }

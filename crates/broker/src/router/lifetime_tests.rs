@@ -1,12 +1,15 @@
 //! Session lifetime on the router itself, without sockets: timers stay one per session however
 //! often a client reconnects, persistent sessions are capped per identity, 3.1.1 sessions expire,
-//! and dropping a namespace leaves nothing of it.
+//! dropping a namespace leaves nothing of it, and a SUBSCRIBE writes only its subscriptions.
 
 use std::sync::Arc;
 
-use switchyard_codec::{ConnAck, Connect, Packet, Properties, Protocol, Publish, QoS, Will, reason};
+use switchyard_codec::{
+    ConnAck, Connect, Packet, Properties, Protocol, Publish, QoS, SubOptions, Subscribe, SubscribeFilter, Unsubscribe,
+    Will, reason,
+};
 use switchyard_identity::Identity;
-use switchyard_storage::{MemoryStore, SessionStore};
+use switchyard_storage::{MemoryStore, SessionOp, SessionStore};
 
 use super::{Router, Timer};
 use crate::auth::{AnonymousAuth, Namespace, Principal};
@@ -199,4 +202,81 @@ async fn dropping_a_namespace_leaves_nothing_of_it() {
     let sessions: Vec<_> = snapshot.sessions.iter().map(|s| s.session.as_str()).collect();
     let retained: Vec<_> = snapshot.retained.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!((sessions, retained), (vec!["9:b.example/d1"], vec!["9:b.example/a/state"]));
+}
+
+/// Wait until everything the router handed to storage is there. The only event that reports
+/// durability is dropping a namespace: one that holds nothing will do.
+async fn durable(r: &mut Router) {
+    r.finish_batch().await;
+    let (done, durable) = tokio::sync::oneshot::channel();
+    r.handle(Event::DropNamespace { namespace: Namespace::from_stored("unused"), done });
+    r.finish_batch().await;
+    durable.await.unwrap();
+}
+
+fn subscribe(r: &mut Router, c: &Conn, filters: &[&str]) {
+    let options = SubOptions { qos: QoS::AtLeastOnce, ..SubOptions::default() };
+    let filters: Vec<_> = filters.iter().map(|f| SubscribeFilter { filter: f.to_string(), options }).collect();
+    let allowed = vec![true; filters.len()];
+    let subscribe = Subscribe { packet_id: 1, filters, properties: Properties::default() };
+    r.handle(Event::Subscribe { conn: c.id, subscribe: Box::new(subscribe), allowed });
+}
+
+#[tokio::test]
+async fn a_subscribe_writes_only_the_subscriptions_it_changes() {
+    let store = MemoryStore::default();
+    let mut r = router(BrokerConfig::default(), Arc::new(store.clone()));
+    let c = connect(&mut r, 1, &principal("", ""), "many", Protocol::V5, 3600);
+    let many: Vec<String> = (0..100).map(|i| format!("sensor/{i}/#")).collect();
+    subscribe(&mut r, &c, &many.iter().map(String::as_str).collect::<Vec<_>>());
+    r.finish_batch().await;
+
+    subscribe(&mut r, &c, &["one/more"]);
+    let unsubscribe =
+        Unsubscribe { packet_id: 2, filters: vec!["sensor/7/#".into()], properties: Properties::default() };
+    r.handle(Event::Unsubscribe { conn: c.id, unsubscribe: Box::new(unsubscribe) });
+    assert!(r.dirty.is_empty(), "the session record is not rewritten");
+    let names: Vec<_> = r
+        .ops
+        .iter()
+        .map(|op| match op {
+            SessionOp::PutEntry { name, .. } => format!("put {name}"),
+            SessionOp::DeleteEntry { name, .. } => format!("delete {name}"),
+            other => panic!("only subscription entries are written, not {other:?}"),
+        })
+        .collect();
+    assert_eq!(names, ["put s/one/more", "delete s/sensor/7/#"]);
+    gone(&mut r, &c);
+    r.finish_batch().await;
+    durable(&mut r).await;
+
+    // A restart brings every subscription back from its entry.
+    let mut again = router(BrokerConfig::default(), Arc::new(store.clone()));
+    again.restore(store.load().unwrap());
+    let restored = &again.sessions.values().next().expect("the session").subscriptions;
+    assert_eq!(restored.len(), 100);
+    assert!(restored.contains_key("one/more") && !restored.contains_key("sensor/7/#"));
+}
+
+#[tokio::test]
+async fn subscriptions_stored_inside_an_old_record_move_to_entries() {
+    let store = MemoryStore::default();
+    let old = serde_json::json!({
+        "namespace": "", "client_id": "old", "owner": "", "protocol": 5, "expiry": 3600,
+        "subscriptions": {"a/#": {"qos": 1, "no_local": false, "retain_as_published": false, "retain_handling": 0, "id": null}},
+        "offline_since_ms": now_ms(),
+    });
+    let record = serde_json::to_vec(&old).unwrap().into();
+    store.commit(&[SessionOp::PutSession { session: "0:/old".into(), record }]).unwrap();
+    let mut r = router(BrokerConfig::default(), Arc::new(store.clone()));
+    r.restore(store.load().unwrap());
+    r.finish_batch().await;
+    durable(&mut r).await;
+    let snapshot = store.load().unwrap();
+    let session = &snapshot.sessions[0];
+    assert!(!String::from_utf8_lossy(&session.record).contains("a/#"), "record rewritten without them");
+    assert_eq!(session.entries.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["s/a/#"]);
+    let mut again = router(BrokerConfig::default(), Arc::new(store.clone()));
+    again.restore(snapshot);
+    assert!(again.sessions.values().next().unwrap().subscriptions.contains_key("a/#"));
 }

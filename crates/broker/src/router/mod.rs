@@ -33,7 +33,10 @@ use crate::config::BrokerConfig;
 use crate::message::{ConnId, Event, Message, now_ms};
 use crate::outbox::{Outbox, Outgoing};
 use crate::persist;
-use crate::session::{Session, SessionRecord, received_packet_id, split_key, store_key};
+use crate::session::{
+    Session, SessionRecord, SubRecord, received_packet_id, split_key, store_key, subscription_entry,
+    subscription_filter,
+};
 use crate::subtree::{SessionId, SubTree};
 
 /// Events taken from the queue per batch (and so per group commit at most).
@@ -166,13 +169,8 @@ impl Router {
                     Err(e) => tracing::warn!(error = %e, "skipping unreadable queued message"),
                 }
             }
-            for (name, _) in stored.entries {
-                match (received_packet_id(&name), self.sessions.get_mut(&id)) {
-                    (Some(packet_id), Some(session)) => {
-                        session.rare().incoming_qos2.insert(packet_id);
-                    }
-                    _ => tracing::warn!(entry = %name.escape_debug(), "skipping unknown session entry"),
-                }
+            for (name, record) in stored.entries {
+                self.restore_entry(id, &name, &record);
             }
         }
         self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
@@ -364,8 +362,18 @@ impl Router {
         session.stored = true;
         let since = record.offline_since_ms.unwrap_or(now);
         session.offline_since_ms = since;
+        // Subscriptions inside the record (an earlier version's layout) move to entries.
         for (filter, sub) in &record.subscriptions {
             self.insert_subscription(&ns, id, filter, sub.options(), sub.id);
+            let record = serde_json::to_vec(sub).unwrap_or_default().into();
+            self.ops.push(SessionOp::PutEntry {
+                session: session.store_key(),
+                name: subscription_entry(filter),
+                record,
+            });
+        }
+        if !record.subscriptions.is_empty() {
+            self.dirty.insert(id);
         }
         session.subscriptions = record.subscriptions;
         if session.expiry != u32::MAX {
@@ -375,6 +383,40 @@ impl Router {
         self.sessions.insert(id, Box::new(session));
         self.by_key.insert(&self.sessions, id);
         id
+    }
+
+    /// Rebuild one stored entry of session `id`: a subscription or a received QoS 2 packet id.
+    fn restore_entry(&mut self, id: SessionId, name: &str, record: &[u8]) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        if let Some(packet_id) = received_packet_id(name) {
+            session.rare().incoming_qos2.insert(packet_id);
+            return;
+        }
+        let sub = subscription_filter(name).zip(serde_json::from_slice::<SubRecord>(record).ok());
+        let Some((filter, sub)) = sub else {
+            tracing::warn!(entry = %name.escape_debug(), "skipping unreadable session entry");
+            return;
+        };
+        session.subscriptions.insert(filter.to_owned(), sub);
+        let ns = session.namespace.clone();
+        self.insert_subscription(&ns, id, filter, sub.options(), sub.id);
+    }
+
+    /// Store session `id`'s subscription to `filter` as it now is (deleted if gone): the one
+    /// entry a SUBSCRIBE or UNSUBSCRIBE changes, not the whole session.
+    pub(super) fn store_subscription(&mut self, id: SessionId, filter: &str) {
+        let Some(session) = self.sessions.get(&id) else { return };
+        if !session.persistent() {
+            return;
+        }
+        let (key, name) = (session.store_key(), subscription_entry(filter));
+        self.ops.push(match session.subscriptions.get(filter) {
+            Some(sub) => {
+                let record = serde_json::to_vec(sub).unwrap_or_default().into();
+                SessionOp::PutEntry { session: key, name, record }
+            }
+            None => SessionOp::DeleteEntry { session: key, name },
+        });
     }
 
     fn restore_held(&mut self, id: SessionId, held: crate::session::Held) {

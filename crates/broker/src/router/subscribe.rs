@@ -34,6 +34,7 @@ impl Router {
                 if let Some(session) = self.sessions.get_mut(&id) {
                     session.subscriptions.insert(f.filter.clone(), SubRecord::new(f.options, sub_id));
                 }
+                self.store_subscription(id, &f.filter);
                 let shared = topic::parse_shared(&f.filter).is_some();
                 let send_retained = match f.options.retain_handling {
                     0 => true,
@@ -51,7 +52,6 @@ impl Router {
                 Protocol::V311 => code,
             });
         }
-        self.dirty.insert(id);
         let suback = SubAck { packet_id: subscribe.packet_id, reasons, properties: Default::default() };
         self.send(&outbox, Outgoing::Control(Box::new(Packet::SubAck(suback))));
         for (filter, options) in retained_for {
@@ -71,12 +71,14 @@ impl Router {
             if let Some(session) = self.sessions.get_mut(&id) {
                 session.subscriptions.remove(filter);
             }
+            if existed {
+                self.store_subscription(id, filter);
+            }
             reasons.push(if existed { reason::SUCCESS } else { reason::NO_SUBSCRIPTION_EXISTED });
         }
         if protocol == Protocol::V311 {
             reasons.clear();
         }
-        self.dirty.insert(id);
         let unsuback = UnsubAck { packet_id: unsubscribe.packet_id, reasons, properties: Default::default() };
         self.send(&outbox, Outgoing::Control(Box::new(Packet::UnsubAck(unsuback))));
     }
