@@ -162,9 +162,15 @@ impl Committer {
         let _ = tx.send(batch).await;
     }
 
+    /// The server is stopping: a failing commit is no longer retried, so the final flush cannot
+    /// wait behind it for ever.
+    pub fn stop_retrying(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
     /// Flush everything handed over and stop the thread.
     pub async fn finish(&mut self) {
-        self.stopping.store(true, Ordering::Release);
+        self.stop_retrying();
         self.tx.take();
         let Some(thread) = self.thread.take() else { return };
         let joined = tokio::task::spawn_blocking(move || thread.join().is_ok()).await;

@@ -200,6 +200,7 @@ impl Router {
             self.fire_timers();
             self.finish_batch().await;
         }
+        self.committer.stop_retrying();
         // Whatever is already queued is handled before the drain.
         while let Ok(event) = events.try_recv() {
             self.handle(event);
