@@ -65,12 +65,17 @@ fn persistent() -> Properties {
 }
 
 fn qos2(topic: &str, packet_id: u16, dup: bool) -> Packet {
+    qos2_with(topic, packet_id, dup, b"{}")
+}
+
+fn qos2_with(topic: &str, packet_id: u16, dup: bool, payload: &'static [u8]) -> Packet {
+    let payload = bytes::Bytes::from_static(payload);
     Packet::Publish(Publish {
         dup,
         qos: QoS::ExactlyOnce,
         topic: topic.into(),
         packet_id,
-        payload: bytes::Bytes::from_static(b"{}"),
+        payload,
         ..Publish::default()
     })
 }
@@ -156,10 +161,10 @@ async fn a_failed_commit_is_retried_and_nothing_is_acknowledged_until_it_lands()
     assert_eq!(receive_qos2(&mut sub).await, "t");
     // A resend (its PUBREC lost) is acknowledged again and not routed.
     publish_qos2(&mut publisher, "t", 7, true).await;
-    publisher.send(&qos2("t", 8, false)).await;
+    publisher.send(&qos2_with("t", 8, false, b"second")).await;
     expect_ack(&mut publisher, "PUBREC", 8).await;
     let next = sub.next_publish_unacked().await.expect("the next message");
-    assert_eq!(next.packet_id, 2, "the second message, not the first again");
+    assert_eq!(&next.payload[..], b"second", "the second message, not the first again");
     broker.stop().await;
 }
 
