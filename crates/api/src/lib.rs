@@ -11,6 +11,8 @@ mod admin;
 mod auth;
 mod devices;
 mod error;
+#[cfg(test)]
+mod health_tests;
 mod metrics;
 mod serving;
 mod ws_io;
@@ -26,7 +28,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use switchyard_broker::Broker;
+use switchyard_broker::{Broker, StorageStatus};
 use switchyard_hub::Hub;
 use switchyard_transport::ListenerLimits;
 use tokio_util::sync::CancellationToken;
@@ -69,9 +71,19 @@ async fn info() -> Json<serde_json::Value> {
     Json(json!({"name": "switchyard", "version": env!("CARGO_PKG_VERSION")}))
 }
 
+/// 200 while the broker serves; 503 with the reason while shutting down, while storage commits
+/// fail (acknowledgements wait, they are retried), or once the storage committer is gone.
 async fn health(State(state): State<ApiState>) -> Response {
+    let unavailable = |body| (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"}))).into_response();
+        return unavailable(json!({"status": "shutting down"}));
+    }
+    match state.broker.storage_status() {
+        StorageStatus::Ok => {}
+        StorageStatus::Failing { since_ms, error } => {
+            return unavailable(json!({"status": "storage failing", "since_ms": since_ms, "error": error}));
+        }
+        StorageStatus::Dead => return unavailable(json!({"status": "storage unavailable"})),
     }
     let stats = state.broker.stats();
     let connections = stats.connections.load(std::sync::atomic::Ordering::Relaxed);

@@ -52,8 +52,13 @@ pub struct BrokerConfig {
     pub answer_backlog: usize,
     /// Topic aliases a client may set towards us (advertised, 5.0).
     pub topic_alias_maximum: u16,
-    /// Longest session expiry granted, in seconds.
+    /// Longest session expiry granted, in seconds; 3.1.1 persistent sessions (which ask for
+    /// no expiry) get this one.
     pub max_session_expiry: u32,
+    /// Persistent sessions one identity (a device, an API key) may hold per namespace; a CONNECT
+    /// that would create one more is refused (5.0: 0x97 Quota exceeded, 3.1.1: 3 Server
+    /// unavailable). Anonymous clients share one owner and are not counted.
+    pub max_sessions_per_identity: usize,
     /// Events the router buffers from connections before senders wait.
     pub event_queue: usize,
     /// How often `$SYS` figures are published, in milliseconds.
@@ -75,7 +80,8 @@ impl Default for BrokerConfig {
             max_retained_messages: 100_000,
             answer_backlog: 1024,
             topic_alias_maximum: 64,
-            max_session_expiry: u32::MAX,
+            max_session_expiry: 604_800,
+            max_sessions_per_identity: 100,
             event_queue: 4096,
             sys_interval_ms: 10_000,
         }

@@ -41,6 +41,7 @@ pub use config::{BrokerConfig, QueueFullPolicy};
 pub use escaped::Escaped;
 pub use message::{ConnId, ConnectRequest, Delivery, Event, Message, WillAction, now_ms};
 pub use outbox::{AckKind, Outbox, Outgoing};
+pub use router::StorageStatus;
 
 /// Counters kept by the core, read by the metrics endpoint.
 #[derive(Debug, Default)]
@@ -83,6 +84,7 @@ struct Shared {
     config: Arc<BrokerConfig>,
     auth: Arc<dyn Authenticator>,
     stats: Arc<Stats>,
+    storage: Arc<router::StorageHealth>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -129,9 +131,11 @@ impl Broker {
                 .map_err(BrokerError::Thread)?;
         router.restore(snapshot);
         tracing::info!(sessions = restored, "broker state loaded");
+        let storage = Arc::clone(router.storage_health());
         let (tx, rx) = mpsc::channel(config.event_queue);
         let task = tokio::spawn(router.run(rx, shutdown));
-        let broker = Broker(Arc::new(Shared { events: tx, next_conn: AtomicU64::new(1), config, auth, stats }));
+        let shared = Shared { events: tx, next_conn: AtomicU64::new(1), config, auth, stats, storage };
+        let broker = Broker(Arc::new(shared));
         Ok((broker, RouterTask(task)))
     }
 
@@ -144,6 +148,21 @@ impl Broker {
     /// DISCONNECT 0x98 (administrative action).
     pub async fn kick(&self, namespace: Namespace, owner: Option<Arc<str>>) -> Result<(), Closed> {
         self.send(Event::Kick { namespace, owner }).await
+    }
+
+    /// Delete everything the core keeps for `namespace` (a deleted tenant): its connections are
+    /// closed with DISCONNECT 0x98, its sessions, subscriptions, queued messages and retained
+    /// messages removed from memory and storage. Returns once the removal is durable; `Closed`
+    /// when the core or its storage is gone first.
+    pub async fn drop_namespace(&self, namespace: Namespace) -> Result<(), Closed> {
+        let (done, durable) = tokio::sync::oneshot::channel();
+        self.send(Event::DropNamespace { namespace, done }).await?;
+        durable.await.map_err(|_| Closed)
+    }
+
+    /// Whether storage keeps up: commits failing (and retried) or the committer gone.
+    pub fn storage_status(&self) -> StorageStatus {
+        self.0.storage.status()
     }
 
     /// Server shutdown, first step: close every connection with DISCONNECT 0x8B (server

@@ -178,6 +178,12 @@ pub enum Event {
         namespace: crate::auth::Namespace,
         owner: Option<Arc<str>>,
     },
+    /// A namespace is gone (its tenant was deleted): close its connections and delete its
+    /// sessions, subscriptions, queues and retained messages; `done` is told once that is durable.
+    DropNamespace {
+        namespace: crate::auth::Namespace,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
     /// Server shutdown: close every connection, refuse new ones.
     CloseAll,
 }

@@ -91,8 +91,6 @@ pub struct Session {
     pub next_packet_id: u16,
     /// Boxed: most sessions have none, and a will is large.
     pub will: Option<Box<Will>>,
-    /// Bumped at every attach and detach, so timers set earlier can tell they are stale.
-    pub generation: u32,
     pub next_seq: u64,
     /// When the session went offline (ms since the epoch; 0 while attached), for expiry across
     /// restarts.
@@ -127,7 +125,6 @@ impl Session {
             queued_bytes: 0,
             next_packet_id: 1,
             will: None,
-            generation: 0,
             next_seq: 0,
             offline_since_ms: 0,
             stored: false,
@@ -196,7 +193,30 @@ pub fn split_key(key: &str) -> Option<(Namespace, &str)> {
     Some((Namespace::from_stored(ns), name))
 }
 
-/// The stored form of a session (messages are stored apart, one record each).
+/// Name of the stored entry recording that a QoS 2 PUBLISH with `packet_id` was received and
+/// its PUBREL has not arrived: written with the message, deleted at PUBREL, so a resend after a
+/// restart is recognised and not routed again.
+pub fn received_entry(packet_id: u16) -> String {
+    format!("r/{packet_id}")
+}
+
+/// The packet id of an entry named by [`received_entry`].
+pub fn received_packet_id(name: &str) -> Option<u16> {
+    name.strip_prefix("r/")?.parse().ok()
+}
+
+/// Name of the stored entry holding the subscription to `filter`: each subscription is its own
+/// entry, so a SUBSCRIBE writes only what it changed.
+pub fn subscription_entry(filter: &str) -> String {
+    format!("s/{filter}")
+}
+
+/// The filter of an entry named by [`subscription_entry`].
+pub fn subscription_filter(name: &str) -> Option<&str> {
+    name.strip_prefix("s/")
+}
+
+/// The stored form of a session (messages and entries are stored apart, one record each).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionRecord {
     pub namespace: String,
@@ -204,6 +224,9 @@ pub struct SessionRecord {
     pub owner: String,
     pub protocol: u8,
     pub expiry: u32,
+    /// Subscriptions as earlier versions stored them, inside the record; read, never written
+    /// (they are entries now, moved there when such a record is loaded).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subscriptions: BTreeMap<String, SubRecord>,
     pub offline_since_ms: Option<u64>,
 }
@@ -219,7 +242,7 @@ impl SessionRecord {
                 Protocol::V5 => 5,
             },
             expiry: session.expiry,
-            subscriptions: session.subscriptions.clone(),
+            subscriptions: BTreeMap::new(),
             offline_since_ms: (session.offline_since_ms != 0).then_some(session.offline_since_ms),
         }
     }

@@ -54,6 +54,9 @@ pub enum HubError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The broker could not delete a tenant's state: it is shutting down or its storage is gone.
+    #[error("the broker could not delete the tenant's sessions and messages")]
+    Broker,
     /// A blocking task was cancelled or panicked.
     #[error("registry task failed: {0}")]
     Task(String),

@@ -206,12 +206,26 @@ impl Hub {
         Ok(tenant)
     }
 
-    /// Deletes a tenant and closes all its connections.
+    /// Deletes a tenant, then everything the broker keeps for it: its connections are closed
+    /// and its sessions, subscriptions, queued and retained messages deleted, durably, before
+    /// this returns, so a tenant created again under the domain inherits nothing. The broker
+    /// part is done again after [`KICK_AGAIN_AFTER`] if the domain is still free, for a client
+    /// that authenticated just before the deletion and reached the core just after.
     pub async fn delete_tenant(&self, domain: &Domain) -> Result<(), HubError> {
         let d = domain.clone();
         self.blocking(move |r| r.delete_tenant(&d)).await?;
         tracing::info!(domain = %domain, "tenant deleted");
-        self.kick(Namespace::tenant(domain), None).await;
+        let Some(broker) = self.broker.get() else {
+            return Ok(());
+        };
+        broker.drop_namespace(Namespace::tenant(domain)).await.map_err(|_| HubError::Broker)?;
+        let (broker, registry, domain) = (broker.clone(), Arc::clone(&self.registry), domain.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(KICK_AGAIN_AFTER).await;
+            if registry.tenant(&domain).is_none() {
+                let _ = broker.drop_namespace(Namespace::tenant(&domain)).await;
+            }
+        });
         Ok(())
     }
 

@@ -67,6 +67,8 @@ struct RawMqtt {
     topic_alias_maximum: u16,
     max_topic_levels: usize,
     max_retained_messages: usize,
+    max_session_expiry: u32,
+    max_sessions_per_identity: usize,
     anonymous_deny: Vec<RawDeny>,
 }
 
@@ -91,6 +93,8 @@ impl Default for RawMqtt {
             topic_alias_maximum: core.topic_alias_maximum,
             max_topic_levels: core.max_topic_levels,
             max_retained_messages: core.max_retained_messages,
+            max_session_expiry: core.max_session_expiry,
+            max_sessions_per_identity: core.max_sessions_per_identity,
             anonymous_deny: Vec::new(),
         }
     }
@@ -273,6 +277,9 @@ impl Settings {
         if m.max_topic_levels == 0 {
             bail!("mqtt.max_topic_levels must be at least 1");
         }
+        if m.max_sessions_per_identity == 0 {
+            bail!("mqtt.max_sessions_per_identity must be at least 1");
+        }
         let queue_full = match m.queue_full.as_str() {
             "disconnect" => QueueFullPolicy::DisconnectSubscriber,
             "refuse" => QueueFullPolicy::RefuseNew,
@@ -299,6 +306,8 @@ impl Settings {
             topic_alias_maximum: m.topic_alias_maximum,
             max_topic_levels: m.max_topic_levels,
             max_retained_messages: m.max_retained_messages,
+            max_session_expiry: m.max_session_expiry,
+            max_sessions_per_identity: m.max_sessions_per_identity,
             ..BrokerConfig::default()
         };
         let tenant_domain = Domain::parse(&raw.tenant.domain.to_ascii_lowercase())
@@ -429,6 +438,7 @@ mod tests {
         assert_eq!(s.auth_limits, LimiterConfig::default());
         assert_eq!(s.rotation_grace, switchyard_identity::DEFAULT_ROTATION_GRACE);
         assert_eq!(s.tenant_domain.as_str(), "localhost");
+        assert_eq!((s.broker.max_session_expiry, s.broker.max_sessions_per_identity), (604_800, 100));
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl EmbeddedStore {
                 session: key.to_owned(),
                 record: Bytes::copy_from_slice(record.value()),
                 messages,
+                entries: Vec::new(),
             });
         }
         let mut retained = Vec::new();

@@ -11,13 +11,18 @@
 //! - `sessions`: session id → record;
 //! - `messages`: `u16 BE length of the session id ‖ session id ‖ u64 BE seq` → record, so one
 //!   session's messages are one prefix, in `seq` order, and no session's prefix is another's;
+//! - `entries`: `u16 BE length of the session id ‖ session id ‖ entry-name id` → record (after
+//!   the full name when its id is a digest), so one session's entries are one prefix too;
 //! - `retained`: topic id → record.
+//!
+//! `DeletePrefix` finds the sessions and retained topics under its prefix with a prefix scan of
+//! the inline ids and a scan of the digest ids (keys longer than [`INLINE_KEY`] are rare).
 //!
 //! Within a batch, operations are folded in order before anything is written: a message put and
 //! deleted by the same batch (a delivery acknowledged before its group commit) costs nothing.
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use bytes::Bytes;
@@ -40,6 +45,7 @@ pub(crate) struct SessionDb {
     db: Database,
     sessions: Keyspace,
     messages: Keyspace,
+    entries: Keyspace,
     retained: Keyspace,
 }
 
@@ -48,8 +54,12 @@ pub(crate) struct SessionDb {
 enum Space {
     Sessions,
     Messages,
+    Entries,
     Retained,
 }
+
+/// A batch folded per key, in key order.
+type Writes = BTreeMap<(Space, Vec<u8>), Write>;
 
 impl SessionDb {
     pub fn open(dir: &Path) -> Result<SessionDb, StorageError> {
@@ -64,6 +74,7 @@ impl SessionDb {
         Ok(SessionDb {
             sessions: keyspace("sessions")?,
             messages: keyspace("messages")?,
+            entries: keyspace("entries")?,
             retained: keyspace("retained")?,
             db,
         })
@@ -72,22 +83,13 @@ impl SessionDb {
     pub fn commit(&self, ops: &[SessionOp]) -> Result<(), StorageError> {
         // The batch folded per key, in key order: the last op on a key wins, and a message
         // added and deleted within the batch is not written at all.
-        let mut writes: BTreeMap<(Space, Vec<u8>), Write> = BTreeMap::new();
-        for op in ops {
+        let mut writes = Writes::new();
+        for (i, op) in ops.iter().enumerate() {
             match op {
                 SessionOp::PutSession { session, record } => {
                     writes.insert((Space::Sessions, key_id(session)), Write::Put(keyed_value(session, record)));
                 }
-                SessionOp::DeleteSession { session } => {
-                    writes.insert((Space::Sessions, key_id(session)), Write::Delete);
-                    let prefix = message_prefix(session);
-                    // Earlier puts of this batch and everything already stored under the prefix.
-                    writes.retain(|(space, key), _| !(*space == Space::Messages && key.starts_with(&prefix)));
-                    for entry in self.messages.prefix(&prefix) {
-                        let key = entry.key().map_err(|e| backend("scan messages", e))?;
-                        writes.insert((Space::Messages, key.to_vec()), Write::Delete);
-                    }
-                }
+                SessionOp::DeleteSession { session } => self.delete_session(&mut writes, session)?,
                 SessionOp::AddMessage { session, seq, record } => {
                     match writes.entry((Space::Messages, message_key(session, *seq))) {
                         Entry::Vacant(entry) => {
@@ -125,6 +127,13 @@ impl SessionDb {
                 SessionOp::DeleteRetained { topic } => {
                     writes.insert((Space::Retained, key_id(topic)), Write::Delete);
                 }
+                SessionOp::PutEntry { session, name, record } => {
+                    writes.insert((Space::Entries, entry_key(session, name)), Write::Put(keyed_value(name, record)));
+                }
+                SessionOp::DeleteEntry { session, name } => {
+                    writes.insert((Space::Entries, entry_key(session, name)), Write::Delete);
+                }
+                SessionOp::DeletePrefix { prefix } => self.delete_prefix(&mut writes, &ops[..i], prefix)?,
             }
         }
         if writes.is_empty() {
@@ -135,6 +144,7 @@ impl SessionDb {
             let keyspace = match space {
                 Space::Sessions => &self.sessions,
                 Space::Messages => &self.messages,
+                Space::Entries => &self.entries,
                 Space::Retained => &self.retained,
             };
             match write {
@@ -143,6 +153,72 @@ impl SessionDb {
             }
         }
         batch.commit().map_err(|e| backend("commit", e))
+    }
+
+    /// Fold the deletion of a session, its messages and its entries into `writes`: earlier
+    /// writes of the batch and everything already stored under its prefix.
+    fn delete_session(&self, writes: &mut Writes, session: &str) -> Result<(), StorageError> {
+        writes.insert((Space::Sessions, key_id(session)), Write::Delete);
+        let prefix = message_prefix(session);
+        writes
+            .retain(|(space, key), _| !(matches!(space, Space::Messages | Space::Entries) && key.starts_with(&prefix)));
+        for (space, keyspace) in [(Space::Messages, &self.messages), (Space::Entries, &self.entries)] {
+            for entry in keyspace.prefix(&prefix) {
+                let key = entry.key().map_err(|e| backend("scan session prefix", e))?;
+                writes.insert((space, key.to_vec()), Write::Delete);
+            }
+        }
+        Ok(())
+    }
+
+    /// Fold `DeletePrefix`: every session and retained topic under `prefix`, stored or written
+    /// by the `earlier` ops of this batch.
+    fn delete_prefix(&self, writes: &mut Writes, earlier: &[SessionOp], prefix: &str) -> Result<(), StorageError> {
+        let mut sessions = BTreeSet::new();
+        let mut topics = BTreeSet::new();
+        for op in earlier {
+            match op {
+                SessionOp::PutSession { session, .. }
+                | SessionOp::AddMessage { session, .. }
+                | SessionOp::PutMessage { session, .. }
+                | SessionOp::PutEntry { session, .. } => {
+                    sessions.insert(session.clone());
+                }
+                SessionOp::PutRetained { topic, .. } => {
+                    topics.insert(topic.clone());
+                }
+                _ => {}
+            }
+        }
+        sessions.extend(self.stored_keys(&self.sessions, prefix)?);
+        topics.extend(self.stored_keys(&self.retained, prefix)?);
+        for session in sessions.iter().filter(|s| s.starts_with(prefix)) {
+            self.delete_session(writes, session)?;
+        }
+        for topic in topics.iter().filter(|t| t.starts_with(prefix)) {
+            writes.insert((Space::Retained, key_id(topic)), Write::Delete);
+        }
+        Ok(())
+    }
+
+    /// The stored keys of `keyspace` (sessions or retained) that start with `prefix`.
+    fn stored_keys(&self, keyspace: &Keyspace, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut inline = vec![b'k'];
+        inline.extend_from_slice(prefix.as_bytes());
+        for guard in keyspace.prefix(&inline) {
+            let key = guard.key().map_err(|e| backend("scan prefix", e))?;
+            let key = std::str::from_utf8(&key[1..]).map_err(|_| corrupt("key is not UTF-8"))?;
+            keys.push(key.to_owned());
+        }
+        for guard in keyspace.prefix(b"h") {
+            let (id, value) = guard.into_inner().map_err(|e| backend("scan digest keys", e))?;
+            let (key, _) = split_keyed(&id, &value)?;
+            if key.starts_with(prefix) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
     }
 
     pub fn load(&self) -> Result<Snapshot, StorageError> {
@@ -157,7 +233,14 @@ impl SessionDb {
                 let seq: [u8; 8] = key[prefix.len()..].try_into().map_err(|_| corrupt("message key"))?;
                 messages.push((u64::from_be_bytes(seq), Bytes::copy_from_slice(&message)));
             }
-            sessions.push(StoredSession { session, record, messages });
+            let mut entries = Vec::new();
+            for entry in self.entries.prefix(&prefix) {
+                let (key, value) = entry.into_inner().map_err(|e| backend("read entries", e))?;
+                entries.push(split_keyed(&key[prefix.len()..], &value)?);
+            }
+            // Digest ids do not sort like the names they stand for.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            sessions.push(StoredSession { session, record, messages, entries });
         }
         let mut retained = Vec::new();
         for entry in self.retained.iter() {
@@ -242,6 +325,14 @@ fn message_prefix(session: &str) -> Vec<u8> {
 fn push_message_prefix(out: &mut Vec<u8>, session: &str) {
     out.extend_from_slice(&(id_len(session) as u16).to_be_bytes());
     push_id(out, session);
+}
+
+/// One entry's key: the session's prefix, then the entry name's id.
+fn entry_key(session: &str, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + id_len(session) + id_len(name));
+    push_message_prefix(&mut key, session);
+    push_id(&mut key, name);
+    key
 }
 
 /// One message's key, built in a single allocation (one per stored or deleted message).

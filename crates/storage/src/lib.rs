@@ -2,7 +2,8 @@
 //! the same [`conformance`] suite, so every backend behaves the same to the broker.
 //!
 //! The broker's durable state is a small set of records it serializes itself: persistent
-//! sessions, the messages queued or in flight for them, and retained messages. Writes arrive as
+//! sessions, the messages queued or in flight for them, their named entries (subscriptions,
+//! received QoS 2 packet ids), and retained messages. Writes arrive as
 //! one batch per group commit; a backend makes the whole batch durable, or none of it, before
 //! [`SessionStore::commit`] returns.
 //!
@@ -36,7 +37,7 @@ pub enum StorageError {
 pub enum SessionOp {
     /// Create or replace a session record.
     PutSession { session: String, record: Bytes },
-    /// Remove a session record and every message stored under it.
+    /// Remove a session record and every message and entry stored under it.
     DeleteSession { session: String },
     /// Create or replace the message at `seq` of a session's queue.
     PutMessage { session: String, seq: u64, record: Bytes },
@@ -51,14 +52,24 @@ pub enum SessionOp {
     PutRetained { topic: String, record: Bytes },
     /// Remove the retained message of a topic (absent is not an error).
     DeleteRetained { topic: String },
+    /// Create or replace the entry `name` of a session: a small record of its own, so a change
+    /// to one part of a session (one subscription, one received QoS 2 packet id) writes only it.
+    PutEntry { session: String, name: String, record: Bytes },
+    /// Remove one entry of a session (absent is not an error).
+    DeleteEntry { session: String, name: String },
+    /// Remove every session (with its messages and entries) and every retained message whose
+    /// key starts with `prefix`, as stored before this op; later ops of the batch still apply.
+    /// The broker's keys carry their namespace first, so this drops one namespace.
+    DeletePrefix { prefix: String },
 }
 
-/// A stored session with its messages in ascending `seq` order.
+/// A stored session with its messages in ascending `seq` order and its entries by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredSession {
     pub session: String,
     pub record: Bytes,
     pub messages: Vec<(u64, Bytes)>,
+    pub entries: Vec<(String, Bytes)>,
 }
 
 /// Everything stored, as read back at start-up. Sessions sorted by key, retained by topic.

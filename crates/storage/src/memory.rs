@@ -24,6 +24,8 @@ struct State {
     sessions: BTreeMap<String, Bytes>,
     /// Queued messages per session key, kept apart from `sessions` as a backend's tables are.
     messages: BTreeMap<String, BTreeMap<u64, Bytes>>,
+    /// Named entries per session key.
+    entries: BTreeMap<String, BTreeMap<String, Bytes>>,
     retained: BTreeMap<String, Bytes>,
     /// Registry records: one ordered map per table.
     registry: BTreeMap<Table, BTreeMap<String, Bytes>>,
@@ -38,6 +40,7 @@ impl State {
             SessionOp::DeleteSession { session } => {
                 self.sessions.remove(session);
                 self.messages.remove(session);
+                self.entries.remove(session);
             }
             SessionOp::PutMessage { session, seq, record } | SessionOp::AddMessage { session, seq, record } => {
                 self.messages.entry(session.clone()).or_default().insert(*seq, record.clone());
@@ -55,6 +58,24 @@ impl State {
             }
             SessionOp::DeleteRetained { topic } => {
                 self.retained.remove(topic);
+            }
+            SessionOp::PutEntry { session, name, record } => {
+                self.entries.entry(session.clone()).or_default().insert(name.clone(), record.clone());
+            }
+            SessionOp::DeleteEntry { session, name } => {
+                if let Some(entries) = self.entries.get_mut(session) {
+                    entries.remove(name);
+                    if entries.is_empty() {
+                        self.entries.remove(session);
+                    }
+                }
+            }
+            SessionOp::DeletePrefix { prefix } => {
+                let keep = |key: &String| !key.starts_with(prefix.as_str());
+                self.sessions.retain(|key, _| keep(key));
+                self.messages.retain(|key, _| keep(key));
+                self.entries.retain(|key, _| keep(key));
+                self.retained.retain(|key, _| keep(key));
             }
         }
     }
@@ -130,6 +151,11 @@ impl SessionStore for MemoryStore {
                     .messages
                     .get(session)
                     .map(|queue| queue.iter().map(|(seq, m)| (*seq, m.clone())).collect())
+                    .unwrap_or_default(),
+                entries: state
+                    .entries
+                    .get(session)
+                    .map(|entries| entries.iter().map(|(name, e)| (name.clone(), e.clone())).collect())
                     .unwrap_or_default(),
             })
             .collect();

@@ -4,24 +4,106 @@
 //!
 //! Order per connection is kept: once any batch is with the committer, every later batch goes
 //! through it too, even one with nothing to store.
+//!
+//! Failure policy: nothing is acknowledged that is not on disk, and memory never stays ahead of
+//! it. A failed commit is retried, the same ops in the same order, with back-off up to
+//! [`RETRY_MAX`], until it succeeds; meanwhile every acknowledgement waits (publishers slow down
+//! as their windows fill, then the router waits for the committer) and [`StorageHealth`] says
+//! storage is failing. If the thread dies, the router closes every connection and refuses new
+//! ones (see `Router::storage_died`). At shutdown a failing commit is given up: its
+//! publishers were never acknowledged and resend to the next start.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use switchyard_codec::reason;
 use switchyard_storage::{SessionOp, SessionStore};
 use tokio::sync::mpsc::{Receiver, Sender, error::TrySendError};
+use tokio::sync::oneshot;
 
 use crate::Stats;
-use crate::outbox::{AckKind, Outbox, Outgoing};
+use crate::message::now_ms;
+use crate::outbox::{Outbox, Outgoing};
 
 /// Batches the committer may hold before the router waits for it.
 const QUEUED_BATCHES: usize = 64;
+/// First wait before a failed commit is retried; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(10);
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// One router batch: what to store, and what to send once it is stored.
+/// One router batch: what to store, what to send once it is stored, and who waits for it.
 pub(super) struct Batch {
     pub ops: Vec<SessionOp>,
     pub held: Vec<(Arc<Outbox>, Outgoing)>,
+    /// Told once the batch is durable; dropped unanswered if it never will be.
+    pub done: Vec<oneshot::Sender<()>>,
+}
+
+/// Whether storage keeps up, as `/health` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageStatus {
+    Ok,
+    /// Commits fail and are being retried; acknowledgements wait.
+    Failing {
+        since_ms: u64,
+        error: String,
+    },
+    /// The committer thread is gone: the broker closed every connection and refuses new ones.
+    Dead,
+}
+
+const OK: u8 = 0;
+const FAILING: u8 = 1;
+const DEAD: u8 = 2;
+
+/// The committer's state, shared with every [`Broker`](crate::Broker) handle.
+#[derive(Debug, Default)]
+pub struct StorageHealth {
+    state: AtomicU8,
+    since_ms: AtomicU64,
+    error: Mutex<String>,
+}
+
+impl StorageHealth {
+    pub fn status(&self) -> StorageStatus {
+        match self.state.load(Ordering::Acquire) {
+            OK => StorageStatus::Ok,
+            FAILING => StorageStatus::Failing {
+                since_ms: self.since_ms.load(Ordering::Relaxed),
+                error: self.error.lock().map(|e| e.clone()).unwrap_or_default(),
+            },
+            _ => StorageStatus::Dead,
+        }
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DEAD
+    }
+
+    fn failing(&self, error: String) {
+        if let Ok(mut e) = self.error.lock() {
+            *e = error;
+        }
+        if self.state.compare_exchange(OK, FAILING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.since_ms.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    fn recovered(&self) {
+        let _ = self.state.compare_exchange(FAILING, OK, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Marks the health dead when the committer thread unwinds.
+struct DeathWatch(Arc<StorageHealth>);
+
+impl Drop for DeathWatch {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.0.is_dead() {
+            self.0.state.store(DEAD, Ordering::Release);
+            tracing::error!("storage committer died: closing every connection and refusing new ones");
+        }
+    }
 }
 
 /// The router's end of the committer.
@@ -29,6 +111,8 @@ pub(super) struct Committer {
     tx: Option<Sender<Batch>>,
     pending: Arc<AtomicUsize>,
     stats: Arc<Stats>,
+    health: Arc<StorageHealth>,
+    stopping: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -36,19 +120,35 @@ impl Committer {
     pub fn start(store: Arc<dyn SessionStore>, stats: Arc<Stats>) -> std::io::Result<Committer> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
         let pending = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(StorageHealth::default());
+        let stopping = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (pending, stats) = (Arc::clone(&pending), Arc::clone(&stats));
-            std::thread::Builder::new()
-                .name("switchyard-commit".into())
-                .spawn(move || run(&*store, &mut rx, &pending, &stats))?
+            let shared = Shared {
+                pending: Arc::clone(&pending),
+                stats: Arc::clone(&stats),
+                health: Arc::clone(&health),
+                stopping: Arc::clone(&stopping),
+            };
+            std::thread::Builder::new().name("switchyard-commit".into()).spawn(move || {
+                let _watch = DeathWatch(Arc::clone(&shared.health));
+                run(&*store, &mut rx, &shared);
+            })?
         };
-        Ok(Committer { tx: Some(tx), pending, stats, thread: Some(thread) })
+        Ok(Committer { tx: Some(tx), pending, stats, health, stopping, thread: Some(thread) })
+    }
+
+    pub fn health(&self) -> &Arc<StorageHealth> {
+        &self.health
     }
 
     /// Hand a batch over; with nothing to store and nothing in flight, release it at once.
+    /// Once the committer is dead nothing is released: the router is closing every connection.
     pub async fn submit(&self, batch: Batch) {
+        if self.health.is_dead() {
+            return;
+        }
         if batch.ops.is_empty() && self.pending.load(Ordering::Acquire) == 0 {
-            release(batch.held, false, &self.stats);
+            release(batch, &self.stats);
             return;
         }
         let Some(tx) = &self.tx else { return };
@@ -56,19 +156,21 @@ impl Committer {
         let batch = match tx.try_send(batch) {
             Ok(()) => return,
             Err(TrySendError::Full(batch)) => batch,
-            Err(TrySendError::Closed(batch)) => {
-                release(batch.held, true, &self.stats);
-                return;
-            }
+            Err(TrySendError::Closed(_)) => return,
         };
         // Storage is behind by a whole queue of batches: the router waits for it.
-        if let Err(e) = tx.send(batch).await {
-            release(e.0.held, true, &self.stats);
-        }
+        let _ = tx.send(batch).await;
+    }
+
+    /// The server is stopping: a failing commit is no longer retried, so the final flush cannot
+    /// wait behind it for ever.
+    pub fn stop_retrying(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 
     /// Flush everything handed over and stop the thread.
     pub async fn finish(&mut self) {
+        self.stop_retrying();
         self.tx.take();
         let Some(thread) = self.thread.take() else { return };
         let joined = tokio::task::spawn_blocking(move || thread.join().is_ok()).await;
@@ -78,49 +180,74 @@ impl Committer {
     }
 }
 
-fn run(store: &dyn SessionStore, rx: &mut Receiver<Batch>, pending: &AtomicUsize, stats: &Stats) {
+/// What the committer thread shares with the router.
+struct Shared {
+    pending: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+    health: Arc<StorageHealth>,
+    stopping: Arc<AtomicBool>,
+}
+
+fn run(store: &dyn SessionStore, rx: &mut Receiver<Batch>, shared: &Shared) {
     while let Some(first) = rx.blocking_recv() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
             batches.push(more);
         }
         let ops: Vec<SessionOp> = batches.iter_mut().flat_map(|b| std::mem::take(&mut b.ops)).collect();
-        let failed = !ops.is_empty()
-            && match store.commit(&ops) {
-                Ok(()) => false,
-                Err(e) => {
-                    tracing::error!(error = %e, ops = ops.len(), "storage commit failed; acknowledgements withheld");
-                    stats.storage_errors.fetch_add(1, Ordering::Relaxed);
-                    true
-                }
-            };
+        // Dropped before the batches if a commit panics: the state reads dead before anyone
+        // waiting on a batch hears it is lost.
+        let _watch = DeathWatch(Arc::clone(&shared.health));
+        let stored = ops.is_empty() || commit_until_stored(store, &ops, shared);
         for batch in batches {
-            release(batch.held, failed, stats);
-            pending.fetch_sub(1, Ordering::AcqRel);
+            if stored {
+                release(batch, &shared.stats);
+            }
+            shared.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
 
-/// Push held packets to their outboxes. After a failed commit no acknowledgement goes out:
-/// the connections that waited for one are closed, and their clients resend.
-fn release(held: Vec<(Arc<Outbox>, Outgoing)>, failed: bool, stats: &Stats) {
-    for (outbox, item) in held {
-        if failed && is_ack(&item) {
-            outbox.push_held(Outgoing::Close(reason::UNSPECIFIED_ERROR));
-            continue;
+/// Commit `ops`, retrying with back-off while it fails. False only when the server is stopping.
+fn commit_until_stored(store: &dyn SessionStore, ops: &[SessionOp], shared: &Shared) -> bool {
+    let mut wait = RETRY_FIRST;
+    let mut attempts = 0u64;
+    loop {
+        let error = match store.commit(ops) {
+            Ok(()) => {
+                if attempts > 0 {
+                    tracing::info!(attempts, ops = ops.len(), "storage commit succeeded after failing");
+                    shared.health.recovered();
+                }
+                return true;
+            }
+            Err(e) => e.to_string(),
+        };
+        attempts += 1;
+        shared.stats.storage_errors.fetch_add(1, Ordering::Relaxed);
+        if shared.stopping.load(Ordering::Acquire) {
+            tracing::error!(error, ops = ops.len(), "storage commit failed at shutdown; not stored, not acknowledged");
+            return false;
         }
+        // Logged at the first failure and then at each doubling, not at every retry.
+        if attempts.is_power_of_two() {
+            tracing::error!(error, attempts, ops = ops.len(), "storage commit failed; retrying, acknowledgements wait");
+        }
+        shared.health.failing(error);
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(RETRY_MAX);
+    }
+}
+
+/// Push held packets to their outboxes and tell who waited.
+fn release(batch: Batch, stats: &Stats) {
+    for (outbox, item) in batch.held {
         let dropped = outbox.push_held(item);
         if dropped > 0 {
             stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }
     }
-}
-
-fn is_ack(item: &Outgoing) -> bool {
-    use switchyard_codec::Packet;
-    match item {
-        Outgoing::Ack(kind, ..) => matches!(kind, AckKind::PubAck | AckKind::PubRec),
-        Outgoing::Control(packet) => matches!(**packet, Packet::ConnAck(_) | Packet::SubAck(_)),
-        Outgoing::Publish(_) | Outgoing::Close(_) => false,
+    for done in batch.done {
+        let _ = done.send(());
     }
 }

@@ -9,9 +9,10 @@ use switchyard_storage::SessionOp;
 
 use super::{Router, Timer};
 use crate::escaped::Escaped;
+use crate::auth::Namespace;
 use crate::message::{ConnId, ConnectRequest, Message, WillAction};
 use crate::outbox::{AckKind, Outgoing};
-use crate::session::{Attached, Flow, Session};
+use crate::session::{Attached, Flow, Session, store_key};
 use crate::subtree::SessionId;
 
 impl Router {
@@ -20,13 +21,14 @@ impl Router {
         let protocol = connect.protocol;
         let key = (principal.namespace.clone(), client_id);
 
-        if self.closing {
+        if self.closing || self.storage_dead {
             let code = match protocol {
                 Protocol::V5 => reason::SERVER_UNAVAILABLE,
                 Protocol::V311 => reason::v311::SERVER_UNAVAILABLE,
             };
-            self.send(&outbox, Outgoing::Control(Box::new(Packet::ConnAck(ConnAck { code, ..ConnAck::default() }))));
-            self.send(&outbox, Outgoing::Close(reason::SERVER_UNAVAILABLE));
+            // Straight to the outbox: with storage dead nothing held is ever released.
+            outbox.push(Outgoing::Control(Box::new(Packet::ConnAck(ConnAck { code, ..ConnAck::default() }))));
+            outbox.push(Outgoing::Close(reason::SERVER_UNAVAILABLE));
             return;
         }
 
@@ -44,7 +46,30 @@ impl Router {
             return;
         }
 
-        if let Some(id) = self.by_key.get(&self.sessions, &key.0, &key.1) {
+        let requested_expiry = match protocol {
+            Protocol::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            Protocol::V311 if connect.clean_start => 0,
+            Protocol::V311 => u32::MAX,
+        };
+        let expiry = requested_expiry.min(self.cfg.max_session_expiry);
+        let existing = self.by_key.get(&self.sessions, &key.0, &key.1);
+        let already_persistent = existing.is_some_and(|id| self.sessions[&id].persistent());
+        if expiry > 0 && !already_persistent && self.over_session_cap(&key.0, &principal.owner) {
+            tracing::warn!(
+                namespace = key.0.as_str(),
+                owner = %principal.owner.escape_debug(),
+                "persistent sessions per identity at their limit; CONNECT refused"
+            );
+            let code = match protocol {
+                Protocol::V5 => reason::QUOTA_EXCEEDED,
+                Protocol::V311 => reason::v311::SERVER_UNAVAILABLE,
+            };
+            self.send(&outbox, Outgoing::Control(Box::new(Packet::ConnAck(ConnAck { code, ..ConnAck::default() }))));
+            self.send(&outbox, Outgoing::Close(reason::QUOTA_EXCEEDED));
+            return;
+        }
+
+        if let Some(id) = existing {
             // Closing the old connection may end its session (expiry 0): look again after.
             self.take_over(id);
         }
@@ -62,22 +87,17 @@ impl Router {
             None => self.new_session(&key, &principal.owner),
         };
 
-        let requested_expiry = match protocol {
-            Protocol::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
-            Protocol::V311 if connect.clean_start => 0,
-            Protocol::V311 => u32::MAX,
-        };
-        let expiry = requested_expiry.min(self.cfg.max_session_expiry);
         if protocol == Protocol::V5 && expiry != requested_expiry {
             connack_properties.session_expiry_interval = Some(expiry);
         }
         let window = req.client_receive_maximum.min(self.cfg.max_inflight_messages).max(1);
+        self.set_expiry(id, expiry);
+        self.cancel(Timer::Will(id));
+        self.cancel(Timer::SessionExpiry(id));
         let session = self.sessions.get_mut(&id).expect("session just found or made");
         let was_persistent = session.stored;
         session.protocol = protocol;
-        session.expiry = expiry;
         session.will = connect.will.clone().map(Box::new);
-        session.generation = session.generation.wrapping_add(1);
         session.offline_since_ms = 0;
         session.attached =
             Some(Attached { conn, outbox: Arc::clone(&outbox), window, max_packet_size: req.client_max_packet_size });
@@ -97,7 +117,7 @@ impl Router {
         self.fill_window(id);
     }
 
-    fn new_session(&mut self, key: &(crate::auth::Namespace, Arc<str>), owner: &Arc<str>) -> SessionId {
+    fn new_session(&mut self, key: &(Namespace, Arc<str>), owner: &Arc<str>) -> SessionId {
         let id = self.next_session;
         self.next_session += 1;
         let session = Session::new(key.0.clone(), Arc::clone(&key.1), Arc::clone(owner));
@@ -107,9 +127,74 @@ impl Router {
         id
     }
 
+    /// Whether `owner` already has `max_sessions_per_identity` persistent sessions in `ns`.
+    /// Anonymous clients share one owner key and are not counted.
+    fn over_session_cap(&self, ns: &Namespace, owner: &Arc<str>) -> bool {
+        let key = (ns.clone(), Arc::clone(owner));
+        !owner.is_empty() && self.persistent_owned.get(&key).is_some_and(|n| *n >= self.cfg.max_sessions_per_identity)
+    }
+
+    /// Count a session of `owner` becoming persistent (`add`) or ceasing to be.
+    pub(super) fn count_persistent(&mut self, ns: &Namespace, owner: &Arc<str>, add: bool) {
+        if owner.is_empty() {
+            return;
+        }
+        let key = (ns.clone(), Arc::clone(owner));
+        if add {
+            *self.persistent_owned.entry(key).or_default() += 1;
+        } else if let Some(n) = self.persistent_owned.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.persistent_owned.remove(&key);
+            }
+        }
+    }
+
+    /// Set a session's expiry interval, keeping the per-owner count of persistent sessions.
+    fn set_expiry(&mut self, id: SessionId, expiry: u32) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        let was = session.persistent();
+        session.expiry = expiry;
+        if was != session.persistent() {
+            let (ns, owner) = (session.namespace.clone(), Arc::clone(&session.owner));
+            self.count_persistent(&ns, &owner, !was);
+        }
+    }
+
+    /// Drop namespace `ns` (a deleted tenant): close its connections with DISCONNECT 0x98, and
+    /// forget its sessions (wills discarded), subscriptions, queues, retained messages and timers,
+    /// in memory and, in this batch, on disk.
+    pub(super) fn drop_namespace(&mut self, ns: &Namespace) {
+        let ids: Vec<SessionId> = self.sessions.iter().filter(|(_, s)| &s.namespace == ns).map(|(id, _)| *id).collect();
+        tracing::info!(namespace = ns.as_str(), sessions = ids.len(), "dropping a namespace");
+        for id in ids {
+            let Some(session) = self.sessions.get_mut(&id) else { continue };
+            session.will = None;
+            if let Some(rare) = session.rare.as_mut() {
+                rare.waiting_acks.clear();
+            }
+            if let Some(attached) = session.attached.clone() {
+                self.send(&attached.outbox, Outgoing::Close(reason::ADMINISTRATIVE_ACTION));
+                self.conns.remove(&attached.conn);
+                self.stats.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            let Some(session) = self.sessions.remove(&id) else { continue };
+            if session.persistent() {
+                self.count_persistent(ns, &session.owner, false);
+            }
+            self.cancel(Timer::Will(id));
+            self.cancel(Timer::SessionExpiry(id));
+            self.dirty.remove(&id);
+            self.by_key.remove(ns, &session.client_id, id);
+        }
+        self.spaces.remove(ns);
+        self.ops.push(SessionOp::DeletePrefix { prefix: store_key(ns, "") });
+        self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
+    }
+
     /// Close every live connection of `owner` in `ns` (everyone in `ns` when `None`): a blocked
     /// device, a deleted API key, a disabled tenant. Sessions stay; wills go out.
-    pub(super) fn kick(&mut self, ns: &crate::auth::Namespace, owner: Option<&str>) {
+    pub(super) fn kick(&mut self, ns: &Namespace, owner: Option<&str>) {
         let targets: Vec<(SessionId, Attached)> = self
             .sessions
             .iter()
@@ -166,16 +251,14 @@ impl Router {
 
     pub(super) fn disconnected(&mut self, conn: ConnId, will: WillAction, session_expiry: Option<u32>) {
         let Some(id) = self.conns.get(&conn).copied() else { return };
-        if let Some(expiry) = session_expiry
-            && let Some(session) = self.sessions.get_mut(&id)
-        {
-            session.expiry = expiry.min(self.cfg.max_session_expiry);
+        if let Some(expiry) = session_expiry {
+            self.set_expiry(id, expiry.min(self.cfg.max_session_expiry));
         }
         self.detach(conn, id, will);
     }
 
     /// Detach `conn` from session `id`: the session ends, or waits offline for its expiry.
-    fn detach(&mut self, conn: ConnId, id: SessionId, will: WillAction) {
+    pub(super) fn detach(&mut self, conn: ConnId, id: SessionId, will: WillAction) {
         self.conns.remove(&conn);
         let now = self.now;
         let Some(session) = self.sessions.get_mut(&id) else { return };
@@ -184,9 +267,7 @@ impl Router {
         }
         self.stats.connections.fetch_sub(1, Ordering::Relaxed);
         session.attached = None;
-        session.generation = session.generation.wrapping_add(1);
         session.offline_since_ms = now;
-        let generation = session.generation;
         let expiry = session.expiry;
         if will == WillAction::Discard {
             session.will = None;
@@ -199,7 +280,7 @@ impl Router {
         match delay {
             Some(delay) if delay > 0 && expiry > 0 => {
                 let after = u64::from(delay.min(expiry)) * 1000;
-                self.schedule(now + after, Timer::Will(id, generation));
+                self.schedule(now + after, Timer::Will(id));
             }
             Some(_) => self.publish_will(id),
             None => {}
@@ -209,7 +290,7 @@ impl Router {
             self.end_session(id);
         } else {
             if expiry != u32::MAX {
-                self.schedule(now + u64::from(expiry) * 1000, Timer::SessionExpiry(id, generation));
+                self.schedule(now + u64::from(expiry) * 1000, Timer::SessionExpiry(id));
             }
             self.dirty.insert(id);
         }
@@ -225,6 +306,11 @@ impl Router {
         if let Some(attached) = &session.attached {
             self.conns.remove(&attached.conn);
         }
+        if session.persistent() {
+            self.count_persistent(&session.namespace, &session.owner, false);
+        }
+        self.cancel(Timer::Will(id));
+        self.cancel(Timer::SessionExpiry(id));
         let ns = session.namespace.clone();
         for filter in session.subscriptions.keys() {
             self.remove_subscription(&ns, id, filter);

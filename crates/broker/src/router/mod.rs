@@ -8,12 +8,13 @@
 mod commit;
 mod connect;
 mod index;
+#[cfg(test)]
+mod lifetime_tests;
 mod publish;
 mod subscribe;
 mod sys;
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 
 // Fast, per-process-seeded hashing for the router's hot lookups (every ack and delivery).
 use foldhash::{HashMap, HashSet};
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use switchyard_codec::{QoS, reason};
 use switchyard_storage::{SessionOp, SessionStore, Snapshot};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::Stats;
@@ -32,8 +33,12 @@ use crate::config::BrokerConfig;
 use crate::message::{ConnId, Event, Message, now_ms};
 use crate::outbox::{Outbox, Outgoing};
 use crate::persist;
+use crate::escaped::Escaped;
 use crate::retained::Retained;
-use crate::session::{Session, SessionRecord, split_key, store_key};
+use crate::session::{
+    Session, SessionRecord, SubRecord, received_packet_id, split_key, store_key, subscription_entry,
+    subscription_filter,
+};
 use crate::subtree::{SessionId, SubTree};
 
 /// Events taken from the queue per batch (and so per group commit at most).
@@ -66,13 +71,18 @@ impl Space {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A timer; at most one of each is pending (scheduling it again moves it), so the timers are
+/// bounded by the sessions that have one, however often clients reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Timer {
-    SessionExpiry(SessionId, u32),
-    Will(SessionId, u32),
+    SessionExpiry(SessionId),
+    Will(SessionId),
     Sys,
     KeepAlive,
 }
+
+pub(crate) use commit::StorageHealth;
+pub use commit::StorageStatus;
 
 pub(crate) struct Router {
     cfg: Arc<BrokerConfig>,
@@ -84,18 +94,26 @@ pub(crate) struct Router {
     conns: HashMap<ConnId, SessionId>,
     spaces: HashMap<Namespace, Space>,
     next_session: SessionId,
-    timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    /// Pending timers by due time, and the due time of each.
+    timers: BTreeSet<(u64, Timer)>,
+    timer_due: HashMap<Timer, u64>,
+    /// Persistent sessions per owner, for `max_sessions_per_identity` (anonymous ones uncounted).
+    persistent_owned: HashMap<(Namespace, Arc<str>), usize>,
     /// Store operations of the current batch.
     ops: Vec<SessionOp>,
     /// Sessions whose record must be rewritten at the end of the batch.
     dirty: HashSet<SessionId>,
     /// Packets held until the batch is durable, in order.
     held: Vec<(Arc<Outbox>, Outgoing)>,
+    /// Told once the batch is durable.
+    done: Vec<oneshot::Sender<()>>,
     started_ms: u64,
     /// The clock, read once per batch.
     now: u64,
     /// Set once every connection was told the server is shutting down: new ones are refused.
     closing: bool,
+    /// Set once the committer thread is found dead: every connection closed, new ones refused.
+    storage_dead: bool,
     /// Where the next keep-alive sweep starts, in the sessions' iteration order.
     sweep_from: usize,
 }
@@ -118,15 +136,23 @@ impl Router {
             conns: HashMap::default(),
             spaces: HashMap::default(),
             next_session: 1,
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
+            timer_due: HashMap::default(),
+            persistent_owned: HashMap::default(),
             ops: Vec::new(),
             dirty: HashSet::default(),
             held: Vec::new(),
+            done: Vec::new(),
             started_ms: now_ms(),
             now: now_ms(),
             closing: false,
+            storage_dead: false,
             sweep_from: 0,
         })
+    }
+
+    pub fn storage_health(&self) -> &Arc<StorageHealth> {
+        self.committer.health()
     }
 
     /// Rebuild state from storage: offline sessions with their queues, and retained messages.
@@ -161,6 +187,9 @@ impl Router {
                     Err(e) => tracing::warn!(error = %e, "skipping unreadable queued message"),
                 }
             }
+            for (name, record) in stored.entries {
+                self.restore_entry(id, &name, &record);
+            }
         }
         self.stats.sessions.store(self.sessions.len() as u64, Ordering::Relaxed);
     }
@@ -189,6 +218,7 @@ impl Router {
             self.fire_timers();
             self.finish_batch().await;
         }
+        self.committer.stop_retrying();
         // Whatever is already queued is handled before the drain.
         while let Ok(event) = events.try_recv() {
             self.handle(event);
@@ -210,6 +240,10 @@ impl Router {
             Event::Unsubscribe { conn, unsubscribe } => self.unsubscribe(conn, *unsubscribe),
             Event::Disconnected { conn, will, session_expiry } => self.disconnected(conn, will, session_expiry),
             Event::Kick { namespace, owner } => self.kick(&namespace, owner.as_deref()),
+            Event::DropNamespace { namespace, done } => {
+                self.drop_namespace(&namespace);
+                self.done.push(done);
+            }
             Event::CloseAll => self.close_all(),
         }
     }
@@ -226,11 +260,44 @@ impl Router {
                 session.stored = true;
             }
         }
-        if self.ops.is_empty() && self.held.is_empty() {
+        if self.committer.health().is_dead() {
+            self.storage_died();
             return;
         }
-        let batch = commit::Batch { ops: std::mem::take(&mut self.ops), held: std::mem::take(&mut self.held) };
+        if self.ops.is_empty() && self.held.is_empty() && self.done.is_empty() {
+            return;
+        }
+        let batch = commit::Batch {
+            ops: std::mem::take(&mut self.ops),
+            held: std::mem::take(&mut self.held),
+            done: std::mem::take(&mut self.done),
+        };
         self.committer.submit(batch).await;
+    }
+
+    /// The committer thread is gone, so nothing can be made durable or acknowledged: close
+    /// every connection (DISCONNECT 0x80) and refuse new ones (see `connect`) until a restart.
+    /// Sessions stay in memory as they are; what was acknowledged is on disk.
+    fn storage_died(&mut self) {
+        self.ops.clear();
+        self.held.clear();
+        self.done.clear();
+        if self.storage_dead {
+            return;
+        }
+        self.storage_dead = true;
+        let attached: Vec<(SessionId, ConnId, Arc<Outbox>)> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, s)| s.attached.as_ref().map(|a| (*id, a.conn, Arc::clone(&a.outbox))))
+            .collect();
+        tracing::error!(connections = attached.len(), "storage is gone: closing every connection");
+        for (id, conn, outbox) in attached {
+            outbox.push(Outgoing::Close(reason::UNSPECIFIED_ERROR));
+            self.detach(conn, id, crate::message::WillAction::Discard);
+        }
+        self.ops.clear();
+        self.held.clear();
     }
 
     /// Hold `item` for `outbox` until the batch is durable. A QoS 0/1 delivery is not an
@@ -265,33 +332,41 @@ impl Router {
         self.conns.get(&conn).copied()
     }
 
+    /// Set `timer` to fire at `at_ms`, moving it if it is already pending.
     fn schedule(&mut self, at_ms: u64, timer: Timer) {
-        self.timers.push(Reverse((at_ms, timer)));
+        if let Some(old) = self.timer_due.insert(timer, at_ms) {
+            self.timers.remove(&(old, timer));
+        }
+        self.timers.insert((at_ms, timer));
+    }
+
+    fn cancel(&mut self, timer: Timer) {
+        if let Some(old) = self.timer_due.remove(&timer) {
+            self.timers.remove(&(old, timer));
+        }
     }
 
     fn next_timer(&self) -> Option<u64> {
-        self.timers.peek().map(|Reverse((at, _))| *at)
+        self.timers.first().map(|(at, _)| *at)
     }
 
     fn fire_timers(&mut self) {
         self.now = now_ms();
         let now = self.now;
-        while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
+        while let Some(&(at, timer)) = self.timers.first() {
             if at > now {
                 break;
             }
-            self.timers.pop();
+            self.timers.pop_first();
+            self.timer_due.remove(&timer);
+            // Session timers are cancelled when their session is attached again or ends.
             match timer {
-                Timer::SessionExpiry(id, generation) => {
-                    if self.sessions.get(&id).is_some_and(|s| s.generation == generation && s.attached.is_none()) {
+                Timer::SessionExpiry(id) => {
+                    if self.sessions.get(&id).is_some_and(|s| s.attached.is_none()) {
                         self.end_session(id);
                     }
                 }
-                Timer::Will(id, generation) => {
-                    if self.sessions.get(&id).is_some_and(|s| s.generation == generation) {
-                        self.publish_will(id);
-                    }
-                }
+                Timer::Will(id) => self.publish_will(id),
                 Timer::Sys => self.publish_sys(),
                 Timer::KeepAlive => {
                     self.sweep_keep_alive();
@@ -316,20 +391,71 @@ impl Router {
         record.subscriptions.retain(|filter, _| {
             let within = switchyard_codec::topic::levels_within(filter, self.cfg.max_topic_levels);
             if !within {
-                tracing::warn!(client_id = %client_id, "dropping a stored subscription beyond max_topic_levels");
+                tracing::warn!(client_id = %Escaped(&client_id), "dropping a stored subscription beyond max_topic_levels");
             }
             within
         });
+        // Subscriptions inside the record (an earlier version's layout) move to entries.
         for (filter, sub) in &record.subscriptions {
             self.insert_subscription(&ns, id, filter, sub.options(), sub.id);
+            let record = serde_json::to_vec(sub).unwrap_or_default().into();
+            self.ops.push(SessionOp::PutEntry {
+                session: session.store_key(),
+                name: subscription_entry(filter),
+                record,
+            });
+        }
+        if !record.subscriptions.is_empty() {
+            self.dirty.insert(id);
         }
         session.subscriptions = record.subscriptions;
         if session.expiry != u32::MAX {
-            self.schedule(since + u64::from(session.expiry) * 1000, Timer::SessionExpiry(id, 0));
+            self.schedule(since + u64::from(session.expiry) * 1000, Timer::SessionExpiry(id));
         }
+        self.count_persistent(&ns, &session.owner, true);
         self.sessions.insert(id, Box::new(session));
         self.by_key.insert(&self.sessions, id);
         id
+    }
+
+    /// Rebuild one stored entry of session `id`: a subscription or a received QoS 2 packet id.
+    fn restore_entry(&mut self, id: SessionId, name: &str, record: &[u8]) {
+        let Some(session) = self.sessions.get_mut(&id) else { return };
+        if let Some(packet_id) = received_packet_id(name) {
+            session.rare().incoming_qos2.insert(packet_id);
+            return;
+        }
+        let sub = subscription_filter(name).zip(serde_json::from_slice::<SubRecord>(record).ok());
+        let Some((filter, sub)) = sub else {
+            tracing::warn!(entry = %name.escape_debug(), "skipping unreadable session entry");
+            return;
+        };
+        if !switchyard_codec::topic::levels_within(filter, self.cfg.max_topic_levels) {
+            tracing::warn!(client_id = %Escaped(&session.client_id), "dropping a stored subscription beyond max_topic_levels");
+            let op = SessionOp::DeleteEntry { session: session.store_key(), name: name.to_owned() };
+            self.ops.push(op);
+            return;
+        }
+        session.subscriptions.insert(filter.to_owned(), sub);
+        let ns = session.namespace.clone();
+        self.insert_subscription(&ns, id, filter, sub.options(), sub.id);
+    }
+
+    /// Store session `id`'s subscription to `filter` as it now is (deleted if gone): the one
+    /// entry a SUBSCRIBE or UNSUBSCRIBE changes, not the whole session.
+    pub(super) fn store_subscription(&mut self, id: SessionId, filter: &str) {
+        let Some(session) = self.sessions.get(&id) else { return };
+        if !session.persistent() {
+            return;
+        }
+        let (key, name) = (session.store_key(), subscription_entry(filter));
+        self.ops.push(match session.subscriptions.get(filter) {
+            Some(sub) => {
+                let record = serde_json::to_vec(sub).unwrap_or_default().into();
+                SessionOp::PutEntry { session: key, name, record }
+            }
+            None => SessionOp::DeleteEntry { session: key, name },
+        });
     }
 
     fn restore_held(&mut self, id: SessionId, held: crate::session::Held) {

@@ -14,7 +14,7 @@ use crate::escaped::Escaped;
 use crate::message::{ConnId, Delivery, Message, WillAction};
 use crate::outbox::{AckKind, Outgoing};
 use crate::persist;
-use crate::session::{Flow, Held};
+use crate::session::{Flow, Held, received_entry};
 use crate::subtree::SessionId;
 
 /// How a message fared with its subscribers.
@@ -78,6 +78,11 @@ impl Router {
                 && let Some(session) = self.sessions.get_mut(&id)
             {
                 session.rare().incoming_qos2.insert(packet_id);
+                // In the message's commit: a resend after a restart is recognised, not routed.
+                if session.persistent() {
+                    let (session, name) = (session.store_key(), received_entry(packet_id));
+                    self.ops.push(SessionOp::PutEntry { session, name, record: Default::default() });
+                }
             }
             Outgoing::Ack(AckKind::PubRec, packet_id, code)
         };
@@ -404,6 +409,10 @@ impl Router {
         let Some(session) = self.sessions.get_mut(&id) else { return };
         let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
         let known = session.rare.as_mut().is_some_and(|r| r.incoming_qos2.remove(&packet_id));
+        if known && session.persistent() {
+            let (session, name) = (session.store_key(), received_entry(packet_id));
+            self.ops.push(SessionOp::DeleteEntry { session, name });
+        }
         let code = if known || session.protocol == Protocol::V311 {
             reason::SUCCESS
         } else {

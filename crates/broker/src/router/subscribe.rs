@@ -36,6 +36,7 @@ impl Router {
                 if let Some(session) = self.sessions.get_mut(&id) {
                     session.subscriptions.insert(f.filter.clone(), SubRecord::new(f.options, sub_id));
                 }
+                self.store_subscription(id, &f.filter);
                 let shared = topic::parse_shared(&f.filter).is_some();
                 let send_retained = match f.options.retain_handling {
                     0 => true,
@@ -53,7 +54,6 @@ impl Router {
                 Protocol::V311 => code,
             });
         }
-        self.dirty.insert(id);
         let suback = SubAck { packet_id: subscribe.packet_id, reasons, properties: Default::default() };
         self.send(&outbox, Outgoing::Control(Box::new(Packet::SubAck(suback))));
         for (filter, options) in retained_for {
@@ -77,12 +77,14 @@ impl Router {
             if let Some(session) = self.sessions.get_mut(&id) {
                 session.subscriptions.remove(filter);
             }
+            if existed {
+                self.store_subscription(id, filter);
+            }
             reasons.push(if existed { reason::SUCCESS } else { reason::NO_SUBSCRIPTION_EXISTED });
         }
         if protocol == Protocol::V311 {
             reasons.clear();
         }
-        self.dirty.insert(id);
         let unsuback = UnsubAck { packet_id: unsubscribe.packet_id, reasons, properties: Default::default() };
         self.send(&outbox, Outgoing::Control(Box::new(Packet::UnsubAck(unsuback))));
     }
@@ -157,7 +159,7 @@ mod tests {
     use crate::config::BrokerConfig;
     use crate::message::Message;
     use crate::persist;
-    use crate::session::{SessionRecord, store_key};
+    use crate::session::{SessionRecord, store_key, subscription_entry};
 
     fn message(topic: &str, payload: &'static [u8]) -> Arc<Message> {
         Arc::new(Message {
@@ -194,6 +196,9 @@ mod tests {
             session: store_key(&ns, "c"),
             record: serde_json::to_vec(&record).unwrap().into(),
             messages: Vec::new(),
+            entries: ["x/y", "x/y/z/w/v"]
+                .map(|f| (subscription_entry(f), serde_json::to_vec(&sub).unwrap().into()))
+                .to_vec(),
         };
         let retained =
             ["a/b/c/d", "a/b/c/d/e"].map(|t| (store_key(&ns, t), persist::encode_retained(&message(t, b"x")))).to_vec();
@@ -204,7 +209,9 @@ mod tests {
         space.subs.matches("a/b/c/d", &mut found);
         assert_eq!(found.len(), 1, "only the shallow filter is in the tree");
         let session = router.sessions.values().next().unwrap();
-        assert_eq!(session.subscriptions.keys().collect::<Vec<_>>(), ["a/b/c/d"], "and in the session");
+        let mut kept: Vec<_> = session.subscriptions.keys().collect();
+        kept.sort();
+        assert_eq!(kept, ["a/b/c/d", "x/y"], "and in the session, from the record and from entries");
         assert_eq!(space.retained.len(), 1);
     }
 

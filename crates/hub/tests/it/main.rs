@@ -6,6 +6,7 @@ mod auth;
 mod broker;
 mod cert;
 mod registry;
+mod tenant_delete;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

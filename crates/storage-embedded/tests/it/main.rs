@@ -178,6 +178,7 @@ fn broker_state_of_the_older_layout_is_moved_once() {
             session: "0:/old".into(),
             record: Bytes::from_static(b"record"),
             messages: vec![(7, Bytes::from_static(b"queued"))],
+            entries: Vec::new(),
         }],
         retained: vec![("0:/a/b".into(), Bytes::from_static(b"kept"))],
     };

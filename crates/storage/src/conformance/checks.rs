@@ -4,8 +4,8 @@ use bytes::Bytes;
 
 use super::Backend;
 use super::support::{
-    add_message, bytes, check, commit, delete_message, delete_retained, delete_session, owned_stored, put_message,
-    put_retained, put_session, snapshot, stored,
+    add_message, bytes, check, commit, delete_entry, delete_message, delete_prefix, delete_retained, delete_session,
+    owned_stored, put_entry, put_message, put_retained, put_session, snapshot, stored, with_entries,
 };
 use crate::{SessionOp, Snapshot, StoredSession};
 
@@ -80,6 +80,7 @@ pub fn records_round_trip_byte_for_byte<B: Backend>(backend: &B) {
             session: "s".into(),
             record: Bytes::new(),
             messages: vec![(0, Bytes::new()), (1, every_byte), (2, large.clone())],
+            entries: Vec::new(),
         }],
         retained: vec![("empty".into(), Bytes::new()), ("large".into(), large)],
     };
@@ -305,7 +306,7 @@ pub fn large_batch_is_fully_visible<B: Backend>(backend: &B) {
             seq: *seq,
             record: record.clone(),
         }));
-        sessions.push(StoredSession { session: key.clone(), record: bytes(&key), messages });
+        sessions.push(StoredSession { session: key.clone(), record: bytes(&key), messages, entries: Vec::new() });
     }
     assert_eq!(ops.len(), 10_000);
     commit(&store, &ops);
@@ -374,4 +375,84 @@ pub fn concurrent_commits_all_land<B: Backend>(backend: &B) {
         })
     }));
     check(&store, &expected, "after concurrent commits");
+}
+
+/// Entries are put, replaced and deleted by exact name, come back sorted by name with their
+/// session, and go with it; entries under a key with no session record are not loaded.
+pub fn entries_round_trip_and_go_with_their_session<B: Backend>(backend: &B) {
+    let place = backend.place();
+    let store = backend.open(&place);
+    let long = "n".repeat(70_000);
+    let mut ops = vec![put_session("s", "s"), put_session("t", "t"), put_message("s", 1, "m1")];
+    ops.extend(AWKWARD_KEYS.iter().map(|name| put_entry("s", name, &format!("entry {name:?}"))));
+    ops.extend([put_entry("s", &long, "long"), put_entry("t", "a", "t's a"), put_entry("ghost", "a", "ghost")]);
+    commit(&store, &ops);
+    commit(&store, &[put_entry("s", "a", "replaced"), delete_entry("s", "ab"), delete_entry("s", "absent")]);
+    let mut entries: Vec<(String, String)> = AWKWARD_KEYS
+        .iter()
+        .filter(|name| **name != "ab")
+        .map(|name| (name.to_string(), if *name == "a" { "replaced".into() } else { format!("entry {name:?}") }))
+        .collect();
+    entries.push((long.clone(), "long".into()));
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(n, e)| (n.as_str(), e.as_str())).collect();
+    let expected = snapshot([
+        with_entries(stored("s", "s", &[(1, "m1")]), &entries),
+        with_entries(stored("t", "t", &[]), &[("a", "t's a")]),
+    ]);
+    check(&store, &expected, "entries with awkward names");
+    drop(store);
+    let store = backend.open(&place);
+    check(&store, &expected, "entries after reopening");
+    commit(&store, &[delete_session("s"), put_session("ghost", "now a session")]);
+    commit(&store, &[put_session("s", "again")]);
+    let expected = snapshot([
+        with_entries(stored("ghost", "now a session", &[]), &[("a", "ghost")]),
+        stored("s", "again", &[]),
+        with_entries(stored("t", "t", &[]), &[("a", "t's a")]),
+    ]);
+    check(&store, &expected, "entries deleted with their session, and loaded once one exists");
+}
+
+/// `DeletePrefix` removes every session (messages and entries too) and retained message whose
+/// key starts with the prefix, stored or put earlier in the batch, and nothing else; ops after
+/// it in the batch apply.
+pub fn delete_prefix_removes_only_matching_keys<B: Backend>(backend: &B) {
+    let place = backend.place();
+    let store = backend.open(&place);
+    let long = format!("3:a.b/{}", "x".repeat(2_000));
+    let mut ops = Vec::new();
+    for key in ["3:a.b/x", "3:a.b/y", long.as_str(), "4:a.bc/x", "3:a.c/x", "3:a.b", "a.b/x", "13:a.b/x"] {
+        ops.extend([put_session(key, key), put_message(key, 1, key), put_entry(key, "e", key), put_retained(key, key)]);
+    }
+    commit(&store, &ops);
+    commit(
+        &store,
+        &[
+            put_session("3:a.b/early", "early"),
+            put_message("3:a.b/x", 2, "early"),
+            put_retained("3:a.b/t", "early"),
+            delete_prefix("3:a.b/"),
+            put_session("3:a.b/late", "late"),
+            add_message("3:a.b/late", 1, "late"),
+            put_entry("3:a.b/late", "e", "late"),
+            put_retained("3:a.b/late", "late"),
+        ],
+    );
+    let kept = ["13:a.b/x", "3:a.b", "3:a.c/x", "4:a.bc/x", "a.b/x"];
+    let mut sessions: Vec<StoredSession> =
+        kept.iter().map(|key| with_entries(stored(key, key, &[(1, key)]), &[("e", key)])).collect();
+    sessions.push(with_entries(stored("3:a.b/late", "late", &[(1, "late")]), &[("e", "late")]));
+    let mut retained: Vec<(String, Bytes)> = kept.iter().map(|key| (key.to_string(), bytes(key))).collect();
+    retained.push(("3:a.b/late".into(), bytes("late")));
+    retained.sort();
+    let expected = Snapshot { sessions: snapshot(sessions).sessions, retained };
+    check(&store, &expected, "after deleting a prefix");
+    drop(store);
+    let store = backend.open(&place);
+    check(&store, &expected, "after reopening");
+    commit(&store, &[put_session("3:a.b/x", "reborn")]);
+    let mut expected = expected;
+    expected.sessions.push(stored("3:a.b/x", "reborn", &[]));
+    expected.sessions.sort_by(|a, b| a.session.cmp(&b.session));
+    check(&store, &expected, "a dropped session put again has no messages or entries");
 }

@@ -11,7 +11,7 @@
 //!   [`Snapshot`](crate::Snapshot) lists them in byte order, which is `str`'s `Ord`; keys never contain U+0000;
 //! - `seq` is ordered as an unsigned 64-bit integer over its whole range;
 //! - `PutSession` on an existing session replaces its record and keeps its messages;
-//! - messages stored under a key that has no session record are not loaded;
+//! - messages and entries stored under a key that has no session record are not loaded;
 //! - records come back byte for byte, empty ones included.
 //!
 //! The registry's checks ([`RegistryStore`](crate::RegistryStore)) live in [`registry`], with
@@ -95,6 +95,8 @@ macro_rules! __session_store_checks {
                 large_batch_is_fully_visible,
                 data_survives_reopen,
                 concurrent_commits_all_land,
+                entries_round_trip_and_go_with_their_session,
+                delete_prefix_removes_only_matching_keys,
             ]
             $($args)*
         );

@@ -37,12 +37,32 @@ pub(super) fn delete_retained(topic: &str) -> SessionOp {
     SessionOp::DeleteRetained { topic: topic.into() }
 }
 
+pub(super) fn put_entry(session: &str, name: &str, record: &str) -> SessionOp {
+    SessionOp::PutEntry { session: session.into(), name: name.into(), record: bytes(record) }
+}
+
+pub(super) fn delete_entry(session: &str, name: &str) -> SessionOp {
+    SessionOp::DeleteEntry { session: session.into(), name: name.into() }
+}
+
+pub(super) fn delete_prefix(prefix: &str) -> SessionOp {
+    SessionOp::DeletePrefix { prefix: prefix.into() }
+}
+
 pub(super) fn stored(session: &str, record: &str, messages: &[(u64, &str)]) -> StoredSession {
     StoredSession {
         session: session.into(),
         record: bytes(record),
         messages: messages.iter().map(|(seq, m)| (*seq, bytes(m))).collect(),
+        entries: Vec::new(),
     }
+}
+
+/// A stored session with entries (sorted here by name, as a snapshot lists them).
+pub(super) fn with_entries(mut session: StoredSession, entries: &[(&str, &str)]) -> StoredSession {
+    session.entries = entries.iter().map(|(name, e)| (name.to_string(), bytes(e))).collect();
+    session.entries.sort();
+    session
 }
 
 pub(super) fn owned_stored(session: &str, record: &str, messages: Vec<(u64, String)>) -> StoredSession {
@@ -50,6 +70,7 @@ pub(super) fn owned_stored(session: &str, record: &str, messages: Vec<(u64, Stri
         session: session.into(),
         record: bytes(record),
         messages: messages.into_iter().map(|(seq, m)| (seq, m.into())).collect(),
+        entries: Vec::new(),
     }
 }
 
@@ -98,6 +119,15 @@ fn first_difference(actual: &Snapshot, expected: &Snapshot) -> Option<String> {
         for ((seq, am), (_, em)) in a.messages.iter().zip(&e.messages) {
             if am != em {
                 return Some(format!("session {:?} message {seq} is {}, expected {}", a.session, show(am), show(em)));
+            }
+        }
+        let names = |s: &StoredSession| s.entries.iter().map(|e| e.0.clone()).collect::<Vec<_>>();
+        if names(a) != names(e) {
+            return Some(format!("session {:?} entries are {:?}, expected {:?}", a.session, names(a), names(e)));
+        }
+        for ((name, ae), (_, ee)) in a.entries.iter().zip(&e.entries) {
+            if ae != ee {
+                return Some(format!("session {:?} entry {name:?} is {}, expected {}", a.session, show(ae), show(ee)));
             }
         }
     }

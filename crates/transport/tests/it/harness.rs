@@ -11,6 +11,7 @@ use switchyard_broker::{AnonymousAuth, Authenticator, Broker, BrokerConfig, Deny
 use switchyard_codec::{
     ConnAck, Connect, Packet, Properties, Protocol, PubResp, Publish, QoS, SubOptions, Subscribe, SubscribeFilter,
 };
+use switchyard_storage::SessionStore;
 use switchyard_storage_embedded::EmbeddedStore;
 use switchyard_transport::ListenerLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,9 +39,16 @@ impl TestBroker {
 
     pub async fn start_with(dir: &Path, config: BrokerConfig, auth: Arc<dyn Authenticator>) -> TestBroker {
         let store = EmbeddedStore::open(dir).expect("store opens");
+        TestBroker::start_on(Arc::new(store), config, auth).await
+    }
+
+    pub async fn start_on(
+        store: Arc<dyn SessionStore>,
+        config: BrokerConfig,
+        auth: Arc<dyn Authenticator>,
+    ) -> TestBroker {
         let router_stop = CancellationToken::new();
-        let (broker, router) =
-            Broker::start(config, Arc::new(store), auth, router_stop.clone()).expect("broker starts");
+        let (broker, router) = Broker::start(config, store, auth, router_stop.clone()).expect("broker starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -153,6 +161,14 @@ impl Client {
                 Ok(Ok(_)) => {}
             }
         }
+    }
+
+    /// True when nothing arrives for `wait` and the connection stays open.
+    pub async fn silent_for(&mut self, wait: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        tokio::time::timeout(wait, self.stream.read_buf(&mut self.buf)).await.is_err()
     }
 
     /// Read until the server closes; returns the DISCONNECT reason if one came first.

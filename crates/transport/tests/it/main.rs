@@ -2,6 +2,7 @@
 //! persistence across restarts, graceful shutdown, topic depth and retained limits.
 
 mod bad_input;
+mod durability;
 mod flow;
 mod harness;
 mod identity;
