@@ -8,8 +8,8 @@ use switchyard_codec::{ConnAck, Packet, Protocol, Publish, reason};
 use switchyard_storage::SessionOp;
 
 use super::{Router, Timer};
-use crate::escaped::Escaped;
 use crate::auth::Namespace;
+use crate::escaped::Escaped;
 use crate::message::{ConnId, ConnectRequest, Message, WillAction};
 use crate::outbox::{AckKind, Outgoing};
 use crate::session::{Attached, Flow, Session, store_key};

@@ -30,10 +30,10 @@ use tokio_util::sync::CancellationToken;
 use crate::Stats;
 use crate::auth::{Authenticator, Namespace};
 use crate::config::BrokerConfig;
+use crate::escaped::Escaped;
 use crate::message::{ConnId, Event, Message, now_ms};
 use crate::outbox::{Outbox, Outgoing};
 use crate::persist;
-use crate::escaped::Escaped;
 use crate::retained::Retained;
 use crate::session::{
     Session, SessionRecord, SubRecord, received_packet_id, split_key, store_key, subscription_entry,
