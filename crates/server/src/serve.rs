@@ -51,11 +51,7 @@ fn log_filter(switchyard_log: Option<String>, rust_log: Option<String>) -> traci
 pub fn run(settings: Settings) -> anyhow::Result<()> {
     init_logs(settings.json_logs);
     let workers = settings.workers;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = switchyard_transport::runtime(workers).context("starting the runtime")?;
     runtime.block_on(serve(settings))
 }
 

@@ -25,6 +25,17 @@ pub use client_cert::{ClientAuth, ClientCaFiles};
 pub use conn::serve;
 pub use tls::{TlsError, TlsFiles, TlsSource};
 
+/// The runtime connections and the core run on: multi-threaded, `workers` threads, without
+/// tokio's LIFO slot. That slot runs the task woken last first, which would handle the later of
+/// two packets that reached different sockets together first (a PUBLISH routed before the
+/// SUBSCRIBE another client sent ahead of it); without it, tasks a worker wakes together run in
+/// arrival order. Needs `--cfg tokio_unstable` (`.cargo/config.toml`).
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(workers).enable_all().disable_lifo_slot();
+    builder.build()
+}
+
 /// Limits of the listeners.
 #[derive(Debug, Clone)]
 pub struct ListenerLimits {
