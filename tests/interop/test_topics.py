@@ -108,7 +108,9 @@ def test_deep_topic_is_refused_and_the_broker_survives(broker, broker_kind, topi
     deep = "a" + "/" * 60000
     with Client(broker, version) as c:
         codes = c.subscribe(deep, 0)
-        c.publish(deep, b"deep", 0)
+        # Not through `publish`, which asserts the packet was written: paho writes it itself and
+        # then sees the broker close the connection in answer, which is what this test expects.
+        c.paho.publish(deep, b"deep", 0)
         if broker_kind == "switchyard":
             assert codes == [0x8F if version == V5 else 0x80]
             assert c.disconnected.wait(c.timeout), "a too-deep PUBLISH topic closes the connection"
