@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::message::Message;
-use crate::trie::{Node, Value};
+use crate::trie::{Node, Value, split_level};
 
 impl Value for Option<Arc<Message>> {
     fn is_empty(&self) -> bool {
@@ -64,10 +64,7 @@ impl Retained {
                 out.extend(node.value.iter());
                 continue;
             };
-            let (level, below) = match rest.split_once('/') {
-                Some((level, below)) => (level, Some(below)),
-                None => (rest, None),
-            };
+            let (level, below) = split_level(rest);
             match level {
                 "#" => {
                     // The parent level too ("a/#" matches "a"), then everything below.

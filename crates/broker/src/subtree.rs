@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use switchyard_codec::SubOptions;
 
-use crate::trie::{Node, Value};
+use crate::trie::{Node, Value, split_level};
 
 /// Session identity inside the core.
 pub type SessionId = u64;
@@ -89,10 +89,7 @@ impl SubTree {
                 out.extend(node.value.iter());
                 continue;
             };
-            let (level, below) = match rest.split_once('/') {
-                Some((level, below)) => (level, Some(below)),
-                None => (rest, None),
-            };
+            let (level, below) = split_level(rest);
             if let Some(child) = node.children.get(level) {
                 stack.push((child, below, true));
             }

@@ -3,6 +3,14 @@
 
 use foldhash::HashMap;
 
+/// The first level of `rest` and what follows it (`None` when it was the last level).
+pub fn split_level(rest: &str) -> (&str, Option<&str>) {
+    match rest.split_once('/') {
+        Some((level, below)) => (level, Some(below)),
+        None => (rest, None),
+    }
+}
+
 /// What a node holds; an empty value with no children is pruned.
 pub trait Value: Default {
     fn is_empty(&self) -> bool;
