@@ -12,6 +12,7 @@
 pub mod auth;
 mod config;
 mod escaped;
+pub mod intake;
 pub mod message;
 pub mod outbox;
 mod persist;
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{AnonymousAuth, Authenticator, DenyRule, Namespace, Principal, Refusal, owner_key};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use escaped::Escaped;
+pub use intake::{Intake, IntakeHook, NoIntake};
 pub use message::{ConnId, ConnectRequest, Delivery, Event, Message, WillAction, now_ms};
 pub use outbox::{AckKind, Outbox, Outgoing};
 pub use router::StorageStatus;

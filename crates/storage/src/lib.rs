@@ -16,9 +16,11 @@
 use bytes::Bytes;
 
 pub mod conformance;
+pub mod data;
 mod memory;
 pub mod registry;
 
+pub use data::{DataStore, Ingest, MessageStore, ResourceKey, SeriesStore};
 pub use memory::MemoryStore;
 pub use registry::{RegistryError, RegistryOp, RegistryStore, Table};
 

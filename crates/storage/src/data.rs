@@ -1,0 +1,123 @@
+//! The data the pipeline stores (SPEC §4): the message cache ([`MessageStore`]) and the metrics
+//! ([`SeriesStore`]), written together through [`DataStore::write`] as one durable batch per
+//! group commit, the same way broker state goes through [`SessionStore`](crate::SessionStore).
+//!
+//! Everything is keyed by [`ResourceKey`] (tenant, resource): no read crosses tenants. Calls
+//! block; callers run them off the event loop (the committer thread writes; the HTTP API reads in
+//! `spawn_blocking`). Signatures name no engine type, so a PostgreSQL backend fits behind them.
+//!
+//! INTERFACE — implementations and conformance checks are being written.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+pub use switchyard_series::query::Block;
+pub use switchyard_series::{Point, Value};
+
+use crate::StorageError;
+
+/// A resource of a tenant. Both parts were validated where they entered (domain, resource id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    pub tenant: Arc<str>,
+    pub resource: Arc<str>,
+}
+
+/// One normalized message to store: its cache record and its metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingest {
+    pub resource: ResourceKey,
+    /// The message's `timestamp`, epoch ms.
+    pub ts: i64,
+    /// `messageId`, when the message has one: stored once per resource within the idempotency
+    /// window, however often it arrives.
+    pub message_id: Option<Arc<str>>,
+    /// The normalized message (JSON object with `timestamp` and `resource`), as stored and served.
+    pub body: Bytes,
+    /// When the message and its points expire (`ttl`), epoch ms.
+    pub expires_at: Option<i64>,
+    /// How many messages the resource's cache keeps (its tenant's setting).
+    pub keep: u32,
+    /// Metrics extracted from the message (SPEC §4.3), at `ts`.
+    pub points: Vec<(Arc<str>, Value)>,
+}
+
+/// Whether [`DataStore::write`] stored a message or recognized it as a repeat of a `messageId`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Stored,
+    Duplicate,
+}
+
+/// A stored message as served: newest first in lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub ts: i64,
+    pub body: Bytes,
+}
+
+/// A time range in epoch ms: `from` inclusive, `until` exclusive; `None` is unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeRange {
+    pub from: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// One metric of a resource with its newest point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesInfo {
+    pub metric: Arc<str>,
+    pub latest: Point,
+}
+
+/// The message cache: per resource, the last `keep` messages by timestamp, TTL honoured.
+pub trait MessageStore: Send + Sync + 'static {
+    /// Messages in `range`, newest first, at most `limit`, none expired at `now`.
+    fn messages(
+        &self,
+        resource: &ResourceKey,
+        range: TimeRange,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<StoredMessage>, StorageError>;
+    /// The message with the newest timestamp, unless expired at `now`.
+    fn current(&self, resource: &ResourceKey, now: i64) -> Result<Option<StoredMessage>, StorageError>;
+    /// Deletes the resource's messages in `range`; returns how many.
+    fn delete_messages(&self, resource: &ResourceKey, range: TimeRange) -> Result<u64, StorageError>;
+}
+
+/// The metrics: one series per (resource, metric), points in time order; the same timestamp
+/// written twice keeps the later value.
+pub trait SeriesStore: Send + Sync + 'static {
+    /// Every series of the resource with its newest point not expired at `now`, by name.
+    fn series(&self, resource: &ResourceKey, now: i64) -> Result<Vec<SeriesInfo>, StorageError>;
+    /// The blocks that hold the series' points in `range` (they may hold points outside it, and
+    /// expired ones: the query engine filters by range, the store by expiry where it can).
+    fn scan(
+        &self,
+        resource: &ResourceKey,
+        metric: &str,
+        range: TimeRange,
+        now: i64,
+    ) -> Result<Vec<Block>, StorageError>;
+    /// Deletes points in `range` of the named metrics (every metric when `None`); returns how
+    /// many points were deleted.
+    fn delete_points(
+        &self,
+        resource: &ResourceKey,
+        range: TimeRange,
+        metrics: Option<&[String]>,
+    ) -> Result<u64, StorageError>;
+}
+
+/// Both stores, written as one batch.
+pub trait DataStore: MessageStore + SeriesStore {
+    /// Stores `batch` in order, messages and points, durably before returning; a message whose
+    /// `messageId` was stored for its resource within the idempotency window is not stored again.
+    fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError>;
+    /// Deletes everything of a tenant.
+    fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError>;
+    /// Background work a backend needs (sealing chunks, expiring TTL and retention, freeing
+    /// disk); called periodically from a thread of its own, never from the commit path.
+    fn maintain(&self, now: i64) -> Result<(), StorageError>;
+}
