@@ -59,13 +59,13 @@ impl Device {
         let t = second as f64 / 3600.0 + self.phase;
         self.count += (self.rng.next() % 3) as f64;
         self.energy = round(self.energy + 0.001 * (1 + self.rng.next() % 5) as f64, 3);
-        if self.rng.next() % 600 == 0 {
+        if self.rng.next().is_multiple_of(600) {
             self.door = 1.0 - self.door;
         }
-        if self.rng.next() % 20 == 0 {
+        if self.rng.next().is_multiple_of(20) {
             self.motion = 1.0 - self.motion;
         }
-        let state = if self.rng.next() % 1000 == 0 { "alarm" } else { "ok" };
+        let state = if self.rng.next().is_multiple_of(1000) { "alarm" } else { "ok" };
         vec![
             Value::Number(round(21.0 + 4.0 * (t * std::f64::consts::TAU / 24.0).sin(), 1)),
             Value::Number(round(55.0 + 10.0 * (t / 5.0).cos(), 1)),
@@ -93,10 +93,29 @@ fn body(resource: &str, ts: i64, values: &[Value]) -> Bytes {
     Bytes::from(out)
 }
 
+/// CPU seconds (user and system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime: fields 14 and 15 of the line, 11 and 12 counted from after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Bytes of the files under `path`.
+fn directory_size(path: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).expect("read directory").flatten() {
+        let meta = entry.metadata().expect("metadata");
+        total += if meta.is_dir() { directory_size(&entry.path()) } else { meta.len() };
+    }
+    total
+}
+
 fn main() {
-    let args: Vec<i64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let hours = args.first().copied().unwrap_or(2);
-    let devices = args.get(1).copied().unwrap_or(100);
+    let args: Vec<f64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let hours = args.first().copied().unwrap_or(2.0);
+    let devices = args.get(1).copied().unwrap_or(100.0) as i64;
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temporary directory");
     let store = EmbeddedDataStore::open(dir.path(), DataConfig::default()).expect("open");
     let names: Vec<Arc<str>> = METRICS.iter().map(|m| Arc::from(*m)).collect();
@@ -115,9 +134,10 @@ fn main() {
         })
         .collect();
 
-    let seconds = hours * 3600;
+    let seconds = (hours * 3600.0) as i64;
     let mut writing = std::time::Duration::ZERO;
     let mut maintaining = std::time::Duration::ZERO;
+    let cpu_before = cpu_seconds();
     for second in 0..seconds {
         let ts = START + second * 1000;
         let batch: Vec<Ingest> = (fleet.iter_mut())
@@ -143,6 +163,7 @@ fn main() {
             maintaining += started.elapsed();
         }
     }
+    let cpu = cpu_seconds() - cpu_before;
     let messages = (seconds * devices) as f64;
     let points = messages * METRICS.len() as f64;
     let started = Instant::now();
@@ -150,7 +171,7 @@ fn main() {
     maintaining += started.elapsed();
     store.compact().expect("compact");
     let series = store.series_disk_space() as f64;
-    let total = store.disk_space().expect("disk space") as f64;
+    let total = directory_size(dir.path()) as f64;
     println!("data set: {hours} h x {devices} devices x 10 metrics at 1 Hz = {points} points, {messages} messages");
     println!(
         "durable writes of {devices} messages ({} points): {:.0} messages/s, {:.0} points/s ({:.2} ms per write)",
@@ -159,8 +180,19 @@ fn main() {
         points / writing.as_secs_f64(),
         writing.as_secs_f64() * 1000.0 / seconds as f64
     );
+    println!(
+        "CPU of the whole run (writes, sealing, fjall's background work, data generation): {cpu:.1} s, {:.1} us per message",
+        cpu * 1e6 / messages
+    );
     println!("maintenance (sealing) in all: {:.1} s", maintaining.as_secs_f64());
     println!("after maintain and major compaction:");
     println!("  series (chunks + head): {:.0} bytes, {:.3} B/point", series, series / points);
-    println!("  whole directory (message cache, indexes, journal): {:.0} bytes, {:.3} B/point", total, total / points);
+    for (name, bytes) in store.disk_usage().expect("disk usage") {
+        println!("  {name}: {bytes} bytes");
+    }
+    println!(
+        "  files in the data directory (message cache, indexes, journal): {:.0} bytes, {:.3} B/point",
+        total,
+        total / points
+    );
 }
