@@ -6,7 +6,7 @@
 //! is time order over the whole range.
 
 use switchyard_storage::StorageError;
-use switchyard_storage::data::{Point, ResourceKey, Value};
+use switchyard_storage::data::{ResourceKey, Value};
 
 /// Longest name part accepted in a key (fjall keys are limited to 64 KiB in all).
 pub const MAX_PART: usize = 16 * 1024;
@@ -81,11 +81,6 @@ pub fn ts_at(bytes: &[u8], at: usize) -> Result<i64, StorageError> {
     Ok((u64::from_be_bytes(raw) ^ (1 << 63)) as i64)
 }
 
-/// The timestamp that ends a point or chunk key.
-pub fn ts_suffix(key: &[u8]) -> Result<i64, StorageError> {
-    ts_at(key, key.len().checked_sub(8).ok_or_else(|| corrupt("short key"))?)
-}
-
 /// One message's key: `resource ‖ ts ‖ u64 BE arrival`.
 pub fn message_key(resource: &[u8], ts: i64, seq: u64) -> Vec<u8> {
     let mut out = with_ts(resource, ts);
@@ -127,36 +122,69 @@ pub fn expiry_of(value: &[u8]) -> Result<i64, StorageError> {
     ts_at(value, 0)
 }
 
-/// A point's value after its expiry: `0 ‖ f64 BE` or `1 ‖ UTF-8`.
-pub fn point_value(expires_at: Option<i64>, value: &Value) -> Vec<u8> {
-    let mut out = Vec::with_capacity(17);
+/// A message's points after its expiry: per point `u16 BE length ‖ metric ‖ value`, the value
+/// `0 ‖ f64 BE` or `1 ‖ u32 BE length ‖ UTF-8`.
+pub fn head_value(expires_at: Option<i64>, points: &[(std::sync::Arc<str>, Value)]) -> Result<Vec<u8>, StorageError> {
+    let mut out = Vec::with_capacity(8 + points.len() * 20);
     out.extend_from_slice(&expiry_bytes(expires_at));
-    match value {
-        Value::Number(n) => {
-            out.push(0);
-            out.extend_from_slice(&n.to_bits().to_be_bytes());
-        }
-        Value::Text(s) => {
-            out.push(1);
-            out.extend_from_slice(s.as_bytes());
+    for (metric, value) in points {
+        push_part(&mut out, metric)?;
+        match value {
+            Value::Number(n) => {
+                out.push(0);
+                out.extend_from_slice(&n.to_bits().to_be_bytes());
+            }
+            Value::Text(s) => {
+                out.push(1);
+                out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
         }
     }
-    out
+    Ok(out)
 }
 
-/// A stored point back from its key and value, with its expiry.
-pub fn decode_point(key: &[u8], value: &[u8]) -> Result<(Point, i64), StorageError> {
-    let ts = ts_suffix(key)?;
+/// The first `n` bytes of `rest`, which moves past them.
+fn take<'a>(n: usize, rest: &mut &'a [u8]) -> Result<&'a [u8], StorageError> {
+    let (head, tail) = rest.split_at_checked(n).ok_or_else(|| corrupt("head entry"))?;
+    *rest = tail;
+    Ok(head)
+}
+
+/// A head entry decoded: its expiry and its points (metric, value), names borrowed.
+pub type HeadEntry<'a> = (i64, Vec<(&'a str, Value)>);
+
+/// The expiry and points of a stored head entry.
+pub fn decode_head(value: &[u8]) -> Result<HeadEntry<'_>, StorageError> {
     let expiry = expiry_of(value)?;
-    let value = match value.get(8..).and_then(|rest| rest.split_first()) {
-        Some((0, bits)) => {
-            let bits: [u8; 8] = bits.try_into().map_err(|_| corrupt("number"))?;
-            Value::Number(f64::from_bits(u64::from_be_bytes(bits)))
-        }
-        Some((1, text)) => Value::Text(std::str::from_utf8(text).map_err(|_| corrupt("text is not UTF-8"))?.into()),
-        _ => return Err(corrupt("point value")),
-    };
-    Ok((Point { ts, value }, expiry))
+    let mut rest = &value[8..];
+    let mut points = Vec::new();
+    while !rest.is_empty() {
+        let len = take(2, &mut rest)?;
+        let metric = take(usize::from(u16::from_be_bytes([len[0], len[1]])), &mut rest)?;
+        let metric = std::str::from_utf8(metric).map_err(|_| corrupt("metric name is not UTF-8"))?;
+        let value = match take(1, &mut rest)?[0] {
+            0 => Value::Number(f64::from_bits(u64::from_be_bytes(take(8, &mut rest)?.try_into().unwrap_or([0; 8])))),
+            1 => {
+                let len = u32::from_be_bytes(take(4, &mut rest)?.try_into().unwrap_or([0; 4])) as usize;
+                let text = std::str::from_utf8(take(len, &mut rest)?).map_err(|_| corrupt("text is not UTF-8"))?;
+                Value::Text(text.into())
+            }
+            _ => return Err(corrupt("point value")),
+        };
+        points.push((metric, value));
+    }
+    Ok((expiry, points))
+}
+
+/// The length of `R` at the start of a series key `R ‖ metric`.
+pub fn resource_len(series: &[u8]) -> Result<usize, StorageError> {
+    let mut at = 0;
+    for _ in 0..2 {
+        let len = series.get(at..at + 2).ok_or_else(|| corrupt("series key"))?;
+        at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    }
+    if at > series.len() { Err(corrupt("series key")) } else { Ok(at) }
 }
 
 pub fn corrupt(what: &str) -> StorageError {
@@ -192,17 +220,29 @@ mod tests {
     }
 
     #[test]
-    fn points_round_trip() {
-        for value in [Value::Number(-0.0), Value::Number(f64::NAN), Value::Text("é".into()), Value::Text("".into())] {
-            let key = with_ts(b"p", -5);
-            let (point, expiry) = decode_point(&key, &point_value(Some(7), &value)).unwrap();
-            assert_eq!(point.ts, -5);
-            assert_eq!(expiry, 7);
-            match (&point.value, &value) {
+    fn head_entries_round_trip() {
+        let points: Vec<(std::sync::Arc<str>, Value)> = vec![
+            ("a".into(), Value::Number(-0.0)),
+            ("".into(), Value::Text("é".into())),
+            ("b.c".into(), Value::Text("".into())),
+            ("n".into(), Value::Number(f64::NAN)),
+        ];
+        let stored = head_value(Some(7), &points).unwrap();
+        let (expiry, back) = decode_head(&stored).unwrap();
+        assert_eq!(expiry, 7);
+        assert_eq!(back.len(), 4);
+        for ((name, value), (back_name, back_value)) in points.iter().zip(&back) {
+            assert_eq!(&**name, *back_name);
+            match (value, back_value) {
                 (Value::Number(a), Value::Number(b)) => assert_eq!(a.to_bits(), b.to_bits()),
                 (a, b) => assert_eq!(a, b),
             }
         }
-        assert_eq!(decode_point(&with_ts(b"p", 0), &point_value(None, &Value::Number(1.0))).unwrap().1, NEVER);
+        assert_eq!(decode_head(&head_value(None, &[]).unwrap()).unwrap().0, NEVER);
+        assert!(decode_head(&stored[..stored.len() - 1]).is_err());
+        let series =
+            series_prefix(&resource_prefix(&ResourceKey { tenant: "t".into(), resource: "rr".into() }).unwrap(), "m")
+                .unwrap();
+        assert_eq!(resource_len(&series).unwrap(), 7);
     }
 }

@@ -20,12 +20,12 @@ impl EmbeddedDataStore {
             let old = now.saturating_sub(SEAL_AGE_MS);
             (state.heads.iter())
                 .filter(|(_, head)| head.count >= SEAL_POINTS || (head.count > 0 && head.oldest <= old))
-                .map(|(series, _)| series.clone())
+                .map(|(resource, _)| resource.clone())
                 .collect()
         };
-        for series in due {
+        for resource in due {
             let mut state = self.lock();
-            self.seal(&mut state, &series, now)?;
+            self.seal(&mut state, &resource, now)?;
         }
         self.db.persist(PersistMode::SyncData).map_err(|e| backend("persist", e))
     }
@@ -101,6 +101,7 @@ impl EmbeddedDataStore {
         self.db.persist(PersistMode::SyncData).map_err(|e| backend("persist", e))?;
         state.caches.retain(|key, _| !key.starts_with(&prefix));
         state.heads.retain(|key, _| !key.starts_with(&prefix));
+        state.series.retain(|key| !key.starts_with(&prefix));
         Ok(())
     }
 }

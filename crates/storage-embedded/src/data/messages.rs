@@ -42,7 +42,7 @@ impl EmbeddedDataStore {
         let mut written = Vec::with_capacity(batch.len());
         let mut ids = HashSet::new();
         let mut pending: BTreeMap<Vec<u8>, Pending> = BTreeMap::new();
-        let mut points: Vec<(Vec<u8>, i64)> = Vec::new();
+        let mut heads: Vec<(Vec<u8>, i64)> = Vec::new();
         let mut new_series = HashSet::new();
         let mut seq = state.seq;
         for ingest in batch {
@@ -62,17 +62,16 @@ impl EmbeddedDataStore {
             let mut value = Vec::with_capacity(8 + ingest.body.len());
             value.extend_from_slice(&codec::expiry_bytes(ingest.expires_at));
             value.extend_from_slice(&ingest.body);
-            for (metric, point) in &ingest.points {
-                let series = codec::series_prefix(&resource, metric)?;
-                writes.insert(
-                    &self.head,
-                    codec::with_ts(&series, ingest.ts),
-                    codec::point_value(ingest.expires_at, point),
-                );
-                if !state.heads.contains_key(&series) && new_series.insert(series.clone()) {
-                    writes.insert(&self.series, series.clone(), Vec::new());
+            let key = codec::message_key(&resource, ingest.ts, seq);
+            if !ingest.points.is_empty() {
+                for (metric, _) in &ingest.points {
+                    let series = codec::series_prefix(&resource, metric)?;
+                    if !state.series.contains(&series) && new_series.insert(series.clone()) {
+                        writes.insert(&self.series, series, Vec::new());
+                    }
                 }
-                points.push((series, ingest.ts));
+                writes.insert(&self.head, key.clone(), codec::head_value(ingest.expires_at, &ingest.points)?);
+                heads.push((resource.clone(), ingest.ts));
             }
             let key = codec::message_key(&resource, ingest.ts, seq);
             let cache =
@@ -90,8 +89,9 @@ impl EmbeddedDataStore {
         writes.commit().map_err(|e| backend("write", e))?;
         state.seq = seq;
         state.caches.extend(caches);
-        for (series, ts) in points {
-            let head = state.heads.entry(series).or_insert_with(Head::empty);
+        state.series.extend(new_series);
+        for (resource, ts) in heads {
+            let head = state.heads.entry(resource).or_insert_with(Head::empty);
             head.count += 1;
             head.oldest = head.oldest.min(ts);
         }

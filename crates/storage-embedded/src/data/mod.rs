@@ -7,7 +7,9 @@
 //! - `messages`: `R ‖ ts ‖ u64 arrival` → `expiry ‖ body`. The cache of a resource is one prefix
 //!   in time order; [`DataStore::write`] trims it to the newest `keep`.
 //! - `ids`: `R ‖ messageId` (its SHA-256 when over 1 KiB) → `now` of the write that stored it.
-//! - `head`: `S ‖ ts` → `expiry ‖ value`: points not yet sealed, one entry each.
+//! - `head`: `R ‖ ts ‖ u64 arrival` → `expiry ‖ points` (each `u16 BE length ‖ metric ‖
+//!   value`): the points of one message not yet sealed, one entry per message (not per point:
+//!   a message costs two keys, its cache entry and its points, however many metrics it has).
 //! - `chunks`: `S ‖ first ts` → `max expiry ‖ chunk` ([`switchyard_series::chunk`]): sealed
 //!   points, a series' chunks disjoint in time.
 //! - `series`: `S` → empty: which series a resource has (the newest point is read from `head` and
@@ -21,10 +23,11 @@
 //!   sync per call, however many messages it holds. Writes are serialized by one lock.
 //! - A point written later is in `head` or in a later chunk rewrite, so `scan` returns chunks then
 //!   `head`, and the later block wins a shared timestamp.
-//! - Sealing ([`DataStore::maintain`]) moves a series' `head` into chunks once it holds
-//!   [`SEAL_POINTS`] points or its oldest is [`SEAL_AGE_MS`] old, merging with the chunks it
-//!   overlaps and with a last chunk still under [`SEAL_POINTS`]; so a series' `head` stays
-//!   bounded by what arrives between two maintenance runs plus [`SEAL_POINTS`].
+//! - Sealing ([`DataStore::maintain`]) moves a resource's `head` into its series' chunks once
+//!   it holds [`SEAL_POINTS`] messages or its oldest is [`SEAL_AGE_MS`] old, merging each series
+//!   with the chunks it overlaps and with a last chunk still under [`SEAL_POINTS`] points that it
+//!   follows; so a resource's `head`, which series reads filter by metric, stays bounded by what
+//!   arrives between two maintenance runs plus [`SEAL_POINTS`] messages.
 //! - TTL: expired messages and `head` points are never read, and are dropped by maintenance.
 //!   A chunk keeps the latest expiry of its points (points without TTL count as never): it is
 //!   read until then and dropped at it, so a sealed point with a TTL can be served until the
@@ -34,14 +37,15 @@
 //!   ids, dropping the tenant forgets them.
 //!
 //! In memory: per resource written since opening, the cache's size and where its oldest entry
-//! may be (so trimming reads only what it deletes); per series, its head's size and oldest time.
+//! may be (so trimming reads only what it deletes); per resource, its head's size and oldest
+//! time; the set of series keys (so `series` is written once per series).
 
 mod codec;
 mod maintain;
 mod messages;
 mod series;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -55,7 +59,7 @@ use codec::backend;
 
 /// Directory of the data database inside the data directory.
 pub const DIR_NAME: &str = "data";
-/// A series' head is sealed once it holds this many points...
+/// A resource's head is sealed once it holds this many messages...
 pub const SEAL_POINTS: u64 = 1024;
 /// ...or its oldest point is this old.
 pub const SEAL_AGE_MS: i64 = 3_600_000;
@@ -103,8 +107,10 @@ struct State {
     seq: u64,
     /// By resource prefix; filled when a resource is first written after opening.
     caches: HashMap<Vec<u8>, Cache>,
-    /// By series key: every series stored.
+    /// By resource prefix: the unsealed points of resources.
     heads: HashMap<Vec<u8>, Head>,
+    /// Every series stored (its key in `series`).
+    series: HashSet<Vec<u8>>,
 }
 
 /// A resource's message cache.
@@ -114,9 +120,9 @@ struct Cache {
     floor: Option<Vec<u8>>,
 }
 
-/// A series' unsealed points.
+/// A resource's unsealed points.
 struct Head {
-    /// Points written to the head (a timestamp written twice counts twice).
+    /// Messages with points in the head.
     count: u64,
     oldest: i64,
 }
@@ -164,12 +170,13 @@ impl EmbeddedDataStore {
         }
         for guard in self.series.iter() {
             let key = guard.key().map_err(|e| backend("read series", e))?;
-            state.heads.insert(key.to_vec(), Head::empty());
+            state.series.insert(key.to_vec());
         }
         for guard in self.head.iter() {
             let key = guard.key().map_err(|e| backend("read head", e))?;
-            let ts = codec::ts_suffix(&key)?;
-            let head = state.heads.entry(key[..key.len() - 8].to_vec()).or_insert_with(Head::empty);
+            let resource = &key[..key.len().checked_sub(16).ok_or_else(|| codec::corrupt("head key"))?];
+            let ts = codec::ts_at(&key, resource.len())?;
+            let head = state.heads.entry(resource.to_vec()).or_insert_with(Head::empty);
             head.count += 1;
             head.oldest = head.oldest.min(ts);
         }
@@ -262,8 +269,9 @@ impl SeriesStore for EmbeddedDataStore {
         range: TimeRange,
         now: i64,
     ) -> Result<Vec<Block>, StorageError> {
-        let prefix = codec::series_prefix(&codec::resource_prefix(resource)?, metric)?;
-        self.scan_series(&prefix, range, now)
+        let resource = codec::resource_prefix(resource)?;
+        let series = codec::series_prefix(&resource, metric)?;
+        self.scan_series(&resource, metric, &series, range, now)
     }
 
     fn delete_points(

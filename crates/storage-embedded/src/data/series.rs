@@ -1,11 +1,12 @@
-//! Series reads (scan, latest point, the series list), deletion of points, and sealing a series'
-//! head into chunks.
+//! Series reads (scan, latest point, the series list), deletion of points, and sealing a
+//! resource's head into its series' chunks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use fjall::{PersistMode, Slice};
+use fjall::{OwnedWriteBatch as WriteBatch, PersistMode, Slice};
 use switchyard_series::chunk::Chunk;
 use switchyard_storage::StorageError;
 use switchyard_storage::data::{Block, Point, ResourceKey, SeriesInfo, TimeRange, Value};
@@ -40,7 +41,7 @@ fn point_bounds(series: &[u8], range: TimeRange) -> (Bound<Vec<u8>>, Bound<Vec<u
     let lower = Bound::Included(codec::with_ts(series, range.from.unwrap_or(i64::MIN)));
     let upper = match range.until {
         Some(until) => Bound::Excluded(codec::with_ts(series, until)),
-        None => Bound::Included(codec::with_ts(series, i64::MAX)),
+        None => Bound::Included([series, &[0xff; 16][..]].concat()),
     };
     (lower, upper)
 }
@@ -71,34 +72,65 @@ impl EmbeddedDataStore {
         Ok(out)
     }
 
-    /// The head points of `series` in `range`: key, point, expiry.
-    fn head_in(&self, series: &[u8], range: TimeRange) -> Result<Vec<(Slice, Point, i64)>, StorageError> {
+    /// The head entries of `resource` in `range`, oldest first: key, timestamp, and the value
+    /// to decode with [`codec::decode_head`].
+    fn head_in(&self, resource: &[u8], range: TimeRange) -> Result<Vec<(Slice, i64, Slice)>, StorageError> {
         let mut out = Vec::new();
-        for guard in self.head.range(point_bounds(series, range)) {
+        for guard in self.head.range(point_bounds(resource, range)) {
             let (key, value) = guard.into_inner().map_err(|e| backend("read points", e))?;
-            let (point, expiry) = codec::decode_point(&key, &value)?;
-            out.push((key, point, expiry));
+            let ts = codec::ts_at(&key, resource.len())?;
+            out.push((key, ts, value));
         }
         Ok(out)
     }
 
-    pub(super) fn scan_series(&self, series: &[u8], range: TimeRange, now: i64) -> Result<Vec<Block>, StorageError> {
+    /// The unexpired head points of one metric in `range`, a timestamp written twice once.
+    fn head_points(
+        &self,
+        resource: &[u8],
+        metric: &str,
+        range: TimeRange,
+        now: i64,
+    ) -> Result<Vec<Point>, StorageError> {
+        let mut out: Vec<Point> = Vec::new();
+        for (_, ts, value) in self.head_in(resource, range)? {
+            let (expiry, points) = codec::decode_head(&value)?;
+            if expiry <= now {
+                continue;
+            }
+            for (name, value) in points {
+                if name == metric {
+                    if out.last().is_some_and(|p| p.ts == ts) {
+                        out.pop();
+                    }
+                    out.push(Point { ts, value });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn scan_series(
+        &self,
+        resource: &[u8],
+        metric: &str,
+        series: &[u8],
+        range: TimeRange,
+        now: i64,
+    ) -> Result<Vec<Block>, StorageError> {
         let mut blocks: Vec<Block> = (self.chunks_in(series, range)?.into_iter())
             .filter(|stored| stored.expiry > now)
             .map(|stored| Block::Sealed(stored.chunk))
             .collect();
-        let raw: Vec<Point> = (self.head_in(series, range)?.into_iter())
-            .filter(|(_, _, expiry)| *expiry > now)
-            .map(|(_, point, _)| point)
-            .collect();
+        let raw = self.head_points(resource, metric, range, now)?;
         if !raw.is_empty() {
             blocks.push(Block::Raw(raw));
         }
         Ok(blocks)
     }
 
-    /// The newest point of `series` not expired at `now` (of a chunk: its last point).
-    fn latest(&self, series: &[u8], now: i64) -> Result<Option<Point>, StorageError> {
+    /// The newest point of a series not expired at `now` (of a chunk: its last point).
+    fn latest(&self, resource: &[u8], metric: &str, series: &[u8], now: i64) -> Result<Option<Point>, StorageError> {
         let mut newest = None;
         for guard in self.chunks.prefix(series).rev() {
             let (key, value) = guard.into_inner().map_err(|e| backend("read chunks", e))?;
@@ -108,12 +140,14 @@ impl EmbeddedDataStore {
                 break;
             }
         }
-        for guard in self.head.prefix(series).rev() {
+        for guard in self.head.range(point_bounds(resource, TimeRange::default())).rev() {
             let (key, value) = guard.into_inner().map_err(|e| backend("read points", e))?;
-            let (point, expiry) = codec::decode_point(&key, &value)?;
+            let (expiry, points) = codec::decode_head(&value)?;
+            let Some((_, value)) = points.into_iter().rfind(|(name, _)| *name == metric) else { continue };
             if expiry > now {
-                if newest.as_ref().is_none_or(|n: &Point| point.ts >= n.ts) {
-                    newest = Some(point);
+                let ts = codec::ts_at(&key, resource.len())?;
+                if newest.as_ref().is_none_or(|n: &Point| ts >= n.ts) {
+                    newest = Some(Point { ts, value });
                 }
                 break;
             }
@@ -126,8 +160,9 @@ impl EmbeddedDataStore {
         let mut out = Vec::new();
         for guard in self.series.prefix(&prefix) {
             let key = guard.key().map_err(|e| backend("read series", e))?;
-            if let Some(latest) = self.latest(&key, now)? {
-                out.push(SeriesInfo { metric: codec::metric_of(&key, &prefix)?.into(), latest });
+            let metric = codec::metric_of(&key, &prefix)?;
+            if let Some(latest) = self.latest(&prefix, &metric, &key, now)? {
+                out.push(SeriesInfo { metric: metric.into(), latest });
             }
         }
         // Keys order names by length first.
@@ -143,20 +178,32 @@ impl EmbeddedDataStore {
     ) -> Result<u64, StorageError> {
         let prefix = codec::resource_prefix(resource)?;
         let mut state = self.lock();
-        let series: Vec<Vec<u8>> = match metrics {
-            Some(names) => names.iter().map(|name| codec::series_prefix(&prefix, name)).collect::<Result<_, _>>()?,
-            None => (self.series.prefix(&prefix).map(|guard| guard.key().map(|key| key.to_vec())))
-                .collect::<Result<_, _>>()
-                .map_err(|e| backend("read series", e))?,
+        let names: Vec<String> = match metrics {
+            Some(names) => names.to_vec(),
+            None => (self.series.prefix(&prefix).map(|guard| guard.key()))
+                .map(|key| codec::metric_of(&key.map_err(|e| backend("read series", e))?, &prefix))
+                .collect::<Result<_, _>>()?,
         };
+        let chosen = |name: &str| metrics.is_none_or(|names| names.iter().any(|n| n == name));
         let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
         let mut removed = 0;
-        for series in &series {
-            for (key, _, _) in self.head_in(series, range)? {
+        for (key, _, value) in self.head_in(&prefix, range)? {
+            let (expiry, points) = codec::decode_head(&value)?;
+            let before = points.len();
+            let kept: Vec<(Arc<str>, Value)> =
+                points.into_iter().filter(|(name, _)| !chosen(name)).map(|(n, v)| (Arc::from(n), v)).collect();
+            removed += (before - kept.len()) as u64;
+            if kept.is_empty() {
                 writes.remove(&self.head, key);
-                removed += 1;
+            } else if kept.len() < before {
+                let expires_at = (expiry != NEVER).then_some(expiry);
+                writes.insert(&self.head, key, codec::head_value(expires_at, &kept)?);
             }
-            for stored in self.chunks_in(series, range)? {
+        }
+        let mut series = Vec::with_capacity(names.len());
+        for name in &names {
+            let key = codec::series_prefix(&prefix, name)?;
+            for stored in self.chunks_in(&key, range)? {
                 let points = stored.chunk.points().map_err(chunk_error)?;
                 let before = points.len();
                 let kept: Vec<Point> = points.into_iter().filter(|p| !in_range(&range, p.ts)).collect();
@@ -164,7 +211,7 @@ impl EmbeddedDataStore {
                 if kept.len() == before {
                     continue;
                 }
-                let new_key = kept.first().map(|p| codec::with_ts(series, p.ts));
+                let new_key = kept.first().map(|p| codec::with_ts(&key, p.ts));
                 if new_key.as_deref() != Some(stored.key.as_ref()) {
                     writes.remove(&self.chunks, stored.key.clone());
                 }
@@ -175,6 +222,7 @@ impl EmbeddedDataStore {
                     writes.insert(&self.chunks, new_key, chunk_value(stored.expiry, &Chunk::encode(&kept)));
                 }
             }
+            series.push(key);
         }
         if removed > 0 {
             writes.commit().map_err(|e| backend("delete points", e))?;
@@ -191,67 +239,92 @@ impl EmbeddedDataStore {
     ) -> Result<(), StorageError> {
         let mut writes = self.db.batch();
         for series in series {
-            if self.head.prefix(series).next().is_none() && self.chunks.prefix(series).next().is_none() {
+            if self.chunks.prefix(series).next().is_some() {
+                continue;
+            }
+            let resource = &series[..codec::resource_len(series)?];
+            let metric = codec::metric_of(series, resource)?;
+            if self.latest(resource, &metric, series, i64::MIN)?.is_none() {
                 writes.remove(&self.series, series.to_vec());
-                state.heads.remove(series);
+                state.series.remove(series);
             }
         }
         writes.commit().map_err(|e| backend("forget series", e))
     }
 
-    /// Moves the head of `series` into chunks (see the module docs); head points expired at
-    /// `now` are dropped instead.
-    pub(super) fn seal(&self, state: &mut State, series: &[u8], now: i64) -> Result<(), StorageError> {
+    /// Moves the head of `resource` into its series' chunks (see the module docs); points
+    /// expired at `now` are dropped instead.
+    pub(super) fn seal(&self, state: &mut State, resource: &[u8], now: i64) -> Result<(), StorageError> {
         let mut writes = self.db.batch();
-        let head = self.head_in(series, TimeRange::default())?;
-        let mut live = Vec::with_capacity(head.len());
-        let mut expiry = i64::MIN;
-        for (key, point, point_expiry) in head {
+        // Per metric: points by timestamp (the later write wins) and their latest expiry.
+        let mut by_metric: BTreeMap<String, (BTreeMap<i64, Value>, i64)> = BTreeMap::new();
+        for (key, ts, value) in self.head_in(resource, TimeRange::default())? {
             writes.remove(&self.head, key);
-            if point_expiry > now {
-                expiry = expiry.max(point_expiry);
-                live.push(point);
+            let (expiry, points) = codec::decode_head(&value)?;
+            if expiry <= now {
+                continue;
+            }
+            for (name, value) in points {
+                let entry = by_metric.entry(name.to_owned()).or_insert_with(|| (BTreeMap::new(), i64::MIN));
+                entry.0.insert(ts, value);
+                entry.1 = entry.1.max(expiry);
             }
         }
-        if let (Some(min), Some(max)) = (live.iter().map(|p| p.ts).min(), live.iter().map(|p| p.ts).max()) {
-            let mut old = self.chunks_in(series, TimeRange { from: Some(min), until: max.checked_add(1) })?;
-            // A small last chunk that the head follows grows instead of leaving many small
-            // ones (it ends before the head: no other chunk lies between them).
-            if let Some(guard) = self.chunks.prefix(series).next_back() {
-                let (key, value) = guard.into_inner().map_err(|e| backend("read chunks", e))?;
-                let last = decode_chunk(key, &value)?;
-                let before_head = last.chunk.span().map_err(chunk_error)?.1 < min;
-                if before_head && last.chunk.summary().map_err(chunk_error)?.count < SEAL_POINTS {
-                    old.insert(0, last);
-                }
-            }
-            let mut merged: BTreeMap<i64, Value> = BTreeMap::new();
-            for stored in &old {
-                if stored.expiry > now {
-                    expiry = expiry.max(stored.expiry);
-                    merged.extend(stored.chunk.points().map_err(chunk_error)?.into_iter().map(|p| (p.ts, p.value)));
-                }
-            }
-            merged.extend(live.into_iter().map(|p| (p.ts, p.value)));
-            let points: Vec<Point> = merged.into_iter().map(|(ts, value)| Point { ts, value }).collect();
-            let size = points.len().div_ceil(points.len().div_ceil(CHUNK_MAX));
-            let mut new_keys = BTreeSet::new();
-            for piece in points.chunks(size) {
-                let key = codec::with_ts(series, piece[0].ts);
-                if expiry != NEVER {
-                    writes.insert(&self.expiry, codec::expiry_key(expiry, KIND_CHUNK, &key), Vec::new());
-                }
-                writes.insert(&self.chunks, key.clone(), chunk_value(expiry, &Chunk::encode(piece)));
-                new_keys.insert(key);
-            }
-            for stored in old {
-                if !new_keys.contains(stored.key.as_ref()) {
-                    writes.remove(&self.chunks, stored.key);
-                }
-            }
+        for (metric, (points, expiry)) in by_metric {
+            let series = codec::series_prefix(resource, &metric)?;
+            let live: Vec<Point> = points.into_iter().map(|(ts, value)| Point { ts, value }).collect();
+            self.seal_series(&mut writes, &series, live, expiry, now)?;
         }
         writes.commit().map_err(|e| backend("seal", e))?;
-        state.heads.insert(series.to_vec(), Head::empty());
+        state.heads.insert(resource.to_vec(), Head::empty());
+        Ok(())
+    }
+
+    /// Adds to `writes` the chunks of `series` with `live` (in time order, not empty) merged in.
+    fn seal_series(
+        &self,
+        writes: &mut WriteBatch,
+        series: &[u8],
+        live: Vec<Point>,
+        mut expiry: i64,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let (Some(min), Some(max)) = (live.first().map(|p| p.ts), live.last().map(|p| p.ts)) else { return Ok(()) };
+        let mut old = self.chunks_in(series, TimeRange { from: Some(min), until: max.checked_add(1) })?;
+        // A small last chunk that the head follows grows instead of leaving many small
+        // ones (it ends before the head: no other chunk lies between them).
+        if let Some(guard) = self.chunks.prefix(series).next_back() {
+            let (key, value) = guard.into_inner().map_err(|e| backend("read chunks", e))?;
+            let last = decode_chunk(key, &value)?;
+            let before_head = last.chunk.span().map_err(chunk_error)?.1 < min;
+            if before_head && last.chunk.summary().map_err(chunk_error)?.count < SEAL_POINTS {
+                old.insert(0, last);
+            }
+        }
+        let mut merged: BTreeMap<i64, Value> = BTreeMap::new();
+        for stored in &old {
+            if stored.expiry > now {
+                expiry = expiry.max(stored.expiry);
+                merged.extend(stored.chunk.points().map_err(chunk_error)?.into_iter().map(|p| (p.ts, p.value)));
+            }
+        }
+        merged.extend(live.into_iter().map(|p| (p.ts, p.value)));
+        let points: Vec<Point> = merged.into_iter().map(|(ts, value)| Point { ts, value }).collect();
+        let size = points.len().div_ceil(points.len().div_ceil(CHUNK_MAX));
+        let mut new_keys = BTreeSet::new();
+        for piece in points.chunks(size) {
+            let key = codec::with_ts(series, piece[0].ts);
+            if expiry != NEVER {
+                writes.insert(&self.expiry, codec::expiry_key(expiry, KIND_CHUNK, &key), Vec::new());
+            }
+            writes.insert(&self.chunks, key.clone(), chunk_value(expiry, &Chunk::encode(piece)));
+            new_keys.insert(key);
+        }
+        for stored in old {
+            if !new_keys.contains(stored.key.as_ref()) {
+                writes.remove(&self.chunks, stored.key);
+            }
+        }
         Ok(())
     }
 }
