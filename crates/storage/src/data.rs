@@ -36,7 +36,8 @@ pub struct Ingest {
     pub body: Bytes,
     /// When the message and its points expire (`ttl`), epoch ms.
     pub expires_at: Option<i64>,
-    /// How many messages the resource's cache keeps (its tenant's setting).
+    /// How many messages the resource's cache keeps (its tenant's setting); a batch is trimmed
+    /// to the `keep` of the resource's last message in it.
     pub keep: u32,
     /// Metrics extracted from the message (SPEC §4.3), at `ts`.
     pub points: Vec<(Arc<str>, Value)>,

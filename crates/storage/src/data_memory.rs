@@ -9,7 +9,8 @@
 //!   either), and does not extend the window. Deleting messages does not forget their ids;
 //!   dropping the tenant does;
 //! - the cache keeps the newest `keep` messages by timestamp, ties broken by arrival (the later
-//!   one is newer), counting messages whose TTL has passed until they are removed;
+//!   one is newer), counting messages whose TTL has passed until they are removed; a batch is
+//!   trimmed once, to the `keep` of the resource's last message in it;
 //! - a point or message is expired at `now` when `expires_at <= now`;
 //! - [`SeriesStore::scan`] returns one [`Block::Raw`] with the range's unexpired points.
 
@@ -178,6 +179,7 @@ impl DataStore for MemoryDataStore {
     fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
         let mut state = self.lock();
         let mut written = Vec::with_capacity(batch.len());
+        let mut keeps = BTreeMap::new();
         for ingest in batch {
             state.seq += 1;
             let seq = state.seq;
@@ -190,13 +192,18 @@ impl DataStore for MemoryDataStore {
                 res.ids.insert(id.clone(), now);
             }
             res.messages.insert((ingest.ts, seq), Stored { body: ingest.body.clone(), expires_at: ingest.expires_at });
-            while res.messages.len() > ingest.keep as usize {
-                res.messages.pop_first();
-            }
+            keeps.insert(ingest.resource.clone(), ingest.keep);
             for (metric, value) in &ingest.points {
                 res.series.entry(metric.clone()).or_default().insert(ingest.ts, (value.clone(), ingest.expires_at));
             }
             written.push(Written::Stored);
+        }
+        for (resource, keep) in keeps {
+            if let Some(res) = state.resources.get_mut(&resource) {
+                while res.messages.len() > keep as usize {
+                    res.messages.pop_first();
+                }
+            }
         }
         Ok(written)
     }

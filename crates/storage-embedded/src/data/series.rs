@@ -1,7 +1,7 @@
 //! Series reads (scan, latest point, the series list), deletion of points, and sealing a
 //! resource's head into its series' chunks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -186,13 +186,19 @@ impl EmbeddedDataStore {
         };
         let chosen = |name: &str| metrics.is_none_or(|names| names.iter().any(|n| n == name));
         let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
-        let mut removed = 0;
-        for (key, _, value) in self.head_in(&prefix, range)? {
+        // A timestamp written twice (or over a sealed point) is one point: counted once.
+        let mut in_head: HashMap<String, HashSet<i64>> = HashMap::new();
+        for (key, ts, value) in self.head_in(&prefix, range)? {
             let (expiry, points) = codec::decode_head(&value)?;
             let before = points.len();
-            let kept: Vec<(Arc<str>, Value)> =
-                points.into_iter().filter(|(name, _)| !chosen(name)).map(|(n, v)| (Arc::from(n), v)).collect();
-            removed += (before - kept.len()) as u64;
+            let mut kept: Vec<(Arc<str>, Value)> = Vec::with_capacity(before);
+            for (name, value) in points {
+                if chosen(name) {
+                    in_head.entry(name.to_owned()).or_default().insert(ts);
+                } else {
+                    kept.push((Arc::from(name), value));
+                }
+            }
             if kept.is_empty() {
                 writes.remove(&self.head, key);
             } else if kept.len() < before {
@@ -200,14 +206,16 @@ impl EmbeddedDataStore {
                 writes.insert(&self.head, key, codec::head_value(expires_at, &kept)?);
             }
         }
+        let mut removed: u64 = in_head.values().map(|ts| ts.len() as u64).sum();
         let mut series = Vec::with_capacity(names.len());
         for name in &names {
             let key = codec::series_prefix(&prefix, name)?;
             for stored in self.chunks_in(&key, range)? {
                 let points = stored.chunk.points().map_err(chunk_error)?;
                 let before = points.len();
-                let kept: Vec<Point> = points.into_iter().filter(|p| !in_range(&range, p.ts)).collect();
-                removed += (before - kept.len()) as u64;
+                let shadowed = in_head.get(name.as_str());
+                let (gone, kept): (Vec<Point>, Vec<Point>) = points.into_iter().partition(|p| in_range(&range, p.ts));
+                removed += gone.iter().filter(|p| !shadowed.is_some_and(|ts| ts.contains(&p.ts))).count() as u64;
                 if kept.len() == before {
                     continue;
                 }

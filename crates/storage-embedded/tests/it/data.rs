@@ -143,3 +143,107 @@ fn backfill_before_the_chunks_keeps_every_range_readable() {
     assert_eq!(read(11_000, 11_500), 500);
     assert_eq!(read(0, 30_000), 2_011);
 }
+
+/// Random writes, deletions and maintenance, compared after every step with the reference store
+/// (no TTL here: sealed points may outlive their own expiry by design).
+#[test]
+fn behaves_like_the_reference_store() {
+    use switchyard_storage::MemoryDataStore;
+    use switchyard_storage::data::MessageStore;
+
+    let seed = std::cell::Cell::new(0x2545_F491_4F6C_DD1Du64);
+    let next = |n: u64| {
+        let mut s = seed.get();
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        seed.set(s);
+        s % n
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = EmbeddedDataStore::open(dir.path(), config()).unwrap();
+    let reference = MemoryDataStore::new(WINDOW_MS);
+    let resources: Vec<ResourceKey> = ["a", "ab"]
+        .iter()
+        .flat_map(|t| ["r", "r2"].map(|r| ResourceKey { tenant: (*t).into(), resource: r.into() }))
+        .collect();
+    let metrics = ["x", "y", "x.y"];
+    let mut now = BASE;
+    for step in 0..60 {
+        now += next(40_000) as i64;
+        match next(10) {
+            0..=5 => {
+                let batch: Vec<Ingest> = (0..1 + next(300))
+                    .map(|_| {
+                        let resource = resources[next(4) as usize].clone();
+                        let points = metrics
+                            .iter()
+                            .filter(|_| next(3) > 0)
+                            .map(|m| {
+                                let value = if next(20) == 0 {
+                                    Value::Text("t".into())
+                                } else {
+                                    Value::Number(next(100) as f64 / 10.0)
+                                };
+                                (Arc::from(*m), value)
+                            })
+                            .collect();
+                        Ingest {
+                            resource,
+                            ts: BASE + next(20_000) as i64,
+                            message_id: (next(4) == 0).then(|| format!("id{}", next(30)).into()),
+                            body: Bytes::from(format!("{{\"n\":{}}}", next(1000))),
+                            expires_at: None,
+                            keep: 5 + next(20) as u32,
+                            points,
+                        }
+                    })
+                    .collect();
+                assert_eq!(store.write(&batch, now).unwrap(), reference.write(&batch, now).unwrap(), "step {step}");
+            }
+            6 => {
+                let resource = &resources[next(4) as usize];
+                let from = BASE + next(20_000) as i64;
+                let range = TimeRange { from: Some(from), until: Some(from + next(5_000) as i64) };
+                let names = (next(2) == 0).then(|| vec![metrics[next(3) as usize].to_owned()]);
+                let deleted = store.delete_points(resource, range, names.as_deref()).unwrap();
+                assert_eq!(deleted, reference.delete_points(resource, range, names.as_deref()).unwrap(), "step {step}");
+            }
+            7 => {
+                let resource = &resources[next(4) as usize];
+                let from = BASE + next(20_000) as i64;
+                let range = TimeRange { from: Some(from), until: Some(from + next(5_000) as i64) };
+                assert_eq!(
+                    store.delete_messages(resource, range).unwrap(),
+                    reference.delete_messages(resource, range).unwrap()
+                );
+            }
+            8 => {
+                // Sometimes hours later, so that the embedded store seals everything.
+                let at = now + next(2) as i64 * 4 * 3_600_000;
+                store.maintain(at).unwrap();
+                reference.maintain(at).unwrap();
+            }
+            _ => {
+                drop(store);
+                store = EmbeddedDataStore::open(dir.path(), config()).unwrap();
+            }
+        }
+        for resource in &resources {
+            let all = TimeRange::default();
+            assert_eq!(
+                store.messages(resource, all, 100, now).unwrap(),
+                reference.messages(resource, all, 100, now).unwrap(),
+                "step {step}"
+            );
+            assert_eq!(store.series(resource, now).unwrap(), reference.series(resource, now).unwrap(), "step {step}");
+            for metric in metrics {
+                assert_eq!(
+                    points(&store, resource, metric, all, now),
+                    points(&reference, resource, metric, all, now),
+                    "step {step} {metric}"
+                );
+            }
+        }
+    }
+}

@@ -429,6 +429,10 @@ pub fn same_timestamp_keeps_the_later_value<B: DataBackend>(backend: &B) {
     assert_eq!(at(&store, BASE + 1_999), [Point { ts: BASE + 1_999, value: num(5.0) }]);
     assert_eq!(points(&store, &res, "x", all(), BASE).len(), 2_000);
     assert_eq!(listed(&store, &res, BASE), [("x".to_owned(), Point { ts: BASE + 1_999, value: num(5.0) })]);
+    // A timestamp written three times (once maintained) is one point to delete.
+    write(&store, &[msg(&res, BASE + 7, &[("x", num(6.0))]), msg(&res, BASE + 7, &[("x", num(7.0))])], BASE);
+    assert_eq!(store.delete_points(&res, range(BASE + 7, BASE + 8), None).unwrap(), 1);
+    assert!(at(&store, BASE + 7).is_empty());
 }
 
 /// `delete_points` removes the range of the named metrics (all when none are named), raw or
