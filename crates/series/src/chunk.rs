@@ -250,7 +250,6 @@ impl Chunk {
     }
 
     /// The numeric values alone, in timestamp order (skips the timestamps and the text).
-    #[allow(dead_code)] // used by the query engine, next
     pub(crate) fn numbers(&self) -> Result<Vec<f64>, ChunkError> {
         let h = header(&self.0)?;
         let mut r = Reader::new(&self.0[h.body..]);

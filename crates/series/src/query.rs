@@ -2,12 +2,31 @@
 //! a store returns: sealed chunks, whose summaries answer non-quantile aggregates of buckets they
 //! lie within, and raw points not yet sealed.
 //!
-//! INTERFACE ONLY — the engine is being written.
+//! Semantics (see also [`acc`] for each aggregate's definition):
+//! - Points in `[from, until)` count. Blocks come oldest write first; where blocks overlap in
+//!   time, a point of a later block replaces every point of earlier blocks at the same timestamp
+//!   (duplicates within one block are all kept). Blocks that overlap nothing are taken as they
+//!   are (no merge).
+//! - No aggregates: the points themselves, one cell each (the value; text as [`Cell::Text`]);
+//!   grouping is ignored.
+//! - Aggregates with grouping `none`: one row for the whole range, at `from` (none when the range
+//!   holds no point). With buckets: each bucket starts at a multiple of its width since the Unix
+//!   epoch (UTC), the row's timestamp is the bucket start, empty buckets are omitted. `auto`
+//!   picks the width from a ladder ([`parse::auto_width`]: at most 500 buckets).
+//! - A sealed chunk that lies within the range and within one bucket and overlaps no other block
+//!   is answered from its header summary; only quantiles then decode its numbers (never its
+//!   timestamps).
+//! - Rows ascend by timestamp, or descend under `order=desc`; `limit` applies after ordering.
 
 use std::sync::Arc;
 
 use crate::Point;
 use crate::chunk::{Chunk, ChunkError};
+
+mod acc;
+pub mod parse;
+
+use acc::Acc;
 
 /// One aggregate column, as named in `aggregates=` (`percentile(95)`, `median`, ...).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,7 +40,7 @@ pub enum Aggregate {
     First,
     Last,
     Std,
-    /// 0–100, exact (nearest-rank or interpolated: documented where implemented).
+    /// 0–100, exact: linear interpolation between the closest ranks (numpy's default).
     Percentile(f64),
 }
 
@@ -85,6 +104,196 @@ pub enum QueryError {
 
 /// Runs `query` over `blocks`.
 pub fn run(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
-    let _ = (query, blocks);
-    todo!("query engine")
+    validate(query)?;
+    let mut rows = if query.aggregates.is_empty() {
+        let mut rows = Vec::new();
+        for piece in pieces(query, blocks)? {
+            for p in piece.points(query)? {
+                rows.push(Row { ts: p.ts, cells: vec![Cell::from(&p.value)] });
+            }
+        }
+        rows
+    } else {
+        aggregate(query, blocks)?
+    };
+    if query.order == Order::Desc {
+        rows.reverse();
+    }
+    if let Some(limit) = query.limit {
+        rows.truncate(limit);
+    }
+    Ok(rows)
+}
+
+fn validate(query: &Query) -> Result<(), QueryError> {
+    if query.from > query.until {
+        return Err(QueryError::Invalid("from is after until".into()));
+    }
+    if let Grouping::Every { ms } = query.grouping
+        && !(1..=parse::MAX_BUCKET_MS).contains(&ms)
+    {
+        return Err(QueryError::Invalid(format!("bucket width {ms} ms is out of range")));
+    }
+    for a in &query.aggregates {
+        if let Aggregate::Percentile(p) = a
+            && !(0.0..=100.0).contains(p)
+        {
+            return Err(QueryError::Invalid(format!("percentile {p} is outside 0–100")));
+        }
+    }
+    Ok(())
+}
+
+/// Maps a timestamp to its bucket's start.
+#[derive(Clone, Copy)]
+enum Buckets {
+    Whole(i64),
+    Every(i64),
+}
+
+impl Buckets {
+    fn of(query: &Query) -> Buckets {
+        match query.grouping {
+            Grouping::None => Buckets::Whole(query.from),
+            Grouping::Auto => Buckets::Every(parse::auto_width(query.from, query.until)),
+            Grouping::Every { ms } => Buckets::Every(ms),
+        }
+    }
+
+    fn start(self, ts: i64) -> i64 {
+        match self {
+            Buckets::Whole(from) => from,
+            Buckets::Every(w) => ts.saturating_sub(ts.rem_euclid(w)),
+        }
+    }
+}
+
+fn aggregate(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
+    let buckets = Buckets::of(query);
+    let quantiles = query.aggregates.iter().any(|a| matches!(a, Aggregate::Median | Aggregate::Percentile(_)));
+    // Pieces come in timestamp order and do not overlap, so buckets only ever open at the end.
+    let mut accs: Vec<(i64, Acc)> = Vec::new();
+    for piece in pieces(query, blocks)? {
+        if let Piece::Alone(Block::Sealed(chunk), (lo, hi)) = &piece
+            && *lo >= query.from
+            && *hi < query.until
+            && buckets.start(*lo) == buckets.start(*hi)
+        {
+            let numbers = if quantiles { Some(chunk.numbers()?) } else { None };
+            bucket(&mut accs, buckets.start(*lo), quantiles).add_summary(&chunk.summary()?, numbers);
+            continue;
+        }
+        for p in piece.points(query)? {
+            bucket(&mut accs, buckets.start(p.ts), quantiles).add(&p);
+        }
+    }
+    Ok(accs.into_iter().map(|(ts, acc)| Row { ts, cells: acc.cells(&query.aggregates) }).collect())
+}
+
+/// The bucket starting at `start`: the last one, or a new one after it.
+fn bucket(accs: &mut Vec<(i64, Acc)>, start: i64, quantiles: bool) -> &mut Acc {
+    if accs.last().is_none_or(|(s, _)| *s != start) {
+        accs.push((start, Acc::new(quantiles)));
+    }
+    &mut accs.last_mut().expect("just pushed").1
+}
+
+/// A block that overlaps no other (with its span), or the merged points of blocks that overlap.
+enum Piece {
+    Alone(Block, (i64, i64)),
+    Merged(Vec<Point>),
+}
+
+impl Piece {
+    /// The points within the query's range, in timestamp order.
+    fn points(self, query: &Query) -> Result<Vec<Point>, QueryError> {
+        let mut points = match self {
+            Piece::Alone(Block::Sealed(chunk), _) => chunk.points()?,
+            Piece::Alone(Block::Raw(points), _) | Piece::Merged(points) => points,
+        };
+        let in_range = |p: &Point| (query.from..query.until).contains(&p.ts);
+        if !points.first().is_some_and(in_range) || !points.last().is_some_and(in_range) {
+            points.retain(in_range);
+        }
+        Ok(points)
+    }
+}
+
+/// Sorts raw blocks, drops blocks outside the range, and merges blocks whose spans overlap (the
+/// later block winning each shared timestamp). The pieces come in timestamp order.
+fn pieces(query: &Query, blocks: Vec<Block>) -> Result<Vec<Piece>, QueryError> {
+    let mut spanned = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        let (block, span) = match block {
+            Block::Sealed(chunk) => {
+                let span = chunk.span()?;
+                (Block::Sealed(chunk), span)
+            }
+            Block::Raw(mut points) => {
+                if !points.is_sorted_by_key(|p| p.ts) {
+                    points.sort_by_key(|p| p.ts);
+                }
+                let (Some(first), Some(last)) = (points.first(), points.last()) else {
+                    continue;
+                };
+                let span = (first.ts, last.ts);
+                (Block::Raw(points), span)
+            }
+        };
+        if span.1 >= query.from && span.0 < query.until {
+            spanned.push((span, block));
+        }
+    }
+    // Stable: equal starts keep write order, which merging relies on.
+    let mut order: Vec<usize> = (0..spanned.len()).collect();
+    order.sort_by_key(|i| spanned[*i].0.0);
+    let mut slots: Vec<Option<((i64, i64), Block)>> = spanned.into_iter().map(Some).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i + 1;
+        let mut hi = slots[order[i]].as_ref().expect("unused").0.1;
+        while j < order.len() && slots[order[j]].as_ref().expect("unused").0.0 <= hi {
+            hi = hi.max(slots[order[j]].as_ref().expect("unused").0.1);
+            j += 1;
+        }
+        if j == i + 1 {
+            let (span, block) = slots[order[i]].take().expect("unused");
+            out.push(Piece::Alone(block, span));
+        } else {
+            let mut members: Vec<usize> = order[i..j].to_vec();
+            members.sort_unstable();
+            let blocks = members.iter().map(|m| slots[*m].take().expect("unused").1);
+            out.push(Piece::Merged(merge(blocks)?));
+        }
+        i = j;
+    }
+    Ok(out)
+}
+
+/// Merges overlapping blocks given oldest first: at each timestamp, only the points of the
+/// latest block holding that timestamp survive.
+fn merge(blocks: impl Iterator<Item = Block>) -> Result<Vec<Point>, QueryError> {
+    let mut tagged: Vec<(usize, Point)> = Vec::new();
+    for (age, block) in blocks.enumerate() {
+        let points = match block {
+            Block::Sealed(chunk) => chunk.points()?,
+            Block::Raw(points) => points,
+        };
+        tagged.extend(points.into_iter().map(|p| (age, p)));
+    }
+    tagged.sort_by_key(|(age, p)| (p.ts, *age));
+    let mut out: Vec<Point> = Vec::with_capacity(tagged.len());
+    let mut k = 0;
+    while k < tagged.len() {
+        let ts = tagged[k].1.ts;
+        let mut end = k;
+        while end < tagged.len() && tagged[end].1.ts == ts {
+            end += 1;
+        }
+        let newest = tagged[end - 1].0;
+        out.extend(tagged[k..end].iter().filter(|(age, _)| *age == newest).map(|(_, p)| p.clone()));
+        k = end;
+    }
+    Ok(out)
 }

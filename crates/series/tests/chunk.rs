@@ -209,7 +209,7 @@ fn series(kind: &str, rng: &mut Rng) -> Vec<Point> {
                 }
                 // A boolean that changes a few times an hour.
                 "boolean" => {
-                    if rng.next() % 600 == 0 {
+                    if rng.next().is_multiple_of(600) {
                         state = 1.0 - state;
                     }
                     state

@@ -10,6 +10,9 @@
 //! The identity registry (tenants, devices, API keys) is stored through a second trait,
 //! [`RegistryStore`] ([`registry`]), with its own conformance checks.
 //!
+//! The pipeline's data (message cache and metrics) goes through [`DataStore`] ([`data`]), with
+//! [`MemoryDataStore`] as its reference and [`conformance::data`] as its suite.
+//!
 //! [`MemoryStore`] keeps state in memory: it is the reference the suite is checked against, and a
 //! stand-in for a real backend in broker tests (its clones share data, as a reopened file would).
 
@@ -17,10 +20,12 @@ use bytes::Bytes;
 
 pub mod conformance;
 pub mod data;
+mod data_memory;
 mod memory;
 pub mod registry;
 
 pub use data::{DataStore, Ingest, MessageStore, ResourceKey, SeriesStore};
+pub use data_memory::{DEFAULT_IDEMPOTENCY_WINDOW_MS, MemoryDataStore};
 pub use memory::MemoryStore;
 pub use registry::{RegistryError, RegistryOp, RegistryStore, Table};
 

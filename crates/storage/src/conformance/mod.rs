@@ -17,12 +17,16 @@
 //! The registry's checks ([`RegistryStore`](crate::RegistryStore)) live in [`registry`], with
 //! their own macro, [`registry_store_conformance!`](crate::registry_store_conformance).
 //!
+//! The data store's checks ([`DataStore`](crate::DataStore)) live in [`data`], with their own
+//! macro, [`data_store_conformance!`](crate::data_store_conformance).
+//!
 //! A batch that fails must leave nothing behind; the suite cannot provoke a failure in a backend it
 //! does not know, so backends test that themselves where they can.
 
 use crate::SessionStore;
 
 mod checks;
+pub mod data;
 pub mod registry;
 mod support;
 
