@@ -19,7 +19,7 @@ use crate::outbox::{Outbox, Outgoing};
 
 fn router(cfg: BrokerConfig, store: Arc<dyn SessionStore>) -> Router {
     let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
-    Router::new(Arc::new(cfg), auth, store, Arc::default()).unwrap()
+    Router::new(Arc::new(cfg), auth, store, Arc::new(crate::intake::NoData), Arc::default()).unwrap()
 }
 
 fn principal(ns: &str, owner: &str) -> Principal {
@@ -186,8 +186,8 @@ async fn dropping_a_namespace_leaves_nothing_of_it() {
         payload: bytes::Bytes::from_static(b"on"),
         ..Publish::default()
     };
-    r.handle(Event::Publish { conn: c.id, publish: Box::new(publish.clone()) });
-    r.handle(Event::Publish { conn: kept.id, publish: Box::new(publish) });
+    r.handle(Event::Publish { conn: c.id, publish: Box::new(publish.clone()), data: Vec::new() });
+    r.handle(Event::Publish { conn: kept.id, publish: Box::new(publish), data: Vec::new() });
     gone(&mut r, &c);
     r.finish_batch().await;
     let (done, durable) = tokio::sync::oneshot::channel();
