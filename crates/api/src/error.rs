@@ -9,6 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use switchyard_hub::{AuthFailure, HubError};
+use switchyard_series::query::QueryError;
+use switchyard_storage::StorageError;
 
 /// What went wrong, as the client is told.
 #[derive(Debug)]
@@ -118,6 +120,25 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         ApiError::bad_request("invalid path", vec![r.body_text()])
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "data store read or delete failed");
+        ApiError::Unavailable
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(why) => ApiError::bad_request("invalid series query", vec![why]),
+            QueryError::Chunk(e) => {
+                tracing::error!(error = %e, "stored chunk could not be decoded");
+                ApiError::Unavailable
+            }
+        }
     }
 }
 

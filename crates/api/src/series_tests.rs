@@ -1,0 +1,225 @@
+//! The metrics API in process (set-up in `data_tests`): listing and latest values, aggregates per
+//! bucket checked against an independent computation over data that spans bucket edges and a
+//! range that cuts into its first bucket, order and limit, several queries at once, deletion by
+//! range and metric.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{Value as Json, json};
+
+use crate::data_tests::{A, T0, TestApp, ingest, start};
+
+const HOUR: i64 = 3_600_000;
+
+/// A reading every 37 s from `T0 - 50 min` to `T0 + 130 min`: decimals that are not in order.
+fn readings() -> Vec<(i64, f64)> {
+    (0..292).map(|i| (T0 - 50 * 60_000 + i * 37_000, ((i * 7919) % 1000) as f64 / 10.0 - 20.0)).collect()
+}
+
+async fn filled() -> TestApp {
+    let t = start().await;
+    let batch: Vec<_> = readings().iter().map(|&(ts, v)| ingest(A, "r1", ts, &[("temp", v), ("hum", 50.0)])).collect();
+    t.write(&batch);
+    t
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Linear interpolation between closest ranks over sorted `v`.
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let rank = p / 100.0 * (v.len() - 1) as f64;
+    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+}
+
+/// min, max, mean, median, sum, count, first, last, std (population), percentile(95) of `values`
+/// in time order.
+fn expected(values: &[f64]) -> Vec<f64> {
+    let n = values.len() as f64;
+    let sum: f64 = values.iter().sum();
+    let mean = sum / n;
+    let std = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    vec![
+        sorted[0],
+        sorted[sorted.len() - 1],
+        mean,
+        percentile(&sorted, 50.0),
+        sum,
+        n,
+        values[0],
+        values[values.len() - 1],
+        std,
+        percentile(&sorted, 95.0),
+    ]
+}
+
+const ALL: &str = "min,max,mean,median,sum,count,first,last,std,percentile(95)";
+
+fn rows(body: &Json) -> Vec<Vec<Json>> {
+    body["series"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|r| r.as_array().unwrap().clone())
+        .collect()
+}
+
+fn assert_row(row: &[Json], ts: i64, want: &[f64]) {
+    assert_eq!(row[0].as_i64(), Some(ts), "{row:?}");
+    assert_eq!(row.len(), want.len() + 1, "{row:?}");
+    for (i, (got, want)) in row[1..].iter().zip(want).enumerate() {
+        let got = got.as_f64().unwrap_or_else(|| panic!("column {i} of {row:?}"));
+        assert!(close(got, *want), "column {i} at {ts}: {got} != {want}");
+    }
+}
+
+#[tokio::test]
+async fn hourly_aggregates_match_an_independent_computation() {
+    let t = filled().await;
+    // The range starts 20 minutes into the first hour and ends 10 minutes into the last.
+    let (from, until) = (T0 - 40 * 60_000, T0 + 2 * HOUR + 10 * 60_000);
+    let uri = format!("/resources/r1/series/temp?from={from}&until={until}&aggregates={ALL}&grouping=1h");
+    let (status, body) = t.get(&uri, &t.a).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let echo = &body["query"];
+    assert_eq!((echo["from"].as_i64(), echo["until"].as_i64()), (Some(from), Some(until)));
+    assert_eq!(echo["aggregates"].as_array().unwrap().len(), 10);
+    assert_eq!(echo["grouping"], "1h");
+
+    let in_range: Vec<(i64, f64)> = readings().into_iter().filter(|(ts, _)| (from..until).contains(ts)).collect();
+    let got = rows(&body);
+    let starts = [T0 - HOUR, T0, T0 + HOUR, T0 + 2 * HOUR];
+    assert_eq!(got.len(), starts.len(), "{body}");
+    for (row, start) in got.iter().zip(starts) {
+        let bucket: Vec<f64> =
+            in_range.iter().filter(|(ts, _)| (start..start + HOUR).contains(ts)).map(|p| p.1).collect();
+        assert!(bucket.len() > 3, "each bucket holds data");
+        assert_row(row, start, &expected(&bucket));
+    }
+
+    // Other bucket widths cover the same points: counts add up.
+    for grouping in ["15m", "2h", "1d", "auto"] {
+        let uri =
+            format!("/resources/r1/series/temp?from={from}&until={until}&aggregates=count,sum&grouping={grouping}");
+        let (status, body) = t.get(&uri, &t.a).await;
+        assert_eq!(status, StatusCode::OK, "{grouping}: {body}");
+        let (count, sum) =
+            rows(&body).iter().fold((0.0, 0.0), |(c, s), r| (c + r[1].as_f64().unwrap(), s + r[2].as_f64().unwrap()));
+        assert_eq!(count, in_range.len() as f64, "{grouping}");
+        assert!(close(sum, in_range.iter().map(|p| p.1).sum()), "{grouping}");
+    }
+    let uri = format!("/resources/r1/series/temp?from={from}&until={until}&aggregates=max,count&grouping=15m");
+    let (_, body) = t.get(&uri, &t.a).await;
+    for row in rows(&body) {
+        assert_eq!(row[0].as_i64().unwrap().rem_euclid(15 * 60_000), 0, "buckets aligned to UTC: {row:?}");
+    }
+}
+
+#[tokio::test]
+async fn raw_points_order_limit_and_ungrouped_aggregates() {
+    let t = filled().await;
+    let all = readings();
+    let (from, until) = (all[10].0, all[20].0);
+    let uri = format!("/resources/r1/series/temp?from={from}&until={until}");
+    let (status, body) = t.get(&uri, &t.a).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let want: Vec<Json> = all[10..20].iter().map(|(ts, v)| json!([ts, v])).collect();
+    assert_eq!(body["series"], Json::Array(want.clone()));
+
+    let (_, body) = t.get(&format!("{uri}&order=desc&limit=3"), &t.a).await;
+    let newest: Vec<Json> = want.iter().rev().take(3).cloned().collect();
+    assert_eq!(body["series"], Json::Array(newest));
+    assert_eq!((body["query"]["order"].as_str(), body["query"]["limit"].as_i64()), (Some("desc"), Some(3)));
+
+    let (_, body) = t.get(&format!("{uri}&aggregates={ALL}&grouping=1h&order=desc&limit=1"), &t.a).await;
+    assert_eq!(rows(&body).len(), 1, "{body}");
+
+    // Without grouping, the aggregates cover the whole range in one row, in request order.
+    let (_, body) = t.get(&format!("{uri}&aggregates=last,count,first"), &t.a).await;
+    let got = rows(&body);
+    assert_eq!(got.len(), 1, "{body}");
+    assert_eq!(got[0][1..], [json!(all[19].1), json!(10.0), json!(all[10].1)]);
+
+    // The default range is the last 7 days: this data is older.
+    let (_, body) = t.get("/resources/r1/series/temp", &t.a).await;
+    assert_eq!(body["series"], json!([]));
+    let until = body["query"]["until"].as_i64().unwrap();
+    assert_eq!(until - body["query"]["from"].as_i64().unwrap(), 7 * 24 * HOUR + 1);
+}
+
+#[tokio::test]
+async fn series_listing_latest_and_several_queries() {
+    let t = filled().await;
+    t.write(&[ingest(A, "r2", T0, &[("temp", 1.5)])]);
+    let last = *readings().last().unwrap();
+    let (status, body) = t.get("/resources/r1/series", &t.a).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!([
+            {"name": "hum", "latest": {"timestamp": last.0, "value": 50.0}},
+            {"name": "temp", "latest": {"timestamp": last.0, "value": last.1}},
+        ])
+    );
+    let (status, body) = t.get("/resources/r1/series/temp/latest", &t.a).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"timestamp": last.0, "value": last.1})));
+    assert_eq!(t.get("/resources/r1/series/wind/latest", &t.a).await.0, StatusCode::NOT_FOUND);
+
+    let q = json!({"queries": [
+        {"resource": "r1", "metric": "temp", "from": T0, "until": T0 + HOUR, "aggregates": ["count", "max"], "grouping": "1h"},
+        {"resource": "r2", "metric": "temp", "from": "2024-12-05T00:00:00Z", "until": T0 + 1},
+        {"resource": "r1", "metric": "hum", "from": T0, "until": T0 + HOUR, "aggregates": "mean,count"},
+    ]});
+    let (status, answers) = t.call(Method::POST, "/series/query", &t.a, Some(q)).await;
+    assert_eq!(status, StatusCode::OK, "{answers}");
+    let uri = format!("/resources/r1/series/temp?from={T0}&until={}&aggregates=count,max&grouping=1h", T0 + HOUR);
+    assert_eq!(answers[0], t.get(&uri, &t.a).await.1);
+    assert_eq!(answers[1]["series"], json!([[T0, 1.5]]));
+    assert_eq!(answers[1]["query"]["resource"], "r2");
+    assert_eq!(rows(&answers[2])[0][1..], [json!(50.0), answers[0]["series"][0][1].clone()]);
+}
+
+#[tokio::test]
+async fn delete_by_range_metric_and_only_series() {
+    let t = filled().await;
+    let all = readings();
+    let count = |body: &Json| rows(body).first().map_or(0, |r| r[1].as_f64().unwrap() as i64);
+    let span = format!("from={}&until={}", all[0].0, all[all.len() - 1].0 + 1);
+    let counts = async |metric: &str| {
+        let (_, body) = t.get(&format!("/resources/r1/series/{metric}?{span}&aggregates=count"), &t.a).await;
+        count(&body)
+    };
+    let messages = async || t.get("/resources/r1/messages?limit=1000", &t.a).await.1.as_array().unwrap().len();
+
+    // One metric in a range: its points go, messages and the other metric stay.
+    let (from, until) = (all[100].0, all[150].0);
+    let uri = format!("/resources/r1?from={from}&until={until}&metrics=temp");
+    let (status, body) = t.call(Method::DELETE, &uri, &t.a, None).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"messages": 0, "points": 50})));
+    assert_eq!(counts("temp").await, all.len() as i64 - 50);
+    assert_eq!(counts("hum").await, all.len() as i64);
+    assert_eq!(messages().await, all.len());
+    let (_, body) = t.get(&format!("/resources/r1/series/temp?from={from}&until={until}"), &t.a).await;
+    assert_eq!(body["series"], json!([]));
+
+    // Only the series, every metric: messages stay.
+    let uri = format!("/resources/r1?until={}&onlytimeseries=true", all[10].0);
+    let (_, body) = t.call(Method::DELETE, &uri, &t.a, None).await;
+    assert_eq!(body, json!({"messages": 0, "points": 20}));
+    assert_eq!(messages().await, all.len());
+
+    // Messages and points in a range.
+    let uri = format!("/resources/r1?from={}", all[280].0);
+    let (_, body) = t.call(Method::DELETE, &uri, &t.a, None).await;
+    assert_eq!(body, json!({"messages": all.len() - 280, "points": 2 * (all.len() - 280)}));
+    assert_eq!(messages().await, 280);
+    assert_eq!(counts("hum").await, 270);
+
+    // Everything.
+    let (_, body) = t.call(Method::DELETE, "/resources/r1", &t.a, None).await;
+    assert_eq!(body, json!({"messages": 280, "points": 220 + 270}));
+    assert_eq!(t.get("/resources/r1/series", &t.a).await.1, json!([]));
+}
