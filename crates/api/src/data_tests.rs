@@ -69,6 +69,7 @@ pub async fn start() -> TestApp {
         hub,
         metrics: None,
         data: store.clone(),
+        ingest: crate::IngestConfig::default(),
     };
     let b = creds.pop().unwrap();
     let a = creds.pop().unwrap();

@@ -68,6 +68,7 @@ async fn health_reports_failing_and_dead_storage() {
         hub,
         metrics: None,
         data: Arc::new(crate::test_store::MemoryDataStore::default()),
+        ingest: crate::IngestConfig::default(),
     };
     let app = crate::router(state);
     assert_eq!(health(&app).await.0, StatusCode::OK);
