@@ -141,7 +141,7 @@ pub async fn current(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let key = caller.read(&path_id(id)?)?;
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     match blocking(move || store.current(&key, now)).await? {
         Some(message) => Ok(json_response(message.body)),
@@ -178,7 +178,7 @@ pub async fn messages(
     let Query(p) = params?;
     let limit = check_limit(p.limit)?;
     let range = range(text_instant(&p.from).as_ref(), text_instant(&p.until).as_ref())?;
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let found = blocking(move || store.messages(&key, range, limit, now)).await?;
     Ok(json_response(json_array(&found)))
@@ -216,7 +216,7 @@ pub async fn delete_messages(
     let key = caller.delete(&path_id(id)?)?;
     let Query(p) = params?;
     let range = range(text_instant(&p.from).as_ref(), text_instant(&p.until).as_ref())?;
-    let store: Arc<dyn DataStore> = Arc::clone(&state.data);
+    let store: Arc<dyn DataStore> = Arc::clone(state.broker.data_store());
     let deleted = blocking(move || store.delete_messages(&key, range)).await?;
     Ok(Json(Deleted { deleted }))
 }
@@ -259,7 +259,7 @@ pub async fn query(
             keys.push(key);
         }
     }
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let found = blocking(move || {
         keys.into_iter()

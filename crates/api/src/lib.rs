@@ -25,8 +25,6 @@ mod series;
 #[cfg(test)]
 mod series_tests;
 mod serving;
-#[cfg(test)]
-mod test_store;
 mod timearg;
 mod ws_io;
 
@@ -43,7 +41,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use switchyard_broker::{Broker, StorageStatus};
 use switchyard_hub::Hub;
-use switchyard_storage::DataStore;
 use switchyard_transport::ListenerLimits;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -69,8 +66,6 @@ pub struct ApiState {
     pub hub: Arc<Hub>,
     /// The Prometheus recorder's handle, when one is installed.
     pub metrics: Option<PrometheusHandle>,
-    /// The message cache and metrics, read by the data API.
-    pub data: Arc<dyn DataStore>,
 }
 
 /// The router with every route.

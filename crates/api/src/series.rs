@@ -139,7 +139,7 @@ pub async fn list(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<SeriesEntry>>, ApiError> {
     let key = caller.read(&path_id(id)?)?;
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let found = blocking(move || store.series(&key, now)).await?;
     let entries = found
@@ -168,7 +168,7 @@ pub async fn latest(
     let Path((id, metric)) = path?;
     let key = caller.read(&resource_id(&id)?)?;
     let metric = metric_name(&metric)?;
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let found = blocking(move || store.series(&key, now)).await?;
     let info =
@@ -277,10 +277,9 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
             vec![],
         ));
     }
-    let order = match spec.order.as_deref().map(str::trim) {
-        None | Some("asc") => Order::Asc,
-        Some("desc") => Order::Desc,
-        Some(other) => return Err(ApiError::bad_request("invalid order", vec![format!("{other:?}: asc or desc")])),
+    let order = match spec.order.as_deref() {
+        None => Order::Asc,
+        Some(raw) => raw.parse().map_err(|e| ApiError::bad_request("invalid order", vec![format!("{e}")]))?,
     };
     let limit = spec.limit.unwrap_or(MAX_ROWS);
     if limit == 0 || limit > MAX_ROWS {
@@ -302,7 +301,7 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
 
 /// Runs planned queries on the blocking pool, in order.
 async fn run(state: &ApiState, planned: Vec<Planned>) -> Result<Vec<SeriesAnswer>, ApiError> {
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let results = blocking(move || {
         let mut out = Vec::with_capacity(planned.len());
@@ -433,7 +432,7 @@ pub async fn delete(
         }
     };
     let keep_messages = only_series || metrics.is_some();
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let (messages, points) = blocking(move || {
         let points = store.delete_points(&key, range, metrics.as_deref())?;
         let messages = if keep_messages { 0 } else { store.delete_messages(&key, range)? };

@@ -26,20 +26,20 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-/// Linear interpolation between closest ranks over sorted `v`.
+/// Linear interpolation between the closest ranks over sorted `v` (numpy's default).
 fn percentile(v: &[f64], p: f64) -> f64 {
     let rank = p / 100.0 * (v.len() - 1) as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
     v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
 }
 
-/// min, max, mean, median, sum, count, first, last, std (population), percentile(95) of `values`
+/// min, max, mean, median, sum, count, first, last, std (sample: n − 1), percentile(95) of `values`
 /// in time order.
 fn expected(values: &[f64]) -> Vec<f64> {
     let n = values.len() as f64;
     let sum: f64 = values.iter().sum();
     let mean = sum / n;
-    let std = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    let std = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt();
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     vec![
