@@ -199,20 +199,19 @@ impl Broker {
         durable.await.map_err(|_| Closed)
     }
 
-    /// Deliver `payload` live to the subscribers of `topic` in `namespace` (as a QoS 1 message
-    /// from no session, not retained) and store `data` (normalized by the pipeline) in the same
-    /// group commit as MQTT traffic. Returns once `data` is durable, with what became of each
+    /// Deliver `live` messages (topic, payload) to their subscribers in `namespace` (as QoS 1
+    /// messages from no session, not retained) and store `data` (normalized by the pipeline) in
+    /// the same group commit as MQTT traffic. Returns once `data` is durable, with what became of each
     /// record (a repeated `messageId` is [`Written::Duplicate`]). While commits fail this waits
     /// (they are retried); callers wanting to fail fast check [`Broker::storage_status`] first.
     pub async fn ingest(
         &self,
         namespace: Namespace,
-        topic: Arc<str>,
-        payload: Bytes,
+        live: Vec<(Arc<str>, Bytes)>,
         data: Vec<Ingest>,
     ) -> Result<Vec<Written>, IngestError> {
         let (reply, written) = tokio::sync::oneshot::channel();
-        let request = IngestRequest { namespace, topic, payload, data, reply };
+        let request = IngestRequest { namespace, live, data, reply };
         self.send(Event::Ingest(Box::new(request))).await.map_err(|_| IngestError::Unavailable)?;
         written.await.map_err(|_| IngestError::Unavailable)
     }

@@ -209,9 +209,9 @@ pub enum Event {
 #[derive(Debug)]
 pub struct IngestRequest {
     pub namespace: Namespace,
-    /// The topic subscribers of `namespace` receive `payload` on (QoS 1, not retained).
-    pub topic: Arc<str>,
-    pub payload: Bytes,
+    /// Messages for the subscribers of `namespace`, each a topic and its payload, routed in
+    /// order as QoS 1 messages from no session, not retained.
+    pub live: Vec<(Arc<str>, Bytes)>,
     pub data: Vec<Ingest>,
     /// Told, once `data` is durable, what was stored (one answer per record, in order);
     /// dropped unanswered if it never will be.

@@ -27,23 +27,25 @@ impl Router {
         self.send(&outbox, Outgoing::Ack(kind, packet_id, code));
     }
 
-    /// Route `payload` to the namespace's subscribers of `topic` (QoS 1, from no session, not
-    /// retained) and store `data` in this batch; the reply waits for the commit.
+    /// Route each live message to the namespace's subscribers of its topic (QoS 1, from no
+    /// session, not retained) and store `data` in this batch; the reply waits for the commit.
     pub(super) fn ingest(&mut self, request: IngestRequest) {
-        let IngestRequest { namespace, topic, payload, data, reply } = request;
-        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
-        if let Some(space) = self.spaces.get_mut(&namespace) {
-            space.received += 1;
+        let IngestRequest { namespace, live, data, reply } = request;
+        for (topic, payload) in live {
+            self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+            if let Some(space) = self.spaces.get_mut(&namespace) {
+                space.received += 1;
+            }
+            let message = Message {
+                topic,
+                payload,
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                expires_at_ms: None,
+                properties: Properties::default(),
+            };
+            self.route(&namespace, &Arc::new(message), None);
         }
-        let message = Message {
-            topic,
-            payload,
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            expires_at_ms: None,
-            properties: Properties::default(),
-        };
-        self.route(&namespace, &Arc::new(message), None);
         let start = self.data.len();
         self.data.extend(data);
         self.replies.push((start..self.data.len(), reply));

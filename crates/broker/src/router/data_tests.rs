@@ -237,8 +237,7 @@ async fn ingested_data_goes_live_and_each_caller_hears_about_its_own_records_aft
         let records = bodies.iter().zip(ids).map(|(b, id)| record("t.example", b, id)).collect();
         r.handle(Event::Ingest(Box::new(IngestRequest {
             namespace: Namespace::from_stored("t.example"),
-            topic: Arc::from("t.example/resources/d1/events"),
-            payload: Bytes::from_static(b"[live]"),
+            live: vec![(Arc::from("t.example/resources/d1/events"), Bytes::from_static(b"[live]"))],
             data: records,
             reply,
         })));
@@ -267,8 +266,7 @@ async fn dropping_a_namespace_deletes_its_tenant_data_before_answering() {
     let ns = Namespace::from_stored("t.example");
     let request = IngestRequest {
         namespace: ns.clone(),
-        topic: Arc::from("x"),
-        payload: Bytes::new(),
+        live: vec![],
         data: vec![record("t.example", "{}", None), record("u.example", "{}", None)],
         reply,
     };
