@@ -84,14 +84,14 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Service name and version.
-#[utoipa::path(get, path = "/", tag = "service", responses((status = 200, description = "`{\"name\": \"switchyard\", \"version\"}`")))]
+#[utoipa::path(get, path = "/", tag = "service", security(()), responses((status = 200, description = "`{\"name\": \"switchyard\", \"version\"}`")))]
 async fn info() -> Json<serde_json::Value> {
     Json(json!({"name": "switchyard", "version": env!("CARGO_PKG_VERSION")}))
 }
 
 /// 200 while the broker serves; 503 with the reason while shutting down, while storage commits
 /// fail (acknowledgements wait, they are retried), or once the storage committer is gone.
-#[utoipa::path(get, path = "/health", tag = "service", responses(
+#[utoipa::path(get, path = "/health", tag = "service", security(()), responses(
     (status = 200, description = "`{\"status\": \"ok\", \"connections\": n}`"),
     (status = 503, description = "`{\"status\": reason}`"),
 ))]
