@@ -44,6 +44,12 @@ fn basic(id: &str, secret: &str) -> String {
 }
 
 pub async fn start() -> TestApp {
+    let store = Arc::new(MemoryDataStore::default());
+    start_with(store.clone(), store).await
+}
+
+/// An app whose broker reads `served`, a view of `store` (which the test writes).
+pub async fn start_with(store: Arc<MemoryDataStore>, served: Arc<dyn DataStore>) -> TestApp {
     let registry = Arc::new(
         Registry::open(Arc::new(MemoryStore::default()), KeyFile::generate().unwrap(), system_clock(), 100).unwrap(),
     );
@@ -57,8 +63,7 @@ pub async fn start() -> TestApp {
         .unwrap();
     let hub = Hub::new(registry, HubConfig::default());
     let stop = CancellationToken::new();
-    let store = Arc::new(MemoryDataStore::default());
-    let data = DataPath { intake: Arc::new(NoIntake), store: store.clone() };
+    let data = DataPath { intake: Arc::new(NoIntake), store: served };
     let (broker, _router) =
         Broker::start_with_data(BrokerConfig::default(), Arc::new(NullStore), hub.clone(), data, stop.clone()).unwrap();
     let state = ApiState {
