@@ -132,7 +132,10 @@ fn json_response(body: impl Into<Body>) -> Response {
     params(("id" = String, Path, description = "resource id")),
     responses(
         (status = 200, description = "the message, as stored", body = serde_json::Value),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
         (status = 404, description = "no message stored", body = crate::openapi::ErrorBody),
     ))]
 pub async fn current(
@@ -141,7 +144,7 @@ pub async fn current(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let key = caller.read(&path_id(id)?)?;
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     match blocking(move || store.current(&key, now)).await? {
         Some(message) => Ok(json_response(message.body)),
@@ -166,7 +169,10 @@ pub struct MessagesParams {
     params(("id" = String, Path, description = "resource id"), MessagesParams),
     responses(
         (status = 200, description = "messages newest first, as stored", body = Vec<serde_json::Value>),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
     ))]
 pub async fn messages(
     caller: DataAuth,
@@ -178,7 +184,7 @@ pub async fn messages(
     let Query(p) = params?;
     let limit = check_limit(p.limit)?;
     let range = range(text_instant(&p.from).as_ref(), text_instant(&p.until).as_ref())?;
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let found = blocking(move || store.messages(&key, range, limit, now)).await?;
     Ok(json_response(json_array(&found)))
@@ -205,7 +211,10 @@ pub struct Deleted {
     params(("id" = String, Path, description = "resource id"), DeleteMessagesParams),
     responses(
         (status = 200, body = Deleted),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
     ))]
 pub async fn delete_messages(
     caller: DataAuth,
@@ -216,7 +225,7 @@ pub async fn delete_messages(
     let key = caller.delete(&path_id(id)?)?;
     let Query(p) = params?;
     let range = range(text_instant(&p.from).as_ref(), text_instant(&p.until).as_ref())?;
-    let store: Arc<dyn DataStore> = Arc::clone(&state.data);
+    let store: Arc<dyn DataStore> = Arc::clone(state.broker.data_store());
     let deleted = blocking(move || store.delete_messages(&key, range)).await?;
     Ok(Json(Deleted { deleted }))
 }
@@ -239,7 +248,10 @@ pub struct MessagesQuery {
 #[utoipa::path(post, path = "/messages/query", tag = "messages", request_body = MessagesQuery,
     responses(
         (status = 200, description = "`{resource: [message, ...]}`", body = serde_json::Value),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
     ))]
 pub async fn query(
     caller: DataAuth,
@@ -259,7 +271,7 @@ pub async fn query(
             keys.push(key);
         }
     }
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let found = blocking(move || {
         keys.into_iter()

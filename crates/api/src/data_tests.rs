@@ -10,11 +10,11 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use base64::Engine as _;
 use serde_json::{Value as Json, json};
-use switchyard_broker::{Broker, BrokerConfig};
+use switchyard_broker::{Broker, BrokerConfig, DataPath, NoIntake};
 use switchyard_hub::{Hub, HubConfig, Registry, system_clock};
 use switchyard_identity::{Domain, KeyFile, ResourceId};
 use switchyard_storage::data::{DataStore, Ingest, ResourceKey, Value};
-use switchyard_storage::{MemoryStore, NullStore};
+use switchyard_storage::{MemoryDataStore, MemoryStore, NullStore};
 use switchyard_transport::ListenerLimits;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +22,6 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::ApiState;
-use crate::test_store::MemoryDataStore;
 
 /// A fixed instant the test data lives around (2024-12-05T00:00:00Z).
 pub const T0: i64 = 1_733_356_800_000;
@@ -45,6 +44,12 @@ fn basic(id: &str, secret: &str) -> String {
 }
 
 pub async fn start() -> TestApp {
+    let store = Arc::new(MemoryDataStore::default());
+    start_with(store.clone(), store).await
+}
+
+/// An app whose broker reads `served`, a view of `store` (which the test writes).
+pub async fn start_with(store: Arc<MemoryDataStore>, served: Arc<dyn DataStore>) -> TestApp {
     let registry = Arc::new(
         Registry::open(Arc::new(MemoryStore::default()), KeyFile::generate().unwrap(), system_clock(), 100).unwrap(),
     );
@@ -58,9 +63,9 @@ pub async fn start() -> TestApp {
         .unwrap();
     let hub = Hub::new(registry, HubConfig::default());
     let stop = CancellationToken::new();
+    let data = DataPath { intake: Arc::new(NoIntake), store: served };
     let (broker, _router) =
-        Broker::start(BrokerConfig::default(), Arc::new(NullStore), hub.clone(), stop.clone()).unwrap();
-    let store = Arc::new(MemoryDataStore::default());
+        Broker::start_with_data(BrokerConfig::default(), Arc::new(NullStore), hub.clone(), data, stop.clone()).unwrap();
     let state = ApiState {
         broker,
         limits: ListenerLimits { connect_timeout: Duration::from_secs(5), connections: Arc::new(Semaphore::new(10)) },
@@ -68,7 +73,6 @@ pub async fn start() -> TestApp {
         tasks: TaskTracker::new(),
         hub,
         metrics: None,
-        data: store.clone(),
         ingest: crate::IngestConfig::default(),
     };
     let b = creds.pop().unwrap();
@@ -88,7 +92,7 @@ pub fn ingest(tenant: &str, resource: &str, ts: i64, points: &[(&str, f64)]) -> 
         message_id: None,
         body: serde_json::to_vec(&body).unwrap().into(),
         expires_at: None,
-        keep: 100,
+        keep: 1000,
         points: points.iter().map(|(n, v)| (Arc::from(*n), Value::Number(*v))).collect(),
     }
 }

@@ -71,7 +71,6 @@ async fn start(max_body: usize) -> TestApp {
         tasks: TaskTracker::new(),
         hub,
         metrics: None,
-        data: store.clone(),
         ingest: IngestConfig { pipeline, max_body },
     };
     let b = creds.pop().unwrap();

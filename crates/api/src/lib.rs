@@ -30,8 +30,6 @@ mod series;
 #[cfg(test)]
 mod series_tests;
 mod serving;
-#[cfg(test)]
-mod test_store;
 mod timearg;
 mod ws_io;
 
@@ -48,7 +46,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use switchyard_broker::{Broker, StorageStatus};
 use switchyard_hub::Hub;
-use switchyard_storage::DataStore;
 use switchyard_transport::ListenerLimits;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -75,8 +72,6 @@ pub struct ApiState {
     pub hub: Arc<Hub>,
     /// The Prometheus recorder's handle, when one is installed.
     pub metrics: Option<PrometheusHandle>,
-    /// The message cache and metrics, read by the data API.
-    pub data: Arc<dyn DataStore>,
     /// The pipeline and body limit of `POST /resources/{id}/events` and `POST /messages`.
     pub ingest: IngestConfig,
 }
@@ -98,14 +93,14 @@ pub fn router(state: ApiState) -> Router {
 }
 
 /// Service name and version.
-#[utoipa::path(get, path = "/", tag = "service", responses((status = 200, description = "`{\"name\": \"switchyard\", \"version\"}`")))]
+#[utoipa::path(get, path = "/", tag = "service", security(()), responses((status = 200, description = "`{\"name\": \"switchyard\", \"version\"}`")))]
 async fn info() -> Json<serde_json::Value> {
     Json(json!({"name": "switchyard", "version": env!("CARGO_PKG_VERSION")}))
 }
 
 /// 200 while the broker serves; 503 with the reason while shutting down, while storage commits
 /// fail (acknowledgements wait, they are retried), or once the storage committer is gone.
-#[utoipa::path(get, path = "/health", tag = "service", responses(
+#[utoipa::path(get, path = "/health", tag = "service", security(()), responses(
     (status = 200, description = "`{\"status\": \"ok\", \"connections\": n}`"),
     (status = 503, description = "`{\"status\": reason}`"),
 ))]

@@ -131,7 +131,10 @@ fn metric_name(raw: &str) -> Result<Arc<str>, ApiError> {
     params(("id" = String, Path, description = "resource id")),
     responses(
         (status = 200, body = Vec<SeriesEntry>),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
     ))]
 pub async fn list(
     caller: DataAuth,
@@ -139,7 +142,7 @@ pub async fn list(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<SeriesEntry>>, ApiError> {
     let key = caller.read(&path_id(id)?)?;
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let found = blocking(move || store.series(&key, now)).await?;
     let entries = found
@@ -157,7 +160,10 @@ pub async fn list(
     params(("id" = String, Path, description = "resource id"), ("metric" = String, Path, description = "metric name")),
     responses(
         (status = 200, body = Latest),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
         (status = 404, description = "no such series", body = crate::openapi::ErrorBody),
     ))]
 pub async fn latest(
@@ -168,7 +174,7 @@ pub async fn latest(
     let Path((id, metric)) = path?;
     let key = caller.read(&resource_id(&id)?)?;
     let metric = metric_name(&metric)?;
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let found = blocking(move || store.series(&key, now)).await?;
     let info =
@@ -277,10 +283,9 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
             vec![],
         ));
     }
-    let order = match spec.order.as_deref().map(str::trim) {
-        None | Some("asc") => Order::Asc,
-        Some("desc") => Order::Desc,
-        Some(other) => return Err(ApiError::bad_request("invalid order", vec![format!("{other:?}: asc or desc")])),
+    let order = match spec.order.as_deref() {
+        None => Order::Asc,
+        Some(raw) => raw.parse().map_err(|e| ApiError::bad_request("invalid order", vec![format!("{e}")]))?,
     };
     let limit = spec.limit.unwrap_or(MAX_ROWS);
     if limit == 0 || limit > MAX_ROWS {
@@ -302,7 +307,7 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
 
 /// Runs planned queries on the blocking pool, in order.
 async fn run(state: &ApiState, planned: Vec<Planned>) -> Result<Vec<SeriesAnswer>, ApiError> {
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let now = now_ms();
     let results = blocking(move || {
         let mut out = Vec::with_capacity(planned.len());
@@ -325,7 +330,10 @@ async fn run(state: &ApiState, planned: Vec<Planned>) -> Result<Vec<SeriesAnswer
     params(("id" = String, Path, description = "resource id"), ("metric" = String, Path, description = "metric name"), SeriesParams),
     responses(
         (status = 200, body = SeriesAnswer),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
     ))]
 pub async fn series(
     caller: DataAuth,
@@ -356,7 +364,10 @@ pub async fn series(
 #[utoipa::path(post, path = "/series/query", tag = "series", request_body = SeriesQueries,
     responses(
         (status = 200, body = Vec<SeriesAnswer>),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
     ))]
 pub async fn multi(
     caller: DataAuth,
@@ -409,7 +420,10 @@ pub struct DeletedData {
     params(("id" = String, Path, description = "resource id"), DeleteParams),
     responses(
         (status = 200, body = DeletedData),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
     ))]
 pub async fn delete(
     caller: DataAuth,
@@ -433,7 +447,7 @@ pub async fn delete(
         }
     };
     let keep_messages = only_series || metrics.is_some();
-    let store = Arc::clone(&state.data);
+    let store = Arc::clone(state.broker.data_store());
     let (messages, points) = blocking(move || {
         let points = store.delete_points(&key, range, metrics.as_deref())?;
         let messages = if keep_messages { 0 } else { store.delete_messages(&key, range)? };

@@ -1,12 +1,82 @@
 //! The metrics API in process (set-up in `data_tests`): listing and latest values, aggregates per
 //! bucket checked against an independent computation over data that spans bucket edges and a
 //! range that cuts into its first bucket, order and limit, several queries at once, deletion by
-//! range and metric.
+//! range and metric. The aggregates are checked twice: over raw points, and over a store that
+//! serves most points as sealed chunks (answered from their summaries where they lie within a
+//! bucket).
+
+use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value as Json, json};
+use switchyard_series::chunk::Chunk;
+use switchyard_storage::data::{
+    Block, DataStore, Ingest, MessageStore, ResourceKey, SeriesInfo, SeriesStore, StoredMessage, TimeRange, Written,
+};
+use switchyard_storage::{MemoryDataStore, StorageError};
 
-use crate::data_tests::{A, T0, TestApp, ingest, start};
+use crate::data_tests::{A, T0, TestApp, ingest, start, start_with};
+
+/// Points per sealed chunk in [`Chunked`].
+const CHUNK: usize = 40;
+
+/// Serves a [`MemoryDataStore`]'s points as sealed chunks of [`CHUNK`] points, the rest raw.
+struct Chunked(Arc<MemoryDataStore>);
+
+impl MessageStore for Chunked {
+    fn messages(
+        &self,
+        r: &ResourceKey,
+        range: TimeRange,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<StoredMessage>, StorageError> {
+        self.0.messages(r, range, limit, now)
+    }
+    fn current(&self, r: &ResourceKey, now: i64) -> Result<Option<StoredMessage>, StorageError> {
+        self.0.current(r, now)
+    }
+    fn delete_messages(&self, r: &ResourceKey, range: TimeRange) -> Result<u64, StorageError> {
+        self.0.delete_messages(r, range)
+    }
+}
+
+impl SeriesStore for Chunked {
+    fn series(&self, r: &ResourceKey, now: i64) -> Result<Vec<SeriesInfo>, StorageError> {
+        self.0.series(r, now)
+    }
+    fn scan(&self, r: &ResourceKey, metric: &str, _range: TimeRange, now: i64) -> Result<Vec<Block>, StorageError> {
+        // Whole chunks, as a store would keep them: scan everything, seal, hand over all blocks.
+        let mut blocks = Vec::new();
+        for block in self.0.scan(r, metric, TimeRange::default(), now)? {
+            let Block::Raw(points) = block else { unreachable!("the memory store serves raw points") };
+            let sealed = points.len() / CHUNK * CHUNK;
+            blocks.extend(points[..sealed].chunks(CHUNK).map(|c| Block::Sealed(Chunk::encode(c))));
+            blocks.push(Block::Raw(points[sealed..].to_vec()));
+        }
+        Ok(blocks)
+    }
+    fn delete_points(
+        &self,
+        r: &ResourceKey,
+        range: TimeRange,
+        metrics: Option<&[String]>,
+    ) -> Result<u64, StorageError> {
+        self.0.delete_points(r, range, metrics)
+    }
+}
+
+impl DataStore for Chunked {
+    fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
+        self.0.write(batch, now)
+    }
+    fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError> {
+        self.0.drop_tenant(tenant)
+    }
+    fn maintain(&self, now: i64) -> Result<(), StorageError> {
+        self.0.maintain(now)
+    }
+}
 
 const HOUR: i64 = 3_600_000;
 
@@ -16,7 +86,10 @@ fn readings() -> Vec<(i64, f64)> {
 }
 
 async fn filled() -> TestApp {
-    let t = start().await;
+    fill(start().await)
+}
+
+fn fill(t: TestApp) -> TestApp {
     let batch: Vec<_> = readings().iter().map(|&(ts, v)| ingest(A, "r1", ts, &[("temp", v), ("hum", 50.0)])).collect();
     t.write(&batch);
     t
@@ -26,20 +99,20 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
 }
 
-/// Linear interpolation between closest ranks over sorted `v`.
+/// Linear interpolation between the closest ranks over sorted `v` (numpy's default).
 fn percentile(v: &[f64], p: f64) -> f64 {
     let rank = p / 100.0 * (v.len() - 1) as f64;
     let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
     v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
 }
 
-/// min, max, mean, median, sum, count, first, last, std (population), percentile(95) of `values`
+/// min, max, mean, median, sum, count, first, last, std (sample: n − 1), percentile(95) of `values`
 /// in time order.
 fn expected(values: &[f64]) -> Vec<f64> {
     let n = values.len() as f64;
     let sum: f64 = values.iter().sum();
     let mean = sum / n;
-    let std = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n).sqrt();
+    let std = (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt();
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     vec![
@@ -78,7 +151,16 @@ fn assert_row(row: &[Json], ts: i64, want: &[f64]) {
 
 #[tokio::test]
 async fn hourly_aggregates_match_an_independent_computation() {
-    let t = filled().await;
+    check_hourly_aggregates(filled().await).await;
+}
+
+#[tokio::test]
+async fn hourly_aggregates_from_sealed_chunks_match_too() {
+    let store = Arc::new(MemoryDataStore::default());
+    check_hourly_aggregates(fill(start_with(store.clone(), Arc::new(Chunked(store))).await)).await;
+}
+
+async fn check_hourly_aggregates(t: TestApp) {
     // The range starts 20 minutes into the first hour and ends 10 minutes into the last.
     let (from, until) = (T0 - 40 * 60_000, T0 + 2 * HOUR + 10 * 60_000);
     let uri = format!("/resources/r1/series/temp?from={from}&until={until}&aggregates={ALL}&grouping=1h");

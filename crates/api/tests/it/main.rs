@@ -55,7 +55,6 @@ async fn start(max_connections: usize) -> Running {
         tasks: tasks.clone(),
         hub,
         metrics: None,
-        data: Arc::new(switchyard_storage::MemoryDataStore::default()),
         ingest: switchyard_api::IngestConfig::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
