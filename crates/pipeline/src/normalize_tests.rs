@@ -314,7 +314,9 @@ proptest! {
         let resource = with_resource.then_some("d");
         if let Ok(n) = run_with(&input, resource, Options::default(), &Limits::default()) {
             let delivered = payload(&n);
-            let objects = if as_array { delivered.as_array().unwrap().clone() } else { vec![delivered] };
+            let objects = if value.is_array() { delivered.as_array().unwrap().clone() } else { vec![delivered] };
+            prop_assert_eq!(objects.len(), n.count);
+            prop_assert_eq!(n.data.len(), n.count);
             for (object, record) in objects.iter().zip(&n.data) {
                 prop_assert_eq!(object["timestamp"].as_i64(), Some(record.ts));
                 prop_assert_eq!(object["resource"].as_str(), Some(&*record.resource.resource));
