@@ -357,3 +357,15 @@ fn arb_json() -> impl Strategy<Value = Json> {
         ]
     })
 }
+
+#[test]
+fn the_example_of_docs_messages_md() {
+    let input = r#"{"temp": 21.3, "sensors": {"co2": 412, "door": true}, "state": "ok", "samples": [1, 2]}"#;
+    let n = run(input, Some("sensor-1")).unwrap();
+    let expected = json!({"resource": "sensor-1", "samples": [1, 2], "sensors": {"co2": 412, "door": true}, "state": "ok", "temp": 21.3, "timestamp": NOW});
+    assert_eq!(payload(&n), expected);
+    assert_eq!(
+        points(&n),
+        [num("sensors.co2", 412.0), num("sensors.door", 1.0), text("state", "ok"), num("temp", 21.3)]
+    );
+}
