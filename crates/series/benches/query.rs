@@ -21,7 +21,7 @@ fn points(hours: i64) -> Vec<Point> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 10 == 0 {
+            if x.is_multiple_of(10) {
                 t += if x & 0x100 == 0 { 1 } else { -1 };
             }
             Point { ts: START + i * 1000, value: Value::Number(t as f64 / 10.0) }
