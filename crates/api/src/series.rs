@@ -276,7 +276,7 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
         grouping_name.parse().map_err(|e| ApiError::bad_request("invalid grouping", vec![format!("{e}")]))?;
     if let Grouping::Every { ms } = grouping
         && ms > 0
-        && (until - from) / ms >= MAX_ROWS as i64
+        && until.saturating_sub(from) / ms >= MAX_ROWS as i64
     {
         return Err(ApiError::bad_request(
             format!("grouping {grouping_name} yields more than {MAX_ROWS} buckets over this range"),
