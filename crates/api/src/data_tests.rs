@@ -213,6 +213,7 @@ async fn tenants_and_devices_read_only_what_is_theirs() {
 #[tokio::test]
 async fn bad_parameters_are_400_with_details() {
     let t = start().await;
+    let q = |resource: &str, limit: usize| json!({"resource": resource, "metric": "x", "limit": limit});
     let cases: &[(Method, &str, Option<Json>)] = &[
         (Method::GET, "/resources/bad%20id/current", None),
         (Method::GET, "/resources/r1/messages?limit=0", None),
@@ -230,6 +231,7 @@ async fn bad_parameters_are_400_with_details() {
         (Method::GET, "/resources/r1/series/x?from=0&until=86400000000&grouping=1s", None),
         (Method::POST, "/series/query", Some(json!({"queries": []}))),
         (Method::POST, "/series/query", Some(json!({"queries": [{"resource": "r1", "metric": "x", "order": "up"}]}))),
+        (Method::POST, "/series/query", Some(json!({"queries": [q("r1", 50_001), q("r2", 1)]}))),
         (Method::DELETE, "/resources/r1?onlytimeseries=maybe", None),
         (Method::DELETE, "/resources/r1?metrics=,", None),
     ];

@@ -13,7 +13,8 @@
 //! - `GET /resources/{id}/series/{metric}/latest` → `{"timestamp", "value"}` (404 when none);
 //! - `POST /series/query {"queries": [{"resource", "metric", and the parameters above}, ...]}` →
 //!   `[{"query", "series"}, ...]` in request order, at most 20 queries (`aggregates` a list or a
-//!   comma-separated string);
+//!   comma-separated string), which share the 100,000 rows (`limit` *default* and at most
+//!   100,000 / number of queries);
 //! - `DELETE /resources/{id}?from=&until=&metrics=a,b&onlytimeseries=` → `{"messages": n,
 //!   "points": m}`: deletes the points in the range (of the named metrics, or all), and the
 //!   messages in the range unless `onlytimeseries=true` or `metrics` is given (a message holds
@@ -242,8 +243,8 @@ fn split_aggregates(raw: &str) -> Vec<String> {
     raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
 }
 
-/// Validates one query's parameters at `now`.
-fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Result<Planned, ApiError> {
+/// Validates one query's parameters at `now`; it may answer at most `max_rows` rows.
+fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64, max_rows: usize) -> Result<Planned, ApiError> {
     let TimeRange { from, until } = range(spec.from.as_ref(), spec.until.as_ref())?;
     let (from, until) = match (from, until) {
         (Some(f), Some(u)) => (f, u),
@@ -287,9 +288,9 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
         None => Order::Asc,
         Some(raw) => raw.parse().map_err(|e| ApiError::bad_request("invalid order", vec![format!("{e}")]))?,
     };
-    let limit = spec.limit.unwrap_or(MAX_ROWS);
-    if limit == 0 || limit > MAX_ROWS {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_ROWS}"), vec![]));
+    let limit = spec.limit.unwrap_or(max_rows);
+    if limit == 0 || limit > max_rows {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {max_rows}"), vec![]));
     }
     let echo = QueryEcho {
         resource: key.resource.to_string(),
@@ -355,7 +356,7 @@ pub async fn series(
         order: p.order,
         limit: p.limit,
     };
-    let planned = plan(key, metric, &spec, now_ms())?;
+    let planned = plan(key, metric, &spec, now_ms(), MAX_ROWS)?;
     let mut answers = run(&state, vec![planned]).await?;
     answers.pop().map(Json).ok_or(ApiError::Unavailable)
 }
@@ -379,6 +380,8 @@ pub async fn multi(
         return Err(ApiError::bad_request(format!("queries must hold 1 to {MAX_QUERIES} queries"), vec![]));
     }
     let now = now_ms();
+    // The answer as a whole holds at most MAX_ROWS rows: each query its share.
+    let share = MAX_ROWS / q.queries.len();
     let mut planned = Vec::with_capacity(q.queries.len());
     for (i, spec) in q.queries.iter().enumerate() {
         let at = |e: ApiError| match e {
@@ -389,7 +392,7 @@ pub async fn multi(
         };
         let key = caller.read(&resource_id(&spec.resource).map_err(at)?).map_err(at)?;
         let metric = metric_name(&spec.metric).map_err(at)?;
-        planned.push(plan(key, metric, spec, now).map_err(at)?);
+        planned.push(plan(key, metric, spec, now, share).map_err(at)?);
     }
     Ok(Json(run(&state, planned).await?))
 }
