@@ -73,6 +73,7 @@ pub async fn start_with(store: Arc<MemoryDataStore>, served: Arc<dyn DataStore>)
         tasks: TaskTracker::new(),
         hub,
         metrics: None,
+        ingest: crate::IngestConfig::default(),
     };
     let b = creds.pop().unwrap();
     let a = creds.pop().unwrap();

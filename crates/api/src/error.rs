@@ -32,6 +32,8 @@ pub enum ApiError {
     Conflict(String),
     /// 413.
     TooLarge,
+    /// 413, saying which limit the input exceeded.
+    TooLargeInput { error: String, details: Vec<String> },
     /// 429, with how long to wait.
     TooManyRequests(Duration),
     /// 503: storage or another internal failure (logged where it was converted).
@@ -58,6 +60,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(e) => (StatusCode::NOT_FOUND, e, vec![]),
             ApiError::Conflict(e) => (StatusCode::CONFLICT, e, vec![]),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body is too large".into(), vec![]),
+            ApiError::TooLargeInput { error, details } => (StatusCode::PAYLOAD_TOO_LARGE, error, details),
             ApiError::TooManyRequests(_) => {
                 (StatusCode::TOO_MANY_REQUESTS, "too many failed authentications; retry later".into(), vec![])
             }

@@ -67,6 +67,7 @@ async fn health_reports_failing_and_dead_storage() {
         tasks: TaskTracker::new(),
         hub,
         metrics: None,
+        ingest: crate::IngestConfig::default(),
     };
     let app = crate::router(state);
     assert_eq!(health(&app).await.0, StatusCode::OK);

@@ -6,6 +6,8 @@
 //! - `admin`: `/admin/tenants...` (admin token); `devices`: `/devices...`, `/apikeys...` (API
 //!   key); `auth`: the extractors that authenticate them; `error`: the one error type;
 //!   `metrics`: `GET /metrics`; `serving`: the HTTP(S) listeners and their connection cap.
+//! - `ingest`: data in (`POST /resources/{id}/events`, `POST /messages`), through the pipeline
+//!   and the core, answered once durable.
 //! - `data`: the message cache (`/resources/{id}/current`, `.../messages`, `/messages/query`);
 //!   `series`: the metrics (`/resources/{id}/series...`, `/series/query`, `DELETE
 //!   /resources/{id}`); `timearg`: instants in query parameters; `openapi`: `/openapi.json`.
@@ -19,6 +21,9 @@ mod devices;
 mod error;
 #[cfg(test)]
 mod health_tests;
+mod ingest;
+#[cfg(test)]
+mod ingest_tests;
 mod metrics;
 mod openapi;
 mod series;
@@ -47,6 +52,7 @@ use tokio_util::task::TaskTracker;
 
 pub use devices::parse_ttl;
 pub use error::ApiError;
+pub use ingest::{DEFAULT_MAX_BODY, IngestConfig};
 pub use serving::{HttpLimits, serve};
 pub use ws_io::WsIo;
 
@@ -66,6 +72,8 @@ pub struct ApiState {
     pub hub: Arc<Hub>,
     /// The Prometheus recorder's handle, when one is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// The pipeline and body limit of `POST /resources/{id}/events` and `POST /messages`.
+    pub ingest: IngestConfig,
 }
 
 /// The router with every route.
@@ -77,6 +85,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .route("/openapi.json", get(openapi::openapi))
         .merge(reads)
+        .merge(ingest::routes(state.ingest.max_body))
         .route("/metrics", get(metrics::metrics))
         .route("/mqtt", get(mqtt_ws))
         .merge(hub)

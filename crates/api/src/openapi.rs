@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::{data, series};
+use crate::{data, ingest, series};
 
 /// Every error answer: `{"error": "...", "details": [...]}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -23,6 +23,8 @@ pub struct ErrorBody {
         crate::info,
         crate::health,
         crate::openapi::openapi,
+        ingest::events,
+        ingest::messages,
         data::current,
         data::messages,
         data::delete_messages,

@@ -79,6 +79,19 @@ impl Pipeline {
         let ctx = Context { tenant, resource, now_ms, options, keep: self.keep(tenant), limits: &self.limits };
         normalize(body, &ctx)
     }
+
+    /// [`Pipeline::http`] with the options read from the request's raw query string
+    /// ([`Options::from_query`]; other parameters are ignored).
+    pub fn http_query(
+        &self,
+        tenant: &Domain,
+        resource: Option<&ResourceId>,
+        body: &[u8],
+        query: &str,
+        now_ms: i64,
+    ) -> Result<Normalized, IntakeError> {
+        self.http(tenant, resource, body, Options::from_query(query)?, now_ms)
+    }
 }
 
 impl IntakeHook for Pipeline {
@@ -195,10 +208,12 @@ mod tests {
             [("a", 7, Some(15_000)), ("b", 7, Some(15_000))]
         );
         assert_eq!(p.keep(&Domain::parse("other").unwrap()), 100);
-        let options = Options::from_query("store=false").unwrap();
-        let n = p.http(&domain(), Some(&ResourceId::parse("a").unwrap()), br#"{"x":1}"#, options, 5).unwrap();
+        let n =
+            p.http_query(&domain(), Some(&ResourceId::parse("a").unwrap()), br#"{"x":1}"#, "store=false", 5).unwrap();
         assert!(n.data.is_empty());
         assert_eq!(n.count, 1);
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&n.payload).unwrap()["x"], 1);
+        let e = p.http_query(&domain(), None, br#"{"x":1}"#, "ttl=never", 5).unwrap_err();
+        assert_eq!(e.error, "invalid options");
     }
 }

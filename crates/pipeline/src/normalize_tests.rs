@@ -314,7 +314,9 @@ proptest! {
         let resource = with_resource.then_some("d");
         if let Ok(n) = run_with(&input, resource, Options::default(), &Limits::default()) {
             let delivered = payload(&n);
-            let objects = if as_array { delivered.as_array().unwrap().clone() } else { vec![delivered] };
+            let objects = if value.is_array() { delivered.as_array().unwrap().clone() } else { vec![delivered] };
+            prop_assert_eq!(objects.len(), n.count);
+            prop_assert_eq!(n.data.len(), n.count);
             for (object, record) in objects.iter().zip(&n.data) {
                 prop_assert_eq!(object["timestamp"].as_i64(), Some(record.ts));
                 prop_assert_eq!(object["resource"].as_str(), Some(&*record.resource.resource));
@@ -354,4 +356,16 @@ fn arb_json() -> impl Strategy<Value = Json> {
                 .prop_map(|m| Json::Object(m.into_iter().collect())),
         ]
     })
+}
+
+#[test]
+fn the_example_of_docs_messages_md() {
+    let input = r#"{"temp": 21.3, "sensors": {"co2": 412, "door": true}, "state": "ok", "samples": [1, 2]}"#;
+    let n = run(input, Some("sensor-1")).unwrap();
+    let expected = json!({"resource": "sensor-1", "samples": [1, 2], "sensors": {"co2": 412, "door": true}, "state": "ok", "temp": 21.3, "timestamp": NOW});
+    assert_eq!(payload(&n), expected);
+    assert_eq!(
+        points(&n),
+        [num("sensors.co2", 412.0), num("sensors.door", 1.0), text("state", "ok"), num("temp", 21.3)]
+    );
 }

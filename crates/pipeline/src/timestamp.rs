@@ -75,6 +75,7 @@ fn parse_str(s: &str) -> Result<i64, TimestampError> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
@@ -118,5 +119,25 @@ mod tests {
         }
         let long = "2".repeat(1000);
         assert_eq!(parse(&json!(long)), Err(TimestampError::Syntax("2".repeat(MAX_STRING))));
+    }
+
+    proptest! {
+        #[test]
+        fn strings_never_panic(s in "\\PC{0,70}", iso in "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,12})?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?") {
+            for input in [s, iso] {
+                if let Ok(ms) = parse(&Value::String(input.clone())) {
+                    prop_assert!((MIN_TS..=MAX_TS).contains(&ms), "{}", input);
+                }
+            }
+        }
+
+        #[test]
+        fn numbers_in_range_are_kept(ms in MIN_TS..=MAX_TS, frac in 0.0f64..1.0) {
+            prop_assert_eq!(parse(&json!(ms)), Ok(ms));
+            // A fraction rounds down, where f64 can still tell the millisecond apart.
+            if ms < (1i64 << 44) {
+                prop_assert_eq!(parse(&json!(ms as f64 + frac * 0.9)), Ok(ms));
+            }
+        }
     }
 }

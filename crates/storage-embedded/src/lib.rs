@@ -4,6 +4,9 @@
 //! - `DIR/sessions/` (module `sessions`, fjall): persistent sessions, their queued messages and
 //!   retained messages. Each [`SessionStore::commit`] is one atomic batch, appended to the journal
 //!   and fdatasynced before it returns; if it fails or the process dies first, none of it counts.
+//! - `DIR/data/` (module [`data`], fjall): the pipeline's message cache and metrics, behind
+//!   [`DataStore`](switchyard_storage::DataStore), opened on its own with
+//!   [`EmbeddedDataStore::open`].
 //! - `DIR/broker.redb` ([redb](https://docs.rs/redb)): the identity registry (module `registry`):
 //!   tables `registry_tenants`, `registry_devices`, `registry_apikeys` and `registry_meta`, behind
 //!   [`RegistryStore`](switchyard_storage::RegistryStore). Earlier versions kept broker state here
@@ -13,12 +16,14 @@
 //! redb locks its file: a second [`EmbeddedStore::open`] of the same directory, from this process
 //! or another, fails with [`StorageError::Backend`] instead of sharing it.
 
+pub mod data;
 mod registry;
 mod sessions;
 
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
+pub use data::{DataConfig, EmbeddedDataStore};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use switchyard_storage::{SessionOp, SessionStore, Snapshot, StorageError, StoredSession};
 

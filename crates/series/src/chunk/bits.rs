@@ -160,11 +160,18 @@ impl<'a> BitReader<'a> {
         }
         let first = self.pos / 8;
         let shift = (self.pos % 8) as u32;
-        let last = (self.pos + width as usize - 1) / 8;
-        let mut acc = 0u128;
-        for (i, b) in self.buf[first..=last].iter().enumerate() {
-            acc |= u128::from(*b) << (8 * i);
-        }
+        let acc = match self.buf.get(first..first + 16) {
+            // Away from the end: one 16-byte load covers any 64 bits at any shift.
+            Some(window) => u128::from_le_bytes(window.try_into().expect("16 bytes")),
+            None => {
+                let last = (self.pos + width as usize - 1) / 8;
+                let mut acc = 0u128;
+                for (i, b) in self.buf[first..=last].iter().enumerate() {
+                    acc |= u128::from(*b) << (8 * i);
+                }
+                acc
+            }
+        };
         self.pos += width as usize;
         let v = (acc >> shift) as u64;
         Ok(if width == 64 { v } else { v & ((1u64 << width) - 1) })

@@ -2,6 +2,8 @@
 //! to it (where its files live, the lock, keys past the engine's limit, the move from the older
 //! single-file layout).
 
+mod data;
+
 use bytes::Bytes;
 use redb::TableDefinition;
 use switchyard_storage::conformance::Backend;

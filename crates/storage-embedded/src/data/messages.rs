@@ -1,0 +1,201 @@
+//! The write path (messages, their ids and points in one batch, the cache trimmed to `keep`) and
+//! the message cache's reads and deletions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+
+use bytes::Bytes;
+use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
+use switchyard_storage::StorageError;
+use switchyard_storage::data::{Ingest, ResourceKey, StoredMessage, TimeRange, Written};
+
+use super::codec::{self, KIND_ID, KIND_MESSAGE, NEVER, backend};
+use super::{Cache, EmbeddedDataStore, Head, State};
+
+/// The messages a batch adds to one resource, before trimming.
+struct Pending {
+    keep: u32,
+    /// Key → (value, expiry).
+    messages: BTreeMap<Vec<u8>, (Vec<u8>, Option<i64>)>,
+}
+
+/// The key range of a resource's messages in `range`.
+fn message_bounds(resource: &[u8], range: TimeRange) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let lower = match range.from {
+        Some(from) => Bound::Included(codec::with_ts(resource, from)),
+        None => Bound::Included(resource.to_vec()),
+    };
+    let upper = match range.until {
+        Some(until) => Bound::Excluded(codec::with_ts(resource, until)),
+        None => Bound::Included([resource, &[0xff; 16][..]].concat()),
+    };
+    (lower, upper)
+}
+
+impl EmbeddedDataStore {
+    pub(super) fn write_batch(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut state = self.lock();
+        let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut written = Vec::with_capacity(batch.len());
+        let mut ids = HashSet::new();
+        let mut pending: BTreeMap<Vec<u8>, Pending> = BTreeMap::new();
+        let mut points: Vec<(Vec<u8>, i64)> = Vec::new();
+        let mut new_series = HashSet::new();
+        let mut seq = state.seq;
+        for ingest in batch {
+            let resource = codec::resource_prefix(&ingest.resource)?;
+            if let Some(id) = &ingest.message_id {
+                let key = codec::id_key(&resource, id);
+                if ids.contains(&key) || self.id_is_live(&key, now)? {
+                    written.push(Written::Duplicate);
+                    continue;
+                }
+                writes.insert(&self.ids, key.clone(), now.to_be_bytes().to_vec());
+                let until = now.saturating_add(self.window_ms);
+                writes.insert(&self.expiry, codec::expiry_key(until, KIND_ID, &key), Vec::new());
+                ids.insert(key);
+            }
+            seq += 1;
+            let mut value = Vec::with_capacity(8 + ingest.body.len());
+            value.extend_from_slice(&codec::expiry_bytes(ingest.expires_at));
+            value.extend_from_slice(&ingest.body);
+            for (metric, point) in &ingest.points {
+                let series = codec::series_prefix(&resource, metric)?;
+                writes.insert(
+                    &self.head,
+                    codec::with_ts(&series, ingest.ts),
+                    codec::point_value(ingest.expires_at, point),
+                );
+                if !state.heads.contains_key(&series) && new_series.insert(series.clone()) {
+                    writes.insert(&self.series, series.clone(), Vec::new());
+                }
+                points.push((series, ingest.ts));
+            }
+            let key = codec::message_key(&resource, ingest.ts, seq);
+            let cache =
+                pending.entry(resource).or_insert_with(|| Pending { keep: ingest.keep, messages: BTreeMap::new() });
+            cache.keep = ingest.keep;
+            cache.messages.insert(key, (value, ingest.expires_at));
+            written.push(Written::Stored);
+        }
+        let mut caches = Vec::with_capacity(pending.len());
+        for (resource, adds) in pending {
+            let cache = self.trim(&state, &mut writes, &resource, adds)?;
+            caches.push((resource, cache));
+        }
+        writes.insert(&self.meta, b"seq".to_vec(), seq.to_be_bytes().to_vec());
+        writes.commit().map_err(|e| backend("write", e))?;
+        state.seq = seq;
+        state.caches.extend(caches);
+        for (series, ts) in points {
+            let head = state.heads.entry(series).or_insert_with(Head::empty);
+            head.count += 1;
+            head.oldest = head.oldest.min(ts);
+        }
+        Ok(written)
+    }
+
+    /// Whether `key` in `ids` was stored within the window before `now`.
+    fn id_is_live(&self, key: &[u8], now: i64) -> Result<bool, StorageError> {
+        let Some(stored) = self.ids.get(key).map_err(|e| backend("read message id", e))? else { return Ok(false) };
+        let stored: [u8; 8] = stored.as_ref().try_into().map_err(|_| codec::corrupt("message id"))?;
+        Ok(now < i64::from_be_bytes(stored).saturating_add(self.window_ms))
+    }
+
+    /// Adds `adds` to `writes`, deleting (or not writing) the oldest messages beyond `keep`.
+    /// Returns the cache's state once `writes` is committed.
+    fn trim(
+        &self,
+        state: &State,
+        writes: &mut WriteBatch,
+        resource: &[u8],
+        adds: Pending,
+    ) -> Result<Cache, StorageError> {
+        let (stored, floor) = match state.caches.get(resource) {
+            Some(cache) => (cache.count, cache.floor.clone()),
+            None => (self.messages.prefix(resource).count() as u64, None),
+        };
+        let total = stored + adds.messages.len() as u64;
+        let excess = total.saturating_sub(u64::from(adds.keep));
+        let start = floor.clone().unwrap_or_else(|| resource.to_vec());
+        let end = [resource, &[0xff; 16][..]].concat();
+        let mut disk = self.messages.range(start..=end).map(|guard| guard.key()).peekable();
+        let mut adds = adds.messages.into_iter().peekable();
+        let mut last_removed = None;
+        let mut removed = 0;
+        while removed < excess {
+            let from_disk = match (disk.peek(), adds.peek()) {
+                (Some(Ok(on_disk)), Some((added, _))) => on_disk.as_ref() < added.as_slice(),
+                (Some(_), _) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if from_disk {
+                if let Some(key) = disk.next() {
+                    let key = key.map_err(|e| backend("read messages", e))?;
+                    last_removed = Some(key.to_vec());
+                    writes.remove(&self.messages, key);
+                }
+            } else {
+                adds.next();
+            }
+            removed += 1;
+        }
+        let mut floor = last_removed.or(floor);
+        for (key, (value, expires_at)) in adds {
+            if floor.as_ref().is_some_and(|f| key < *f) {
+                floor = Some(key.clone());
+            }
+            if let Some(at) = expires_at.filter(|at| *at != NEVER) {
+                writes.insert(&self.expiry, codec::expiry_key(at, KIND_MESSAGE, &key), Vec::new());
+            }
+            writes.insert(&self.messages, key, value);
+        }
+        Ok(Cache { count: total - removed, floor })
+    }
+
+    pub(super) fn read_messages(
+        &self,
+        resource: &ResourceKey,
+        range: TimeRange,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<StoredMessage>, StorageError> {
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
+        }
+        let prefix = codec::resource_prefix(resource)?;
+        for guard in self.messages.range(message_bounds(&prefix, range)).rev() {
+            let (key, value) = guard.into_inner().map_err(|e| backend("read messages", e))?;
+            if codec::expiry_of(&value)? <= now {
+                continue;
+            }
+            let ts = codec::ts_at(&key, prefix.len())?;
+            out.push(StoredMessage { ts, body: Bytes::copy_from_slice(&value[8..]) });
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn remove_messages(&self, resource: &ResourceKey, range: TimeRange) -> Result<u64, StorageError> {
+        let prefix = codec::resource_prefix(resource)?;
+        let mut state = self.lock();
+        let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut removed = 0;
+        for guard in self.messages.range(message_bounds(&prefix, range)) {
+            writes.remove(&self.messages, guard.key().map_err(|e| backend("read messages", e))?);
+            removed += 1;
+        }
+        if removed > 0 {
+            writes.commit().map_err(|e| backend("delete messages", e))?;
+            state.caches.remove(&prefix);
+        }
+        Ok(removed)
+    }
+}

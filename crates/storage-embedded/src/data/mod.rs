@@ -1,0 +1,262 @@
+//! The pipeline's data (message cache and metrics, SPEC §4.2–4.4) in a fjall database under
+//! `DIR/data/`, behind [`DataStore`].
+//!
+//! # Layout
+//! Names are length-prefixed parts and timestamps order-preserving bytes ([`codec`]); `R` below is
+//! `tenant ‖ resource`, `S` is `R ‖ metric`, `ts` 8 bytes. Keyspaces:
+//! - `messages`: `R ‖ ts ‖ u64 arrival` → `expiry ‖ body`. The cache of a resource is one prefix
+//!   in time order; [`DataStore::write`] trims it to the newest `keep`.
+//! - `ids`: `R ‖ messageId` (its SHA-256 when over 1 KiB) → `now` of the write that stored it.
+//! - `head`: `S ‖ ts` → `expiry ‖ value`: points not yet sealed, one entry each.
+//! - `chunks`: `S ‖ first ts` → `max expiry ‖ chunk` ([`switchyard_series::chunk`]): sealed
+//!   points, a series' chunks disjoint in time.
+//! - `series`: `S` → empty: which series a resource has (the newest point is read from `head` and
+//!   the last chunk when listed).
+//! - `expiry`: `at ‖ kind ‖ key` → empty: when a message, a `messageId` or a chunk expires, so
+//!   [`DataStore::maintain`] finds what to drop without reading everything.
+//! - `meta`: `seq` → the next arrival number.
+//!
+//! # Invariants
+//! - A write is one atomic fjall batch, fdatasynced before [`DataStore::write`] returns: one
+//!   sync per call, however many messages it holds. Writes are serialized by one lock.
+//! - A point written later is in `head` or in a later chunk rewrite, so `scan` returns chunks then
+//!   `head`, and the later block wins a shared timestamp.
+//! - Sealing ([`DataStore::maintain`]) moves a series' `head` into chunks once it holds
+//!   [`SEAL_POINTS`] points or its oldest is [`SEAL_AGE_MS`] old, merging with the chunks it
+//!   overlaps and with a last chunk still under [`SEAL_POINTS`]; so a series' `head` stays
+//!   bounded by what arrives between two maintenance runs plus [`SEAL_POINTS`].
+//! - TTL: expired messages and `head` points are never read, and are dropped by maintenance.
+//!   A chunk keeps the latest expiry of its points (points without TTL count as never): it is
+//!   read until then and dropped at it, so a sealed point with a TTL can be served until the
+//!   newest point of its chunk expires (the trait allows it; head points past their TTL are not
+//!   sealed).
+//! - A `messageId` is a duplicate while `now < stored_at + window`; deleting messages keeps their
+//!   ids, dropping the tenant forgets them.
+//!
+//! In memory: per resource written since opening, the cache's size and where its oldest entry
+//! may be (so trimming reads only what it deletes); per series, its head's size and oldest time.
+
+mod codec;
+mod maintain;
+mod messages;
+mod series;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use switchyard_storage::data::{
+    Block, DataStore, Ingest, MessageStore, ResourceKey, SeriesInfo, SeriesStore, StoredMessage, TimeRange, Written,
+};
+use switchyard_storage::{DEFAULT_IDEMPOTENCY_WINDOW_MS, StorageError};
+
+use codec::backend;
+
+/// Directory of the data database inside the data directory.
+pub const DIR_NAME: &str = "data";
+/// A series' head is sealed once it holds this many points...
+pub const SEAL_POINTS: u64 = 1024;
+/// ...or its oldest point is this old.
+pub const SEAL_AGE_MS: i64 = 3_600_000;
+/// Largest chunk written: merged runs longer than this are split evenly.
+pub const CHUNK_MAX: usize = 4096;
+
+/// How an [`EmbeddedDataStore`] is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataConfig {
+    /// How long a `messageId` is remembered (SPEC §4.4; default 24 h).
+    pub idempotency_window_ms: i64,
+    /// fjall's block cache, bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self { idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS, cache_bytes: 32 * 1024 * 1024 }
+    }
+}
+
+/// Messages and series in `DIR/data/`; see the [module docs](self).
+pub struct EmbeddedDataStore {
+    db: Database,
+    messages: Keyspace,
+    ids: Keyspace,
+    head: Keyspace,
+    chunks: Keyspace,
+    series: Keyspace,
+    expiry: Keyspace,
+    meta: Keyspace,
+    window_ms: i64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The next arrival number.
+    seq: u64,
+    /// By resource prefix; filled when a resource is first written after opening.
+    caches: HashMap<Vec<u8>, Cache>,
+    /// By series key: every series stored.
+    heads: HashMap<Vec<u8>, Head>,
+}
+
+/// A resource's message cache.
+struct Cache {
+    count: u64,
+    /// No message of the resource sorts before this key (`None`: unknown).
+    floor: Option<Vec<u8>>,
+}
+
+/// A series' unsealed points.
+struct Head {
+    /// Points written to the head (a timestamp written twice counts twice).
+    count: u64,
+    oldest: i64,
+}
+
+impl Head {
+    fn empty() -> Self {
+        Head { count: 0, oldest: i64::MAX }
+    }
+}
+
+impl EmbeddedDataStore {
+    /// Opens (creating if needed) the database in `dir/data/`.
+    pub fn open(dir: &Path, config: DataConfig) -> Result<Self, StorageError> {
+        let path = dir.join(DIR_NAME);
+        let db = Database::builder(&path)
+            .worker_threads(1)
+            .cache_size(config.cache_bytes)
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| backend(&format!("cannot open {}", path.display()), e))?;
+        let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(|e| backend(name, e));
+        let store = EmbeddedDataStore {
+            messages: keyspace("messages")?,
+            ids: keyspace("ids")?,
+            head: keyspace("head")?,
+            chunks: keyspace("chunks")?,
+            series: keyspace("series")?,
+            expiry: keyspace("expiry")?,
+            meta: keyspace("meta")?,
+            window_ms: config.idempotency_window_ms,
+            state: Mutex::default(),
+            db,
+        };
+        store.load_state()?;
+        Ok(store)
+    }
+
+    /// Reads the arrival counter, the series and the size of their heads.
+    fn load_state(&self) -> Result<(), StorageError> {
+        let mut state = self.lock();
+        if let Some(seq) = self.meta.get(b"seq").map_err(|e| backend("read seq", e))? {
+            let seq: [u8; 8] = seq.as_ref().try_into().map_err(|_| codec::corrupt("seq"))?;
+            state.seq = u64::from_be_bytes(seq);
+        }
+        for guard in self.series.iter() {
+            let key = guard.key().map_err(|e| backend("read series", e))?;
+            state.heads.insert(key.to_vec(), Head::empty());
+        }
+        for guard in self.head.iter() {
+            let key = guard.key().map_err(|e| backend("read head", e))?;
+            let ts = codec::ts_suffix(&key)?;
+            let head = state.heads.entry(key[..key.len() - 8].to_vec()).or_insert_with(Head::empty);
+            head.count += 1;
+            head.oldest = head.oldest.min(ts);
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change to the state is made after its batch committed, so it stays usable.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Bytes on disk (journal and tables), for measurements.
+    pub fn disk_space(&self) -> Result<u64, StorageError> {
+        self.db.disk_space().map_err(|e| backend("disk space", e))
+    }
+
+    /// Bytes of sealed chunks and unsealed points on disk, for measurements.
+    pub fn series_disk_space(&self) -> u64 {
+        self.chunks.disk_space() + self.head.disk_space()
+    }
+
+    /// Rewrites every table into one run, dropping what deletions left behind (blocks; for
+    /// measurements and tests: fjall compacts in the background anyway).
+    pub fn compact(&self) -> Result<(), StorageError> {
+        for keyspace in [&self.messages, &self.ids, &self.head, &self.chunks, &self.series, &self.expiry, &self.meta] {
+            keyspace.rotate_memtable_and_wait().map_err(|e| backend("flush", e))?;
+            keyspace.major_compact().map_err(|e| backend("compact", e))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for EmbeddedDataStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedDataStore").field("window_ms", &self.window_ms).finish_non_exhaustive()
+    }
+}
+
+impl MessageStore for EmbeddedDataStore {
+    fn messages(
+        &self,
+        resource: &ResourceKey,
+        range: TimeRange,
+        limit: usize,
+        now: i64,
+    ) -> Result<Vec<StoredMessage>, StorageError> {
+        self.read_messages(resource, range, limit, now)
+    }
+
+    fn current(&self, resource: &ResourceKey, now: i64) -> Result<Option<StoredMessage>, StorageError> {
+        Ok(self.read_messages(resource, TimeRange::default(), 1, now)?.pop())
+    }
+
+    fn delete_messages(&self, resource: &ResourceKey, range: TimeRange) -> Result<u64, StorageError> {
+        self.remove_messages(resource, range)
+    }
+}
+
+impl SeriesStore for EmbeddedDataStore {
+    fn series(&self, resource: &ResourceKey, now: i64) -> Result<Vec<SeriesInfo>, StorageError> {
+        self.list_series(resource, now)
+    }
+
+    fn scan(
+        &self,
+        resource: &ResourceKey,
+        metric: &str,
+        range: TimeRange,
+        now: i64,
+    ) -> Result<Vec<Block>, StorageError> {
+        let prefix = codec::series_prefix(&codec::resource_prefix(resource)?, metric)?;
+        self.scan_series(&prefix, range, now)
+    }
+
+    fn delete_points(
+        &self,
+        resource: &ResourceKey,
+        range: TimeRange,
+        metrics: Option<&[String]>,
+    ) -> Result<u64, StorageError> {
+        self.remove_points(resource, range, metrics)
+    }
+}
+
+impl DataStore for EmbeddedDataStore {
+    fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
+        self.write_batch(batch, now)
+    }
+
+    fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError> {
+        self.remove_tenant(tenant)
+    }
+
+    fn maintain(&self, now: i64) -> Result<(), StorageError> {
+        self.run_maintenance(now)
+    }
+}

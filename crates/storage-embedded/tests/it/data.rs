@@ -1,0 +1,121 @@
+//! The data store: the shared conformance suite, then what is particular to the embedded one
+//! (where its files live, sealing into chunks, expiry freeing space).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchyard_storage::conformance::data::{BASE, DataBackend, WINDOW_MS, points};
+use switchyard_storage::data::{Block, DataStore, Ingest, ResourceKey, SeriesStore, TimeRange, Value};
+use switchyard_storage_embedded::{DataConfig, EmbeddedDataStore};
+use tempfile::TempDir;
+
+struct Embedded;
+
+fn config() -> DataConfig {
+    DataConfig { idempotency_window_ms: WINDOW_MS, ..DataConfig::default() }
+}
+
+impl DataBackend for Embedded {
+    type Store = EmbeddedDataStore;
+    type Place = TempDir;
+
+    fn place(&self) -> TempDir {
+        tempfile::tempdir().expect("create temporary directory")
+    }
+
+    fn open(&self, place: &TempDir) -> EmbeddedDataStore {
+        EmbeddedDataStore::open(place.path(), config()).expect("open data store")
+    }
+}
+
+mod conformance {
+    switchyard_storage::data_store_conformance!(super::Embedded);
+}
+
+fn resource() -> ResourceKey {
+    ResourceKey { tenant: "t".into(), resource: "r".into() }
+}
+
+fn ingest(ts: i64, value: f64, expires_at: Option<i64>) -> Ingest {
+    Ingest {
+        resource: resource(),
+        ts,
+        message_id: None,
+        body: Bytes::from_static(b"{}"),
+        expires_at,
+        keep: 10,
+        points: vec![(Arc::from("x"), Value::Number(value))],
+    }
+}
+
+fn sealed_and_raw(store: &EmbeddedDataStore) -> (usize, usize) {
+    let blocks = store.scan(&resource(), "x", TimeRange::default(), BASE).unwrap();
+    let sealed = blocks.iter().filter(|b| matches!(b, Block::Sealed(_))).count();
+    (sealed, blocks.len() - sealed)
+}
+
+#[test]
+fn opens_its_own_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedDataStore::open(dir.path(), config()).unwrap();
+    store.write(&[ingest(BASE, 1.0, None)], BASE).unwrap();
+    assert!(dir.path().join("data").is_dir());
+}
+
+#[test]
+fn maintain_seals_full_heads_and_old_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedDataStore::open(dir.path(), config()).unwrap();
+    let batch: Vec<_> = (0..3_000).map(|i| ingest(BASE + i * 1000, i as f64 * 0.5, None)).collect();
+    store.write(&batch, BASE).unwrap();
+    assert_eq!(sealed_and_raw(&store), (0, 1));
+    store.maintain(BASE).unwrap();
+    assert_eq!(sealed_and_raw(&store), (1, 0), "3,000 points make one chunk");
+    // A new point stays raw until it is an hour old, then starts a chunk (the last one is full);
+    // the next one joins that small chunk.
+    let later = BASE + 3_000_000;
+    store.write(&[ingest(later, 1.0, None)], BASE).unwrap();
+    store.maintain(later).unwrap();
+    assert_eq!(sealed_and_raw(&store), (1, 1));
+    store.maintain(later + 3_600_000).unwrap();
+    assert_eq!(sealed_and_raw(&store), (2, 0));
+    store.write(&[ingest(later + 60_000, 2.0, None)], BASE).unwrap();
+    store.maintain(later + 60_000 + 3_600_000).unwrap();
+    assert_eq!(sealed_and_raw(&store), (2, 0));
+    assert_eq!(points(&store, &resource(), "x", TimeRange::default(), BASE).len(), 3_002);
+}
+
+#[test]
+fn expiry_frees_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedDataStore::open(dir.path(), config()).unwrap();
+    let expires = BASE + 10_000_000;
+    for part in 0..20 {
+        let batch: Vec<_> =
+            (0..1_000).map(|i| ingest(BASE + (part * 1_000 + i) * 1000, i as f64, Some(expires))).collect();
+        store.write(&batch, BASE).unwrap();
+    }
+    store.maintain(BASE).unwrap();
+    store.compact().unwrap();
+    let full = store.series_disk_space();
+    assert!(full > 0);
+    assert_eq!(sealed_and_raw(&store).0, 5, "20,000 points in chunks");
+    store.maintain(expires).unwrap();
+    store.compact().unwrap();
+    assert!(store.series_disk_space() < full / 4, "{} of {full} bytes left", store.series_disk_space());
+    assert!(points(&store, &resource(), "x", TimeRange::default(), BASE).is_empty());
+    assert!(store.series(&resource(), BASE).unwrap().is_empty());
+}
+
+#[test]
+fn names_too_long_for_a_key_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedDataStore::open(dir.path(), config()).unwrap();
+    let mut long = ingest(BASE, 1.0, None);
+    long.points = vec![(Arc::from("m".repeat(70_000)), Value::Number(1.0))];
+    assert!(store.write(&[long], BASE).is_err());
+    let mut long_id = ingest(BASE, 1.0, None);
+    long_id.message_id = Some("i".repeat(70_000).into());
+    store.write(&[long_id.clone()], BASE).unwrap();
+    assert_eq!(store.write(&[long_id], BASE).unwrap(), [switchyard_storage::data::Written::Duplicate]);
+}
