@@ -229,7 +229,7 @@ async fn bad_parameters_are_400_with_details() {
         (Method::GET, "/resources/r1/series/x?grouping=fortnightly", None),
         (Method::GET, "/resources/r1/series/x?order=sideways", None),
         (Method::GET, "/resources/r1/series/x?limit=0", None),
-        (Method::GET, "/resources/r1/series/x?from=0&until=86400000000&grouping=1s", None),
+        (Method::GET, "/resources/r1/series/x?from=0&until=86400000000&grouping=1s&aggregates=max", None),
         (Method::POST, "/series/query", Some(json!({"queries": []}))),
         (Method::POST, "/series/query", Some(json!({"queries": [{"resource": "r1", "metric": "x", "order": "up"}]}))),
         (Method::POST, "/series/query", Some(json!({"queries": [q("r1", 50_001), q("r2", 1)]}))),

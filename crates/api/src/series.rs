@@ -7,7 +7,8 @@
 //!   `{"query": {...}, "series": [[ts, v1, v2, ...], ...]}`: one column per aggregate in request
 //!   order (one, the value, without aggregates); `from`/`until` epoch ms or ISO-8601, *default*
 //!   the last 7 days; `aggregates` comma-separated (min, max, mean, median, sum, count, first,
-//!   last, std, percentile(N)); `grouping` none (*default*), auto, `Ns|Nm|Nh|Nd|Nw`; `order` asc
+//!   last, std, percentile(N)); `grouping` (of aggregates; raw points are never grouped) none
+//!   (*default*), auto, `Ns|Nm|Nh|Nd|Nw`, buckets aligned to UTC multiples; `order` asc
 //!   (*default*) or desc; `limit` at most 100,000 rows (*default*). `query` echoes the effective
 //!   query. Numbers that JSON cannot carry (NaN, ±inf) and empty cells are `null`;
 //! - `GET /resources/{id}/series/{metric}/latest` → `{"timestamp", "value"}` (404 when none);
@@ -33,7 +34,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use switchyard_series::Value;
-use switchyard_series::query::{self, Aggregate, Cell, Grouping, Order, Row};
+use switchyard_series::query::{self, Aggregate, Cell, Grouping, Order, QueryError, Row};
 use switchyard_storage::ResourceKey;
 use switchyard_storage::data::TimeRange;
 use utoipa::{IntoParams, ToSchema};
@@ -239,6 +240,14 @@ struct Planned {
     echo: QueryEcho,
 }
 
+/// A parse error's text without the "invalid query" prefix the answer already says.
+fn why(e: QueryError) -> String {
+    match e {
+        QueryError::Invalid(why) => why,
+        e => e.to_string(),
+    }
+}
+
 fn split_aggregates(raw: &str) -> Vec<String> {
     raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
 }
@@ -266,7 +275,7 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64, max_row
     for name in &names {
         match name.parse::<Aggregate>() {
             Ok(a) => aggregates.push(a),
-            Err(e) => bad.push(format!("{name:?}: {e}")),
+            Err(e) => bad.push(why(e)),
         }
     }
     if !bad.is_empty() {
@@ -274,8 +283,9 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64, max_row
     }
     let grouping_name = spec.grouping.as_deref().map_or("none", str::trim);
     let grouping: Grouping =
-        grouping_name.parse().map_err(|e| ApiError::bad_request("invalid grouping", vec![format!("{e}")]))?;
+        grouping_name.parse().map_err(|e| ApiError::bad_request("invalid grouping", vec![why(e)]))?;
     if let Grouping::Every { ms } = grouping
+        && !aggregates.is_empty()
         && ms > 0
         && until.saturating_sub(from) / ms >= MAX_ROWS as i64
     {
@@ -286,7 +296,7 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64, max_row
     }
     let order = match spec.order.as_deref() {
         None => Order::Asc,
-        Some(raw) => raw.parse().map_err(|e| ApiError::bad_request("invalid order", vec![format!("{e}")]))?,
+        Some(raw) => raw.parse().map_err(|e| ApiError::bad_request("invalid order", vec![why(e)]))?,
     };
     let limit = spec.limit.unwrap_or(max_rows);
     if limit == 0 || limit > max_rows {
