@@ -25,10 +25,11 @@ use crate::ApiState;
 
 /// A fixed instant the test data lives around (2024-12-05T00:00:00Z).
 pub const T0: i64 = 1_733_356_800_000;
+pub const HOUR: i64 = 3_600_000;
 
 pub struct TestApp {
     pub app: axum::Router,
-    pub store: Arc<MemoryDataStore>,
+    pub store: Arc<dyn DataStore>,
     /// `Authorization` of tenant A's API key, of tenant B's, and of A's device `sensor-1`.
     pub a: String,
     pub b: String,
@@ -44,12 +45,11 @@ fn basic(id: &str, secret: &str) -> String {
 }
 
 pub async fn start() -> TestApp {
-    let store = Arc::new(MemoryDataStore::default());
-    start_with(store.clone(), store).await
+    start_with(Arc::new(MemoryDataStore::default())).await
 }
 
-/// An app whose broker reads `served`, a view of `store` (which the test writes).
-pub async fn start_with(store: Arc<MemoryDataStore>, served: Arc<dyn DataStore>) -> TestApp {
+/// An app over `store`.
+pub async fn start_with(store: Arc<dyn DataStore>) -> TestApp {
     let registry = Arc::new(
         Registry::open(Arc::new(MemoryStore::default()), KeyFile::generate().unwrap(), system_clock(), 100).unwrap(),
     );
@@ -63,7 +63,7 @@ pub async fn start_with(store: Arc<MemoryDataStore>, served: Arc<dyn DataStore>)
         .unwrap();
     let hub = Hub::new(registry, HubConfig::default());
     let stop = CancellationToken::new();
-    let data = DataPath { intake: Arc::new(NoIntake), store: served };
+    let data = DataPath { intake: Arc::new(NoIntake), store: store.clone() };
     let (broker, _router) =
         Broker::start_with_data(BrokerConfig::default(), Arc::new(NullStore), hub.clone(), data, stop.clone()).unwrap();
     let state = ApiState {
@@ -214,6 +214,7 @@ async fn tenants_and_devices_read_only_what_is_theirs() {
 #[tokio::test]
 async fn bad_parameters_are_400_with_details() {
     let t = start().await;
+    let q = |resource: &str, limit: usize| json!({"resource": resource, "metric": "x", "limit": limit});
     let cases: &[(Method, &str, Option<Json>)] = &[
         (Method::GET, "/resources/bad%20id/current", None),
         (Method::GET, "/resources/r1/messages?limit=0", None),
@@ -228,9 +229,10 @@ async fn bad_parameters_are_400_with_details() {
         (Method::GET, "/resources/r1/series/x?grouping=fortnightly", None),
         (Method::GET, "/resources/r1/series/x?order=sideways", None),
         (Method::GET, "/resources/r1/series/x?limit=0", None),
-        (Method::GET, "/resources/r1/series/x?from=0&until=86400000000&grouping=1s", None),
+        (Method::GET, "/resources/r1/series/x?from=0&until=86400000000&grouping=1s&aggregates=max", None),
         (Method::POST, "/series/query", Some(json!({"queries": []}))),
         (Method::POST, "/series/query", Some(json!({"queries": [{"resource": "r1", "metric": "x", "order": "up"}]}))),
+        (Method::POST, "/series/query", Some(json!({"queries": [q("r1", 50_001), q("r2", 1)]}))),
         (Method::DELETE, "/resources/r1?onlytimeseries=maybe", None),
         (Method::DELETE, "/resources/r1?metrics=,", None),
     ];

@@ -7,13 +7,15 @@
 //!   `{"query": {...}, "series": [[ts, v1, v2, ...], ...]}`: one column per aggregate in request
 //!   order (one, the value, without aggregates); `from`/`until` epoch ms or ISO-8601, *default*
 //!   the last 7 days; `aggregates` comma-separated (min, max, mean, median, sum, count, first,
-//!   last, std, percentile(N)); `grouping` none (*default*), auto, `Ns|Nm|Nh|Nd|Nw`; `order` asc
+//!   last, std, percentile(N)); `grouping` (of aggregates; raw points are never grouped) none
+//!   (*default*), auto, `Ns|Nm|Nh|Nd|Nw`, buckets aligned to UTC multiples; `order` asc
 //!   (*default*) or desc; `limit` at most 100,000 rows (*default*). `query` echoes the effective
 //!   query. Numbers that JSON cannot carry (NaN, ±inf) and empty cells are `null`;
 //! - `GET /resources/{id}/series/{metric}/latest` → `{"timestamp", "value"}` (404 when none);
 //! - `POST /series/query {"queries": [{"resource", "metric", and the parameters above}, ...]}` →
 //!   `[{"query", "series"}, ...]` in request order, at most 20 queries (`aggregates` a list or a
-//!   comma-separated string);
+//!   comma-separated string), which share the 100,000 rows (`limit` *default* and at most
+//!   100,000 / number of queries);
 //! - `DELETE /resources/{id}?from=&until=&metrics=a,b&onlytimeseries=` → `{"messages": n,
 //!   "points": m}`: deletes the points in the range (of the named metrics, or all), and the
 //!   messages in the range unless `onlytimeseries=true` or `metrics` is given (a message holds
@@ -32,7 +34,7 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as JsonValue;
 use switchyard_series::Value;
-use switchyard_series::query::{self, Aggregate, Cell, Grouping, Order, Row};
+use switchyard_series::query::{self, Aggregate, Cell, Grouping, Order, QueryError, Row};
 use switchyard_storage::ResourceKey;
 use switchyard_storage::data::TimeRange;
 use utoipa::{IntoParams, ToSchema};
@@ -238,12 +240,20 @@ struct Planned {
     echo: QueryEcho,
 }
 
+/// A parse error's text without the "invalid query" prefix the answer already says.
+fn why(e: QueryError) -> String {
+    match e {
+        QueryError::Invalid(why) => why,
+        e => e.to_string(),
+    }
+}
+
 fn split_aggregates(raw: &str) -> Vec<String> {
     raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
 }
 
-/// Validates one query's parameters at `now`.
-fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Result<Planned, ApiError> {
+/// Validates one query's parameters at `now`; it may answer at most `max_rows` rows.
+fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64, max_rows: usize) -> Result<Planned, ApiError> {
     let TimeRange { from, until } = range(spec.from.as_ref(), spec.until.as_ref())?;
     let (from, until) = match (from, until) {
         (Some(f), Some(u)) => (f, u),
@@ -265,7 +275,7 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
     for name in &names {
         match name.parse::<Aggregate>() {
             Ok(a) => aggregates.push(a),
-            Err(e) => bad.push(format!("{name:?}: {e}")),
+            Err(e) => bad.push(why(e)),
         }
     }
     if !bad.is_empty() {
@@ -273,10 +283,11 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
     }
     let grouping_name = spec.grouping.as_deref().map_or("none", str::trim);
     let grouping: Grouping =
-        grouping_name.parse().map_err(|e| ApiError::bad_request("invalid grouping", vec![format!("{e}")]))?;
+        grouping_name.parse().map_err(|e| ApiError::bad_request("invalid grouping", vec![why(e)]))?;
     if let Grouping::Every { ms } = grouping
+        && !aggregates.is_empty()
         && ms > 0
-        && (until - from) / ms >= MAX_ROWS as i64
+        && until.saturating_sub(from) / ms >= MAX_ROWS as i64
     {
         return Err(ApiError::bad_request(
             format!("grouping {grouping_name} yields more than {MAX_ROWS} buckets over this range"),
@@ -285,11 +296,11 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64) -> Resu
     }
     let order = match spec.order.as_deref() {
         None => Order::Asc,
-        Some(raw) => raw.parse().map_err(|e| ApiError::bad_request("invalid order", vec![format!("{e}")]))?,
+        Some(raw) => raw.parse().map_err(|e| ApiError::bad_request("invalid order", vec![why(e)]))?,
     };
-    let limit = spec.limit.unwrap_or(MAX_ROWS);
-    if limit == 0 || limit > MAX_ROWS {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_ROWS}"), vec![]));
+    let limit = spec.limit.unwrap_or(max_rows);
+    if limit == 0 || limit > max_rows {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {max_rows}"), vec![]));
     }
     let echo = QueryEcho {
         resource: key.resource.to_string(),
@@ -355,7 +366,7 @@ pub async fn series(
         order: p.order,
         limit: p.limit,
     };
-    let planned = plan(key, metric, &spec, now_ms())?;
+    let planned = plan(key, metric, &spec, now_ms(), MAX_ROWS)?;
     let mut answers = run(&state, vec![planned]).await?;
     answers.pop().map(Json).ok_or(ApiError::Unavailable)
 }
@@ -379,6 +390,8 @@ pub async fn multi(
         return Err(ApiError::bad_request(format!("queries must hold 1 to {MAX_QUERIES} queries"), vec![]));
     }
     let now = now_ms();
+    // The answer as a whole holds at most MAX_ROWS rows: each query its share.
+    let share = MAX_ROWS / q.queries.len();
     let mut planned = Vec::with_capacity(q.queries.len());
     for (i, spec) in q.queries.iter().enumerate() {
         let at = |e: ApiError| match e {
@@ -389,7 +402,7 @@ pub async fn multi(
         };
         let key = caller.read(&resource_id(&spec.resource).map_err(at)?).map_err(at)?;
         let metric = metric_name(&spec.metric).map_err(at)?;
-        planned.push(plan(key, metric, spec, now).map_err(at)?);
+        planned.push(plan(key, metric, spec, now, share).map_err(at)?);
     }
     Ok(Json(run(&state, planned).await?))
 }

@@ -1,9 +1,9 @@
 //! The metrics API in process (set-up in `data_tests`): listing and latest values, aggregates per
 //! bucket checked against an independent computation over data that spans bucket edges and a
 //! range that cuts into its first bucket, order and limit, several queries at once, deletion by
-//! range and metric. The aggregates are checked twice: over raw points, and over a store that
+//! range and metric. The aggregates are checked three times: over raw points, over a store that
 //! serves most points as sealed chunks (answered from their summaries where they lie within a
-//! bucket).
+//! bucket), and over the embedded store after sealing runs.
 
 use std::sync::Arc;
 
@@ -14,8 +14,9 @@ use switchyard_storage::data::{
     Block, DataStore, Ingest, MessageStore, ResourceKey, SeriesInfo, SeriesStore, StoredMessage, TimeRange, Written,
 };
 use switchyard_storage::{MemoryDataStore, StorageError};
+use switchyard_storage_embedded::{DataConfig, EmbeddedDataStore};
 
-use crate::data_tests::{A, T0, TestApp, ingest, start, start_with};
+use crate::data_tests::{A, HOUR, T0, TestApp, ingest, start, start_with};
 
 /// Points per sealed chunk in [`Chunked`].
 const CHUNK: usize = 40;
@@ -78,8 +79,6 @@ impl DataStore for Chunked {
     }
 }
 
-const HOUR: i64 = 3_600_000;
-
 /// A reading every 37 s from `T0 - 50 min` to `T0 + 130 min`: decimals that are not in order.
 fn readings() -> Vec<(i64, f64)> {
     (0..292).map(|i| (T0 - 50 * 60_000 + i * 37_000, ((i * 7919) % 1000) as f64 / 10.0 - 20.0)).collect()
@@ -90,8 +89,21 @@ async fn filled() -> TestApp {
 }
 
 fn fill(t: TestApp) -> TestApp {
+    fill_sealing(t, 0)
+}
+
+/// Writes the readings in batches of `seal_every` (all at once when 0), sealing what the store
+/// holds after each but the last.
+fn fill_sealing(t: TestApp, seal_every: usize) -> TestApp {
     let batch: Vec<_> = readings().iter().map(|&(ts, v)| ingest(A, "r1", ts, &[("temp", v), ("hum", 50.0)])).collect();
-    t.write(&batch);
+    let size = if seal_every == 0 { batch.len() } else { seal_every };
+    for (i, part) in batch.chunks(size).enumerate() {
+        t.write(part);
+        if (i + 1) * size < batch.len() {
+            // Far enough ahead that every point is old enough to seal.
+            t.store.maintain(T0 + 24 * HOUR).unwrap();
+        }
+    }
     t
 }
 
@@ -156,8 +168,21 @@ async fn hourly_aggregates_match_an_independent_computation() {
 
 #[tokio::test]
 async fn hourly_aggregates_from_sealed_chunks_match_too() {
-    let store = Arc::new(MemoryDataStore::default());
-    check_hourly_aggregates(fill(start_with(store.clone(), Arc::new(Chunked(store))).await)).await;
+    let store = Arc::new(Chunked(Arc::new(MemoryDataStore::default())));
+    check_hourly_aggregates(fill(start_with(store).await)).await;
+}
+
+#[tokio::test]
+async fn hourly_aggregates_from_the_embedded_store_match_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedDataStore::open(dir.path(), DataConfig::default()).unwrap());
+    // Sealed in runs that end mid-hour, the last run left unsealed.
+    let t = fill_sealing(start_with(store.clone()).await, 70);
+    let key = ResourceKey { tenant: A.into(), resource: "r1".into() };
+    let blocks = store.scan(&key, "temp", TimeRange::default(), T0).unwrap();
+    let sealed = blocks.iter().filter(|b| matches!(b, Block::Sealed(_))).count();
+    assert!(sealed >= 1 && matches!(blocks.last(), Some(Block::Raw(_))), "{} blocks, {sealed} sealed", blocks.len());
+    check_hourly_aggregates(t).await;
 }
 
 async fn check_hourly_aggregates(t: TestApp) {
@@ -257,7 +282,9 @@ async fn series_listing_latest_and_several_queries() {
     ]});
     let (status, answers) = t.call(Method::POST, "/series/query", &t.a, Some(q)).await;
     assert_eq!(status, StatusCode::OK, "{answers}");
-    let uri = format!("/resources/r1/series/temp?from={T0}&until={}&aggregates=count,max&grouping=1h", T0 + HOUR);
+    // The three share the row budget: 100,000 / 3 each.
+    let uri =
+        format!("/resources/r1/series/temp?from={T0}&until={}&aggregates=count,max&grouping=1h&limit=33333", T0 + HOUR);
     assert_eq!(answers[0], t.get(&uri, &t.a).await.1);
     assert_eq!(answers[1]["series"], json!([[T0, 1.5]]));
     assert_eq!(answers[1]["query"]["resource"], "r2");
