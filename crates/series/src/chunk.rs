@@ -218,6 +218,11 @@ impl Chunk {
 
     /// Decodes every point, in timestamp order.
     pub fn points(&self) -> Result<Vec<Point>, ChunkError> {
+        Ok(self.decode()?.map(|(ts, value)| Point { ts, value }).collect())
+    }
+
+    /// Every point's timestamp and value, in timestamp order, without building [`Point`]s.
+    pub(crate) fn decode(&self) -> Result<impl Iterator<Item = (i64, Value)> + use<>, ChunkError> {
         let h = header(&self.0)?;
         let n = h.summary.count as usize;
         let mut r = Reader::new(&self.0[h.body..]);
@@ -237,16 +242,16 @@ impl Chunk {
         if r.remaining() != 0 {
             return Err(corrupt("trailing bytes"));
         }
+        // `columns` returns exactly as many numbers and strings as the kinds call for.
         let (mut numbers, mut texts) = (numbers.into_iter(), texts.into_iter());
-        let points = ts
-            .into_iter()
-            .zip(kinds)
-            .map(|(ts, text)| {
-                let value = if text { texts.next().map(Value::Text) } else { numbers.next().map(Value::Number) };
-                value.map(|value| Point { ts, value })
-            })
-            .collect::<Option<Vec<Point>>>();
-        points.ok_or_else(|| corrupt("columns shorter than the point count"))
+        Ok(ts.into_iter().zip(kinds).map(move |(ts, text)| {
+            let value = if text {
+                Value::Text(texts.next().expect("one string per text point"))
+            } else {
+                Value::Number(numbers.next().expect("one number per numeric point"))
+            };
+            (ts, value)
+        }))
     }
 
     /// The numeric values alone, in timestamp order (skips the timestamps and the text).

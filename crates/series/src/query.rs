@@ -20,8 +20,8 @@
 
 use std::sync::Arc;
 
-use crate::Point;
 use crate::chunk::{Chunk, ChunkError};
+use crate::{Point, Value};
 
 mod acc;
 pub mod parse;
@@ -166,6 +166,17 @@ impl Buckets {
             Buckets::Every(w) => ts.saturating_sub(ts.rem_euclid(w)),
         }
     }
+
+    /// Where the bucket holding `ts` ends (exclusive; saturating at the end of time).
+    fn end(self, ts: i64) -> i64 {
+        match self {
+            Buckets::Whole(_) => i64::MAX,
+            Buckets::Every(w) => {
+                let end = i128::from(ts) - i128::from(ts.rem_euclid(w)) + i128::from(w);
+                i64::try_from(end).unwrap_or(i64::MAX)
+            }
+        }
+    }
 }
 
 fn aggregate(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
@@ -183,8 +194,26 @@ fn aggregate(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> 
             bucket(&mut accs, buckets.start(*lo), quantiles).add_summary(&chunk.summary()?, numbers);
             continue;
         }
-        for p in piece.points(query)? {
-            bucket(&mut accs, buckets.start(p.ts), quantiles).add(&p);
+        let mut current = (i64::MAX, i64::MIN); // the bucket last used: [start, end)
+        let mut add = |ts: i64, value: &Value| {
+            if !(current.0..current.1).contains(&ts) {
+                current = (buckets.start(ts), buckets.end(ts));
+            }
+            bucket(&mut accs, current.0, quantiles).add(ts, value);
+        };
+        match piece {
+            Piece::Alone(Block::Sealed(chunk), _) => {
+                for (ts, value) in chunk.decode()? {
+                    if (query.from..query.until).contains(&ts) {
+                        add(ts, &value);
+                    }
+                }
+            }
+            other => {
+                for p in other.points(query)? {
+                    add(p.ts, &p.value);
+                }
+            }
         }
     }
     Ok(accs.into_iter().map(|(ts, acc)| Row { ts, cells: acc.cells(&query.aggregates) }).collect())
