@@ -203,7 +203,23 @@ fn aggregate(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> 
         };
         match piece {
             Piece::Alone(Block::Sealed(chunk), _) => {
-                for (ts, value) in chunk.decode()? {
+                let columns = chunk.decode()?;
+                if columns.texts.is_empty() {
+                    // Numbers only: whole runs of a bucket at once.
+                    let ts = &columns.ts;
+                    let lo = ts.partition_point(|t| *t < query.from);
+                    let hi = ts.partition_point(|t| *t < query.until);
+                    let mut i = lo;
+                    while i < hi {
+                        let end = buckets.end(ts[i]);
+                        let j = (i + ts[i..hi].partition_point(|t| *t < end)).max(i + 1);
+                        bucket(&mut accs, buckets.start(ts[i]), quantiles)
+                            .add_numbers(&ts[i..j], &columns.numbers[i..j]);
+                        i = j;
+                    }
+                    continue;
+                }
+                for (ts, value) in columns.into_values() {
                     if (query.from..query.until).contains(&ts) {
                         add(ts, &value);
                     }

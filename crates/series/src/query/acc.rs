@@ -68,6 +68,25 @@ impl Acc {
         }
     }
 
+    /// Adds numeric points, in timestamp order (`ts` and `values` of equal length, not empty).
+    pub(crate) fn add_numbers(&mut self, ts: &[i64], values: &[f64]) {
+        let last = ts.len() - 1;
+        self.count += ts.len() as u64;
+        if self.first.is_none() {
+            self.first = Some(Point { ts: ts[0], value: Value::Number(values[0]) });
+        }
+        self.last = Some(Point { ts: ts[last], value: Value::Number(values[last]) });
+        for batch in values.chunks(BATCH) {
+            self.pending.extend_from_slice(batch);
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+        }
+        if let Some(kept) = &mut self.values {
+            kept.extend_from_slice(values);
+        }
+    }
+
     fn add_number(&mut self, v: f64) {
         self.pending.push(v);
         if self.pending.len() >= BATCH {
