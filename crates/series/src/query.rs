@@ -2,7 +2,7 @@
 //! a store returns: sealed chunks, whose summaries answer non-quantile aggregates of buckets they
 //! lie within, and raw points not yet sealed.
 //!
-//! Semantics (see also [`acc`] for each aggregate's definition):
+//! Semantics (each aggregate is defined in the `acc` module's documentation):
 //! - Points in `[from, until)` count. Blocks come oldest write first; where blocks overlap in
 //!   time, a point of a later block replaces every point of earlier blocks at the same timestamp
 //!   (duplicates within one block are all kept). Blocks that overlap nothing are taken as they
@@ -11,7 +11,8 @@
 //!   grouping is ignored.
 //! - Aggregates with grouping `none`: one row for the whole range, at `from` (none when the range
 //!   holds no point). With buckets: each bucket starts at a multiple of its width since the Unix
-//!   epoch (UTC), the row's timestamp is the bucket start, empty buckets are omitted. `auto`
+//!   epoch (UTC), the row's timestamp is the bucket start (so the first may precede an unaligned
+//!   `from`, though only points from `from` on count), empty buckets are omitted. `auto`
 //!   picks the width from a ladder ([`parse::auto_width`]: at most 500 buckets).
 //! - A sealed chunk that lies within the range and within one bucket and overlaps no other block
 //!   is answered from its header summary; only quantiles then decode its numbers (never its
