@@ -119,8 +119,12 @@ pub(crate) fn decode(r: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, ChunkErro
             if (w as usize) * len > bits.bits_left() {
                 return Err(corrupt("bit stream truncated"));
             }
-            for _ in 0..len {
-                t.push(unzigzag(bits.read(w)?));
+            if w == 0 {
+                t.resize(t.len() + len, 0);
+            } else {
+                for _ in 0..len {
+                    t.push(unzigzag(bits.read(w)?));
+                }
             }
         } else {
             let w = code - SPARSE;
