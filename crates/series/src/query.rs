@@ -182,17 +182,15 @@ impl Buckets {
 
 fn aggregate(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
     let buckets = Buckets::of(query);
-    let quantiles = query.aggregates.iter().any(|a| matches!(a, Aggregate::Median | Aggregate::Percentile(_)));
-    // Pieces come in timestamp order and do not overlap, so buckets only ever open at the end.
-    let mut accs: Vec<(i64, Acc)> = Vec::new();
+    let mut rows = Rows::new(&query.aggregates, MAX_QUANTILE_POINTS);
     for piece in pieces(query, blocks)? {
         if let Piece::Alone(Block::Sealed(chunk), (lo, hi)) = &piece
             && *lo >= query.from
             && *hi < query.until
             && buckets.start(*lo) == buckets.start(*hi)
         {
-            let numbers = if quantiles { Some(chunk.numbers()?) } else { None };
-            bucket(&mut accs, buckets.start(*lo), quantiles).add_summary(&chunk.summary()?, numbers);
+            let numbers = if rows.quantiles { Some(chunk.numbers()?) } else { None };
+            rows.bucket(buckets.start(*lo))?.add_summary(&chunk.summary()?, numbers);
             continue;
         }
         let mut current = (i64::MAX, i64::MIN); // the bucket last used: [start, end)
@@ -200,7 +198,7 @@ fn aggregate(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> 
             if !(current.0..current.1).contains(&ts) {
                 current = (buckets.start(ts), buckets.end(ts));
             }
-            bucket(&mut accs, current.0, quantiles).add(ts, value);
+            rows.bucket(current.0).map(|acc| acc.add(ts, value))
         };
         match piece {
             Piece::Alone(Block::Sealed(chunk), _) => {
@@ -214,34 +212,80 @@ fn aggregate(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> 
                     while i < hi {
                         let end = buckets.end(ts[i]);
                         let j = (i + ts[i..hi].partition_point(|t| *t < end)).max(i + 1);
-                        bucket(&mut accs, buckets.start(ts[i]), quantiles)
-                            .add_numbers(&ts[i..j], &columns.numbers[i..j]);
+                        rows.bucket(buckets.start(ts[i]))?.add_numbers(&ts[i..j], &columns.numbers[i..j]);
                         i = j;
                     }
                     continue;
                 }
                 for (ts, value) in columns.into_values() {
                     if (query.from..query.until).contains(&ts) {
-                        add(ts, &value);
+                        add(ts, &value)?;
                     }
                 }
             }
             other => {
                 for p in other.points(query)? {
-                    add(p.ts, &p.value);
+                    add(p.ts, &p.value)?;
                 }
             }
         }
     }
-    Ok(accs.into_iter().map(|(ts, acc)| Row { ts, cells: acc.cells(&query.aggregates) }).collect())
+    rows.finish()
 }
 
-/// The bucket starting at `start`: the last one, or a new one after it.
-fn bucket(accs: &mut Vec<(i64, Acc)>, start: i64, quantiles: bool) -> &mut Acc {
-    if accs.last().is_none_or(|(s, _)| *s != start) {
-        accs.push((start, Acc::new(quantiles)));
+/// Exact quantiles keep a bucket's numbers in memory (8 bytes each): a bucket holding more is
+/// refused, as [`QueryError::Invalid`] (narrow the range or use smaller buckets).
+pub const MAX_QUANTILE_POINTS: usize = 10_000_000;
+
+/// The rows made so far and the open bucket. Pieces come in timestamp order and do not overlap,
+/// so a bucket once left is complete: its row is made then, and its numbers freed.
+struct Rows<'q> {
+    aggregates: &'q [Aggregate],
+    quantiles: bool,
+    limit: usize,
+    done: Vec<Row>,
+    open: Option<(i64, Acc)>,
+}
+
+impl<'q> Rows<'q> {
+    fn new(aggregates: &'q [Aggregate], limit: usize) -> Rows<'q> {
+        let quantiles = aggregates.iter().any(|a| matches!(a, Aggregate::Median | Aggregate::Percentile(_)));
+        Rows { aggregates, quantiles, limit, done: Vec::new(), open: None }
     }
-    &mut accs.last_mut().expect("just pushed").1
+
+    /// The bucket starting at `start`: the open one, or a new one after it.
+    fn bucket(&mut self, start: i64) -> Result<&mut Acc, QueryError> {
+        if self.open.as_ref().is_none_or(|(s, _)| *s != start) {
+            self.close()?;
+            self.open = Some((start, Acc::new(self.quantiles)));
+        }
+        let kept = self.open.as_ref().map_or(0, |(_, acc)| acc.kept());
+        self.check(kept)?;
+        Ok(&mut self.open.as_mut().expect("just opened").1)
+    }
+
+    fn check(&self, kept: usize) -> Result<(), QueryError> {
+        if kept > self.limit {
+            return Err(QueryError::Invalid(format!(
+                "an exact quantile over more than {} points in one bucket; narrow the range or use smaller buckets",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), QueryError> {
+        if let Some((ts, acc)) = self.open.take() {
+            self.check(acc.kept())?;
+            self.done.push(Row { ts, cells: acc.cells(self.aggregates) });
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<Row>, QueryError> {
+        self.close()?;
+        Ok(self.done)
+    }
 }
 
 /// A block that overlaps no other (with its span), or the merged points of blocks that overlap.
@@ -342,4 +386,31 @@ fn merge(blocks: impl Iterator<Item = Block>) -> Result<Vec<Point>, QueryError> 
         k = end;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_buckets_are_capped_and_closed_buckets_freed() {
+        let aggregates = [Aggregate::Median];
+        let mut rows = Rows::new(&aggregates, 3);
+        for ts in 0..3 {
+            rows.bucket(0).unwrap().add(ts, &crate::Value::Number(1.0));
+        }
+        // A new bucket closes the full one: allowed, it holds exactly the limit.
+        rows.bucket(10).unwrap().add(10, &crate::Value::Number(2.0));
+        assert_eq!(rows.done.len(), 1);
+        for ts in 11..14 {
+            rows.bucket(10).unwrap().add(ts, &crate::Value::Number(2.0));
+        }
+        assert!(matches!(rows.finish(), Err(QueryError::Invalid(_))));
+        // Without quantiles nothing is kept, so nothing is capped.
+        let mut rows = Rows::new(&[Aggregate::Mean], 3);
+        for ts in 0..10 {
+            rows.bucket(0).unwrap().add(ts, &crate::Value::Number(1.0));
+        }
+        assert_eq!(rows.finish().unwrap().len(), 1);
+    }
 }

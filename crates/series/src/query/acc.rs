@@ -144,6 +144,11 @@ impl Acc {
         }
     }
 
+    /// How many numbers are kept for quantiles.
+    pub(crate) fn kept(&self) -> usize {
+        self.values.as_ref().map_or(0, Vec::len)
+    }
+
     /// The cells for `aggregates`, in order.
     pub(crate) fn cells(mut self, aggregates: &[Aggregate]) -> Vec<Cell> {
         self.flush();
