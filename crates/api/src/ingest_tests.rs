@@ -106,7 +106,7 @@ impl TestApp {
         let outbox = Arc::new(Outbox::new(1 << 20));
         let conn = self.broker.next_conn_id();
         let namespace = Namespace::tenant(&Domain::parse(domain).unwrap());
-        let principal = Principal { namespace, identity: Identity::Anonymous, owner: "app".into() };
+        let principal = Principal { namespace, identity: Identity::Anonymous, owner: "app".into(), epoch: 0 };
         let connect = Connect {
             protocol: Protocol::V5,
             clean_start: true,

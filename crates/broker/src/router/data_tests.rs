@@ -104,7 +104,7 @@ fn record(tenant: &str, body: &'static str, message_id: Option<&str>) -> Ingest 
 async fn connect(r: &mut Router, conn: ConnId, ns: &str, client_id: &str, protocol: Protocol) -> Arc<Outbox> {
     let outbox = Arc::new(Outbox::new(1 << 20));
     let principal =
-        Principal { namespace: Namespace::from_stored(ns), identity: Identity::Anonymous, owner: "o".into() };
+        Principal { namespace: Namespace::from_stored(ns), identity: Identity::Anonymous, owner: "o".into(), epoch: 0 };
     let connect = switchyard_codec::Connect {
         protocol,
         clean_start: true,
