@@ -90,21 +90,21 @@ fn scaled(v: f64, k: usize) -> Option<i64> {
     ((m as f64 / POW10[k]).to_bits() == v.to_bits()).then_some(m)
 }
 
-/// The smallest scale at which every value is an exact decimal, and the scaled integers.
+/// The smallest scale at which every value is an exact decimal, and the scaled integers. One
+/// pass per scale tried: a value that needs a larger scale restarts the pass there.
 fn decimal(values: &[f64]) -> Option<(u8, Vec<i64>)> {
-    let mut k = 0;
-    for &v in values {
-        while scaled(v, k).is_none() {
-            k += 1;
-            if k > MAX_SCALE {
-                return None;
+    let mut ints = Vec::with_capacity(values.len());
+    'scale: for k in 0..=MAX_SCALE {
+        ints.clear();
+        for &v in values {
+            match scaled(v, k) {
+                Some(m) => ints.push(m),
+                None => continue 'scale,
             }
         }
+        return Some((k as u8, ints));
     }
-    (k..=MAX_SCALE).find_map(|k| {
-        let ints: Option<Vec<i64>> = values.iter().map(|&v| scaled(v, k)).collect();
-        ints.map(|ints| (k as u8, ints))
-    })
+    None
 }
 
 pub(crate) fn encode_numbers(values: &[f64], out: &mut Vec<u8>) {
