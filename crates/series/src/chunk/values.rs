@@ -6,10 +6,12 @@
 //! - Numbers: `u8` 0 = decimal: `u8 k` (0–9), then the integers `v·10^k` as an integer sequence
 //!   ([`super::ints`], order 0, 1 or 2, whichever packs smallest); chosen when every value `v`
 //!   comes back bit-exact as `(round(v·10^k) as i64) as f64 / 10^k` with `|v·10^k| ≤ 2^53`.
-//!   `u8` 1 = XOR: Gorilla-style (first value in 64 bits; then per value `0` when equal to the
+//!   Otherwise the smaller of two lossless codings. `u8` 1 = XOR: Gorilla-style (first value in 64 bits; then per value `0` when equal to the
 //!   previous, `10` + the meaningful bits when they fit the previous window, `11` + 5-bit leading
-//!   zeros + 6-bit length − 1 + the bits otherwise). NaN payloads, ±inf and -0.0 only ever
-//!   take the XOR path, so they round-trip bit for bit.
+//!   zeros + 6-bit length − 1 + the bits otherwise). `u8` 2 = split, for noise that fills the
+//!   mantissa: the 12-bit sign-and-exponent heads as an integer sequence, then each 52-bit
+//!   mantissa as is. NaN payloads, ±inf and -0.0 never take the decimal path, so they
+//!   round-trip bit for bit.
 //! - Text: a dictionary (varint count, then varint length + UTF-8 bytes per distinct string, in
 //!   order of first use), then each text point's dictionary index as an integer sequence.
 
@@ -25,6 +27,9 @@ const KINDS_TEXT: u8 = 1;
 const KINDS_RUNS: u8 = 2;
 const NUM_DECIMAL: u8 = 0;
 const NUM_XOR: u8 = 1;
+const NUM_SPLIT: u8 = 2;
+const MANTISSA_BITS: u32 = 52;
+const MANTISSA: u64 = (1 << MANTISSA_BITS) - 1;
 const MAX_SCALE: usize = 9;
 const POW10: [f64; MAX_SCALE + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
@@ -113,8 +118,14 @@ pub(crate) fn encode_numbers(values: &[f64], out: &mut Vec<u8>) {
         out.push(k);
         ints::encode(&ints, &[0, 1, 2], out);
     } else {
-        out.push(NUM_XOR);
-        out.extend_from_slice(&xor_encode(values));
+        let (xor, split) = (xor_encode(values), split_encode(values));
+        if split.len() < xor.len() {
+            out.push(NUM_SPLIT);
+            out.extend_from_slice(&split);
+        } else {
+            out.push(NUM_XOR);
+            out.extend_from_slice(&xor);
+        }
     }
 }
 
@@ -131,8 +142,41 @@ pub(crate) fn decode_numbers(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, C
             r.skip(bits.bytes_used())?;
             Ok(values)
         }
+        NUM_SPLIT => split_decode(r, n),
         other => Err(ChunkError(format!("unknown number mode {other}"))),
     }
+}
+
+/// Noise with a full mantissa: sign and exponent (12 bits, few distinct) as an integer
+/// sequence, then each 52-bit mantissa as it is.
+fn split_encode(values: &[f64]) -> Vec<u8> {
+    let heads: Vec<i64> = values.iter().map(|v| (v.to_bits() >> MANTISSA_BITS) as i64).collect();
+    let mut out = Vec::new();
+    ints::encode(&heads, &[0, 1], &mut out);
+    let mut w = BitWriter::default();
+    for v in values {
+        w.write(v.to_bits() & MANTISSA, MANTISSA_BITS);
+    }
+    out.extend_from_slice(&w.finish());
+    out
+}
+
+fn split_decode(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, ChunkError> {
+    let heads = ints::decode(r, n)?;
+    let mut bits = BitReader::new(r.rest());
+    if n.saturating_mul(MANTISSA_BITS as usize) > bits.bits_left() {
+        return Err(corrupt("mantissas truncated"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for head in heads {
+        let head = u64::try_from(head)
+            .ok()
+            .filter(|h| *h < 1 << (64 - MANTISSA_BITS))
+            .ok_or_else(|| corrupt("sign and exponent over 12 bits"))?;
+        out.push(f64::from_bits(head << MANTISSA_BITS | bits.read(MANTISSA_BITS)?));
+    }
+    r.skip(bits.bytes_used())?;
+    Ok(out)
 }
 
 fn xor_encode(values: &[f64]) -> Vec<u8> {
@@ -287,6 +331,35 @@ mod tests {
         ];
         assert_eq!(numbers_round_trip(&odd)[0], NUM_XOR);
         numbers_round_trip(&[0.1 + 0.2; 3]);
+    }
+
+    #[test]
+    fn full_mantissa_noise_is_split() {
+        // Deterministic noise around a level, every mantissa bit used.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<f64> = (0..3600)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                4.0 + (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+            .collect();
+        let out = numbers_round_trip(&noise);
+        assert_eq!(out[0], NUM_SPLIT);
+        assert!(out.len() < xor_encode(&noise).len());
+        assert!((out.len() as f64 / 3600.0) < 7.0, "{} bytes", out.len());
+        // Both special paths keep every bit, whichever is chosen.
+        let odd = [-0.0, f64::NAN, f64::from_bits(0xfff0_0000_0000_0001), f64::NEG_INFINITY, 5e-324];
+        let mut out = vec![NUM_SPLIT];
+        out.extend(split_encode(&odd));
+        let back = decode_numbers(&mut Reader::new(&out), odd.len()).unwrap();
+        assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), odd.map(f64::to_bits));
+        // A head over 12 bits is refused.
+        let mut bad = vec![NUM_SPLIT];
+        ints::encode(&[4096], &[0], &mut bad);
+        bad.extend([0; 7]);
+        assert!(decode_numbers(&mut Reader::new(&bad), 1).is_err());
     }
 
     #[test]
