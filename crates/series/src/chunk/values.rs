@@ -9,7 +9,7 @@
 //!   Otherwise the smaller of two lossless codings. `u8` 1 = XOR: Gorilla-style (first value in 64 bits; then per value `0` when equal to the
 //!   previous, `10` + the meaningful bits when they fit the previous window, `11` + 5-bit leading
 //!   zeros + 6-bit length − 1 + the bits otherwise). `u8` 2 = split, for noise that fills the
-//!   mantissa: the 12-bit sign-and-exponent heads as an integer sequence, then each 52-bit
+//!   mantissa: the signs and the 11-bit exponents as two integer sequences, then each 52-bit
 //!   mantissa as is. NaN payloads, ±inf and -0.0 never take the decimal path, so they
 //!   round-trip bit for bit.
 //! - Text: a dictionary (varint count, then varint length + UTF-8 bytes per distinct string, in
@@ -147,12 +147,14 @@ pub(crate) fn decode_numbers(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, C
     }
 }
 
-/// Noise with a full mantissa: sign and exponent (12 bits, few distinct) as an integer
-/// sequence, then each 52-bit mantissa as it is.
+/// Noise with a full mantissa: the signs and the 11-bit exponents as two integer sequences
+/// (constant signs and nearby exponents cost little), then each 52-bit mantissa as it is.
 fn split_encode(values: &[f64]) -> Vec<u8> {
-    let heads: Vec<i64> = values.iter().map(|v| (v.to_bits() >> MANTISSA_BITS) as i64).collect();
+    let signs: Vec<i64> = values.iter().map(|v| (v.to_bits() >> 63) as i64).collect();
+    let exponents: Vec<i64> = values.iter().map(|v| ((v.to_bits() >> MANTISSA_BITS) & 0x7ff) as i64).collect();
     let mut out = Vec::new();
-    ints::encode(&heads, &[0, 1], &mut out);
+    ints::encode(&signs, &[0], &mut out);
+    ints::encode(&exponents, &[0, 1], &mut out);
     let mut w = BitWriter::default();
     for v in values {
         w.write(v.to_bits() & MANTISSA, MANTISSA_BITS);
@@ -162,17 +164,18 @@ fn split_encode(values: &[f64]) -> Vec<u8> {
 }
 
 fn split_decode(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, ChunkError> {
-    let heads = ints::decode(r, n)?;
+    let signs = ints::decode(r, n)?;
+    let exponents = ints::decode(r, n)?;
     let mut bits = BitReader::new(r.rest());
     if n.saturating_mul(MANTISSA_BITS as usize) > bits.bits_left() {
         return Err(corrupt("mantissas truncated"));
     }
     let mut out = Vec::with_capacity(n);
-    for head in heads {
-        let head = u64::try_from(head)
-            .ok()
-            .filter(|h| *h < 1 << (64 - MANTISSA_BITS))
-            .ok_or_else(|| corrupt("sign and exponent over 12 bits"))?;
+    for (sign, exponent) in signs.into_iter().zip(exponents) {
+        if !(0..=1).contains(&sign) || !(0..=0x7ff).contains(&exponent) {
+            return Err(corrupt("sign over 1 bit or exponent over 11 bits"));
+        }
+        let head = (sign as u64) << 11 | exponent as u64;
         out.push(f64::from_bits(head << MANTISSA_BITS | bits.read(MANTISSA_BITS)?));
     }
     r.skip(bits.bytes_used())?;
@@ -355,11 +358,18 @@ mod tests {
         out.extend(split_encode(&odd));
         let back = decode_numbers(&mut Reader::new(&out), odd.len()).unwrap();
         assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), odd.map(f64::to_bits));
-        // A head over 12 bits is refused.
-        let mut bad = vec![NUM_SPLIT];
-        ints::encode(&[4096], &[0], &mut bad);
-        bad.extend([0; 7]);
-        assert!(decode_numbers(&mut Reader::new(&bad), 1).is_err());
+        // A sign over 1 bit, or an exponent over 11 bits, is refused.
+        for (sign, exponent) in [(2, 0), (0, 2048), (-1, 0)] {
+            let mut bad = vec![NUM_SPLIT];
+            ints::encode(&[sign], &[0], &mut bad);
+            ints::encode(&[exponent], &[0], &mut bad);
+            bad.extend([0; 7]);
+            assert!(decode_numbers(&mut Reader::new(&bad), 1).is_err());
+        }
+        // Gaussian-like noise around zero: signs flip, exponents wander.
+        let around_zero: Vec<f64> = noise.iter().map(|v| (v - 4.0) * 0.1).collect();
+        let out = numbers_round_trip(&around_zero);
+        assert!((out.len() as f64 / 3600.0) < 7.5, "{} bytes", out.len());
     }
 
     #[test]
