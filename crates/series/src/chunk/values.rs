@@ -6,9 +6,10 @@
 //! - Numbers: `u8` 0 = decimal: `u8 k` (0–9), then the integers `v·10^k` as an integer sequence
 //!   ([`super::ints`], order 0, 1 or 2, whichever packs smallest); chosen when every value `v`
 //!   comes back bit-exact as `(round(v·10^k) as i64) as f64 / 10^k` with `|v·10^k| ≤ 2^53`.
-//!   Otherwise the smaller of two lossless codings. `u8` 1 = XOR: Gorilla-style (first value in 64 bits; then per value `0` when equal to the
-//!   previous, `10` + the meaningful bits when they fit the previous window, `11` + 5-bit leading
-//!   zeros + 6-bit length − 1 + the bits otherwise). `u8` 2 = split, for noise that fills the
+//!   Otherwise the smaller of two lossless codings. `u8` 1 = XOR: Gorilla-style (first value
+//!   in 64 bits; then per value `0` when equal to the previous, `10` + the meaningful bits when
+//!   they fit the previous window, `11` + 5-bit leading zeros + 6-bit length − 1 + the bits
+//!   otherwise). `u8` 2 = split, for noise that fills the
 //!   mantissa: the signs and the 11-bit exponents as two integer sequences, then each 52-bit
 //!   mantissa as is. NaN payloads, ±inf and -0.0 never take the decimal path, so they
 //!   round-trip bit for bit.
