@@ -17,7 +17,8 @@
 //! - A sealed chunk that lies within the range and within one bucket and overlaps no other block
 //!   is answered from its header summary; only quantiles then decode its numbers (never its
 //!   timestamps).
-//! - Rows ascend by timestamp, or descend under `order=desc`; `limit` applies after ordering.
+//! - Rows ascend by timestamp, or descend under `order=desc`; `limit` applies after ordering
+//!   (raw points stop decoding once `limit` rows are found).
 
 use std::sync::Arc;
 
@@ -106,22 +107,38 @@ pub enum QueryError {
 /// Runs `query` over `blocks`.
 pub fn run(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
     validate(query)?;
-    let mut rows = if query.aggregates.is_empty() {
-        let mut rows = Vec::new();
-        for piece in pieces(query, blocks)? {
-            for p in piece.points(query)? {
-                rows.push(Row { ts: p.ts, cells: vec![Cell::from(&p.value)] });
-            }
-        }
-        rows
-    } else {
-        aggregate(query, blocks)?
-    };
+    if query.aggregates.is_empty() {
+        return raw(query, blocks);
+    }
+    let mut rows = aggregate(query, blocks)?;
     if query.order == Order::Desc {
         rows.reverse();
     }
     if let Some(limit) = query.limit {
         rows.truncate(limit);
+    }
+    Ok(rows)
+}
+
+/// The points themselves, in the asked order, decoding no more pieces than `limit` needs.
+fn raw(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
+    let desc = query.order == Order::Desc;
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let mut pieces = pieces(query, blocks)?;
+    if desc {
+        pieces.reverse();
+    }
+    let mut rows = Vec::new();
+    for piece in pieces {
+        if rows.len() >= limit {
+            break;
+        }
+        let mut points = piece.points(query)?;
+        if desc {
+            points.reverse();
+        }
+        let take = limit - rows.len();
+        rows.extend(points.into_iter().take(take).map(|p| Row { ts: p.ts, cells: vec![Cell::from(&p.value)] }));
     }
     Ok(rows)
 }

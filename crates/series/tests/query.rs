@@ -363,3 +363,21 @@ fn extreme_timestamps_do_not_overflow() {
     let got: Vec<(i64, Cell)> = rows.into_iter().map(|r| (r.ts, r.cells[0].clone())).collect();
     assert_eq!(got, [(i64::MIN, Cell::Number(2.0)), (i64::MIN + 808, Cell::Number(1.0))]);
 }
+
+#[test]
+fn raw_points_with_a_limit_decode_only_what_they_return() {
+    let good = Chunk::encode(&[num(1, 1.0), num(2, 2.0), num(3, 3.0)]);
+    let mut bytes = Chunk::encode(&[num(10, 10.0), num(11, 11.0)]).as_bytes().to_vec();
+    bytes.push(0); // trailing byte: the header reads, the points do not
+    let broken = Chunk::from_bytes(Bytes::from(bytes)).unwrap();
+    let blocks = || vec![Block::Sealed(good.clone()), Block::Sealed(broken.clone())];
+    let mut q = query(0, 100, &[], Grouping::None);
+    q.limit = Some(2);
+    let rows = run(&q, blocks()).unwrap();
+    assert_eq!(rows.iter().map(|r| r.ts).collect::<Vec<_>>(), [1, 2]);
+    q.order = Order::Desc;
+    assert!(matches!(run(&q, blocks()), Err(QueryError::Chunk(_))));
+    q.until = 10;
+    let rows = run(&q, blocks()).unwrap();
+    assert_eq!(rows.iter().map(|r| r.ts).collect::<Vec<_>>(), [3, 2]);
+}
