@@ -1,13 +1,15 @@
 //! Who is calling: extractors that authenticate the `Authorization` header through the hub
 //! (rate limited, counted and logged there) and admit one kind of caller — [`AdminAuth`] for
-//! `/admin/...`, [`AppAuth`] (an API key, `Basic apiKey:apiSecret`) for the Device Hub.
+//! `/admin/...`, [`AppAuth`] (an API key, `Basic apiKey:apiSecret`) for the Device Hub,
+//! [`DataAuth`] (an API key, or a device's `Bearer` token for its own resource) for the data API.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use switchyard_identity::{AppIdentity, Credentials, Identity, parse_authorization};
+use switchyard_identity::{AppIdentity, Credentials, DeviceIdentity, Identity, ResourceId, parse_authorization};
+use switchyard_storage::ResourceKey;
 
 use crate::ApiState;
 use crate::error::ApiError;
@@ -61,6 +63,49 @@ impl FromRequestParts<ApiState> for AppAuth {
         match identify(parts, state).await? {
             Identity::Application(app) => Ok(AppAuth(app)),
             _ => Err(ApiError::Forbidden("the Device Hub API needs an API key".into())),
+        }
+    }
+}
+
+/// A reader or writer of a tenant's stored data: an application (every resource of its tenant)
+/// or a device (`Bearer` token; only its own resource, and only to read).
+#[derive(Debug)]
+pub enum DataAuth {
+    App(AppIdentity),
+    Device(DeviceIdentity),
+}
+
+impl DataAuth {
+    /// The tenant's key for `resource`, if this caller may read it.
+    pub fn read(&self, resource: &ResourceId) -> Result<ResourceKey, ApiError> {
+        match self {
+            DataAuth::App(app) => Ok(key(app.domain.as_str(), resource)),
+            DataAuth::Device(d) if &d.resource == resource => Ok(key(d.domain.as_str(), resource)),
+            DataAuth::Device(_) => Err(ApiError::Forbidden("a device may read only its own resource".into())),
+        }
+    }
+
+    /// The tenant's key for `resource`, if this caller may delete its data (applications only).
+    pub fn delete(&self, resource: &ResourceId) -> Result<ResourceKey, ApiError> {
+        match self {
+            DataAuth::App(app) => Ok(key(app.domain.as_str(), resource)),
+            DataAuth::Device(_) => Err(ApiError::Forbidden("deleting data needs an API key".into())),
+        }
+    }
+}
+
+fn key(tenant: &str, resource: &ResourceId) -> ResourceKey {
+    ResourceKey { tenant: tenant.into(), resource: resource.as_str().into() }
+}
+
+impl FromRequestParts<ApiState> for DataAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        match identify(parts, state).await? {
+            Identity::Application(app) => Ok(DataAuth::App(app)),
+            Identity::Device(device) => Ok(DataAuth::Device(device)),
+            _ => Err(ApiError::Forbidden("the data API needs an API key or a device token".into())),
         }
     }
 }

@@ -9,6 +9,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use switchyard_hub::{AuthFailure, HubError};
+use switchyard_series::query::QueryError;
+use switchyard_storage::StorageError;
 
 /// What went wrong, as the client is told.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ pub enum ApiError {
     Conflict(String),
     /// 413.
     TooLarge,
+    /// 413, saying which limit the input exceeded.
+    TooLargeInput { error: String, details: Vec<String> },
     /// 429, with how long to wait.
     TooManyRequests(Duration),
     /// 503: storage or another internal failure (logged where it was converted).
@@ -56,6 +60,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(e) => (StatusCode::NOT_FOUND, e, vec![]),
             ApiError::Conflict(e) => (StatusCode::CONFLICT, e, vec![]),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body is too large".into(), vec![]),
+            ApiError::TooLargeInput { error, details } => (StatusCode::PAYLOAD_TOO_LARGE, error, details),
             ApiError::TooManyRequests(_) => {
                 (StatusCode::TOO_MANY_REQUESTS, "too many failed authentications; retry later".into(), vec![])
             }
@@ -118,6 +123,25 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         ApiError::bad_request("invalid path", vec![r.body_text()])
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "data store read or delete failed");
+        ApiError::Unavailable
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Invalid(why) => ApiError::bad_request("invalid series query", vec![why]),
+            QueryError::Chunk(e) => {
+                tracing::error!(error = %e, "stored chunk could not be decoded");
+                ApiError::Unavailable
+            }
+        }
     }
 }
 

@@ -67,6 +67,7 @@ async fn health_reports_failing_and_dead_storage() {
         tasks: TaskTracker::new(),
         hub,
         metrics: None,
+        ingest: crate::IngestConfig::default(),
     };
     let app = crate::router(state);
     assert_eq!(health(&app).await.0, StatusCode::OK);
@@ -77,7 +78,9 @@ async fn health_reports_failing_and_dead_storage() {
         let broker = broker.clone();
         async move { broker.drop_namespace(Namespace::anonymous()).await }
     });
-    store.failures.subscribe().wait_for(|n| *n >= 1).await.unwrap();
+    // The committer marks storage failing after a failed attempt and before the next: a second
+    // attempt means the first is reported.
+    store.failures.subscribe().wait_for(|n| *n >= 2).await.unwrap();
     let (status, body) = health(&app).await;
     assert_eq!((status, body["status"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("storage failing")));
     assert_eq!(body["error"], "storage backend failed: disk on fire");

@@ -6,15 +6,31 @@
 //! - `admin`: `/admin/tenants...` (admin token); `devices`: `/devices...`, `/apikeys...` (API
 //!   key); `auth`: the extractors that authenticate them; `error`: the one error type;
 //!   `metrics`: `GET /metrics`; `serving`: the HTTP(S) listeners and their connection cap.
+//! - `ingest`: data in (`POST /resources/{id}/events`, `POST /messages`), through the pipeline
+//!   and the core, answered once durable.
+//! - `data`: the message cache (`/resources/{id}/current`, `.../messages`, `/messages/query`);
+//!   `series`: the metrics (`/resources/{id}/series...`, `/series/query`, `DELETE
+//!   /resources/{id}`); `timearg`: instants in query parameters; `openapi`: `/openapi.json`.
 
 mod admin;
 mod auth;
+mod data;
+#[cfg(test)]
+mod data_tests;
 mod devices;
 mod error;
 #[cfg(test)]
 mod health_tests;
+mod ingest;
+#[cfg(test)]
+mod ingest_tests;
 mod metrics;
+mod openapi;
+mod series;
+#[cfg(test)]
+mod series_tests;
 mod serving;
+mod timearg;
 mod ws_io;
 
 use std::net::SocketAddr;
@@ -36,11 +52,14 @@ use tokio_util::task::TaskTracker;
 
 pub use devices::parse_ttl;
 pub use error::ApiError;
+pub use ingest::{DEFAULT_MAX_BODY, IngestConfig};
 pub use serving::{HttpLimits, serve};
 pub use ws_io::WsIo;
 
 /// Largest JSON body the admin and Device Hub APIs accept.
 const MAX_HUB_BODY: usize = 64 * 1024;
+/// Largest body of a data query (`POST /messages/query`, `/series/query`).
+const MAX_QUERY_BODY: usize = 64 * 1024;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -53,26 +72,38 @@ pub struct ApiState {
     pub hub: Arc<Hub>,
     /// The Prometheus recorder's handle, when one is installed.
     pub metrics: Option<PrometheusHandle>,
+    /// The pipeline and body limit of `POST /resources/{id}/events` and `POST /messages`.
+    pub ingest: IngestConfig,
 }
 
 /// The router with every route.
 pub fn router(state: ApiState) -> Router {
     let hub = admin::routes().merge(devices::routes()).layer(DefaultBodyLimit::max(MAX_HUB_BODY));
+    let reads = data::routes().merge(series::routes()).layer(DefaultBodyLimit::max(MAX_QUERY_BODY));
     Router::new()
         .route("/", get(info))
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi::openapi))
+        .merge(reads)
+        .merge(ingest::routes(state.ingest.max_body))
         .route("/metrics", get(metrics::metrics))
         .route("/mqtt", get(mqtt_ws))
         .merge(hub)
         .with_state(state)
 }
 
+/// Service name and version.
+#[utoipa::path(get, path = "/", tag = "service", security(()), responses((status = 200, description = "`{\"name\": \"switchyard\", \"version\"}`")))]
 async fn info() -> Json<serde_json::Value> {
     Json(json!({"name": "switchyard", "version": env!("CARGO_PKG_VERSION")}))
 }
 
 /// 200 while the broker serves; 503 with the reason while shutting down, while storage commits
 /// fail (acknowledgements wait, they are retried), or once the storage committer is gone.
+#[utoipa::path(get, path = "/health", tag = "service", security(()), responses(
+    (status = 200, description = "`{\"status\": \"ok\", \"connections\": n}`"),
+    (status = 503, description = "`{\"status\": reason}`"),
+))]
 async fn health(State(state): State<ApiState>) -> Response {
     let unavailable = |body| (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     if state.shutdown.is_cancelled() {

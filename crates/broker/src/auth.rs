@@ -50,6 +50,10 @@ pub struct Principal {
     /// Stable owner key: a session belongs to the identity that created it, and another
     /// identity presenting the same client id is refused.
     pub owner: Arc<str>,
+    /// Which incarnation of its namespace the credentials were checked against (a tenant's
+    /// creation time; 0 when the authenticator keeps none): a tenant deleted and created again
+    /// under the same domain is a different tenant, see [`Authenticator::still_valid`].
+    pub epoch: u64,
 }
 
 impl Principal {
@@ -58,7 +62,12 @@ impl Principal {
     pub fn new(identity: Identity) -> Principal {
         let namespace = identity.domain().map_or_else(Namespace::anonymous, Namespace::tenant);
         let owner = owner_key(&identity);
-        Principal { namespace, identity, owner }
+        Principal { namespace, identity, owner, epoch: 0 }
+    }
+
+    /// This principal, authenticated against incarnation `epoch` of its namespace.
+    pub fn with_epoch(self, epoch: u64) -> Principal {
+        Principal { epoch, ..self }
     }
 
     /// This principal behind a pointer, as a connection keeps it. Anonymous principals are all
@@ -101,6 +110,13 @@ pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Principal, Refusal>
 pub trait Authenticator: Send + Sync + 'static {
     /// Authenticate a CONNECT.
     fn authenticate<'a>(&'a self, creds: ConnectCredentials<'a>) -> AuthFuture<'a>;
+    /// Is `who`, authenticated a moment ago, still admissible? The core asks when it attaches
+    /// the connection, in order with [`Broker::drop_namespace`](crate::Broker::drop_namespace)
+    /// and kicks, so credentials revoked between authentication and attachment are refused
+    /// rather than let in after the revocation swept. Must not block.
+    fn still_valid(&self, _who: &Principal) -> bool {
+        true
+    }
     /// May `who` publish to `topic`?
     fn may_publish(&self, who: &Principal, topic: &str) -> bool;
     /// May `who` subscribe to `filter`, as the client wrote it (`$share/{group}/...` included)?

@@ -1,9 +1,10 @@
 //! The broker core. One router owns every session, subscription, retained message and QoS
 //! state; connections of every protocol reach it only through a [`Broker`] handle, sending
 //! [`Event`]s and draining their [`Outbox`]. The core does no network I/O and knows storage only
-//! as the [`SessionStore`] trait.
+//! as the [`SessionStore`] and [`DataStore`] traits.
 //!
 //! - [`auth`]: the authentication hook and the plain-MQTT policy.
+//! - [`intake`]: the pipeline hook, asked about every PUBLISH, and where its data is stored.
 //! - [`message`]: messages, deliveries and the event vocabulary.
 //! - [`outbox`]: the bounded, non-blocking path from the core to a connection.
 //! - `router`: the state owner and its event loop; `session`, `subtree`, `retained`, `trie`,
@@ -33,15 +34,17 @@ pub mod fuzzing {
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use switchyard_storage::{SessionStore, StorageError};
+use bytes::Bytes;
+use switchyard_storage::data::Written;
+use switchyard_storage::{DataStore, Ingest, SessionStore, StorageError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::{AnonymousAuth, Authenticator, DenyRule, Namespace, Principal, Refusal, owner_key};
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use escaped::Escaped;
-pub use intake::{Intake, IntakeHook, NoIntake};
-pub use message::{ConnId, ConnectRequest, Delivery, Event, Message, WillAction, now_ms};
+pub use intake::{DataPath, Intake, IntakeHook, NoData, NoIntake};
+pub use message::{ConnId, ConnectRequest, Delivery, Event, IngestRequest, Message, WillAction, now_ms};
 pub use outbox::{AckKind, Outbox, Outgoing};
 pub use router::StorageStatus;
 
@@ -58,6 +61,9 @@ pub struct Stats {
     /// Retained messages not retained because their namespace was at `max_retained_messages`.
     pub retained_refused: AtomicU64,
     pub storage_errors: AtomicU64,
+    /// PUBLISHes the pipeline refused as invalid data (5.0: acknowledged with the reason code;
+    /// 3.1.1: dropped).
+    pub data_refused: AtomicU64,
 }
 
 /// Why the broker could not start.
@@ -74,6 +80,14 @@ pub enum BrokerError {
 #[error("broker is shut down")]
 pub struct Closed;
 
+/// Why [`Broker::ingest`] could not store data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    /// The core is shut down, or its storage is gone: nothing was acknowledged.
+    #[error("storage unavailable")]
+    Unavailable,
+}
+
 /// A cheap, cloneable handle to the core: what every connection holds (one pointer, since
 /// every idle connection carries it).
 #[derive(Clone)]
@@ -85,6 +99,7 @@ struct Shared {
     next_conn: AtomicU64,
     config: Arc<BrokerConfig>,
     auth: Arc<dyn Authenticator>,
+    data: DataPath,
     stats: Arc<Stats>,
     storage: Arc<router::StorageHealth>,
 }
@@ -124,19 +139,40 @@ impl Broker {
         auth: Arc<dyn Authenticator>,
         shutdown: CancellationToken,
     ) -> Result<(Broker, RouterTask), BrokerError> {
+        Broker::start_with_data(config, store, auth, DataPath::default(), shutdown)
+    }
+
+    /// [`Broker::start`] with a data pipeline: `data.intake` is asked about every authorized
+    /// PUBLISH, and what it returns to store is written to `data.store` in the commit that
+    /// acknowledges it.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start_with_data(
+        config: BrokerConfig,
+        store: Arc<dyn SessionStore>,
+        auth: Arc<dyn Authenticator>,
+        data: DataPath,
+        shutdown: CancellationToken,
+    ) -> Result<(Broker, RouterTask), BrokerError> {
         let config = Arc::new(config);
         let stats = Arc::new(Stats::default());
         let snapshot = store.load().map_err(BrokerError::Load)?;
         let restored = snapshot.sessions.len();
-        let mut router =
-            router::Router::new(Arc::clone(&config), Arc::clone(&auth), Arc::clone(&store), Arc::clone(&stats))
-                .map_err(BrokerError::Thread)?;
+        let mut router = router::Router::new(
+            Arc::clone(&config),
+            Arc::clone(&auth),
+            Arc::clone(&store),
+            Arc::clone(&data.store),
+            Arc::clone(&stats),
+        )
+        .map_err(BrokerError::Thread)?;
         router.restore(snapshot);
         tracing::info!(sessions = restored, "broker state loaded");
         let storage = Arc::clone(router.storage_health());
         let (tx, rx) = mpsc::channel(config.event_queue);
         let task = tokio::spawn(router.run(rx, shutdown));
-        let shared = Shared { events: tx, next_conn: AtomicU64::new(1), config, auth, stats, storage };
+        let shared = Shared { events: tx, next_conn: AtomicU64::new(1), config, auth, data, stats, storage };
         let broker = Broker(Arc::new(shared));
         Ok((broker, RouterTask(task)))
     }
@@ -154,12 +190,30 @@ impl Broker {
 
     /// Delete everything the core keeps for `namespace` (a deleted tenant): its connections are
     /// closed with DISCONNECT 0x98, its sessions, subscriptions, queued messages and retained
-    /// messages removed from memory and storage. Returns once the removal is durable; `Closed`
+    /// messages removed from memory and storage, and its data ([`DataStore::drop_tenant`] of the
+    /// namespace's name, the tenant's domain) deleted. Returns once the removal is durable; `Closed`
     /// when the core or its storage is gone first.
     pub async fn drop_namespace(&self, namespace: Namespace) -> Result<(), Closed> {
         let (done, durable) = tokio::sync::oneshot::channel();
         self.send(Event::DropNamespace { namespace, done }).await?;
         durable.await.map_err(|_| Closed)
+    }
+
+    /// Deliver `live` messages (topic, payload) to their subscribers in `namespace` (as QoS 1
+    /// messages from no session, not retained) and store `data` (normalized by the pipeline) in
+    /// the same group commit as MQTT traffic. Returns once `data` is durable, with what became of each
+    /// record (a repeated `messageId` is [`Written::Duplicate`]). While commits fail this waits
+    /// (they are retried); callers wanting to fail fast check [`Broker::storage_status`] first.
+    pub async fn ingest(
+        &self,
+        namespace: Namespace,
+        live: Vec<(Arc<str>, Bytes)>,
+        data: Vec<Ingest>,
+    ) -> Result<Vec<Written>, IngestError> {
+        let (reply, written) = tokio::sync::oneshot::channel();
+        let request = IngestRequest { namespace, live, data, reply };
+        self.send(Event::Ingest(Box::new(request))).await.map_err(|_| IngestError::Unavailable)?;
+        written.await.map_err(|_| IngestError::Unavailable)
     }
 
     /// Whether storage keeps up: commits failing (and retried) or the committer gone.
@@ -185,6 +239,16 @@ impl Broker {
 
     pub fn auth(&self) -> &dyn Authenticator {
         &*self.0.auth
+    }
+
+    /// The pipeline hook connections ask about every authorized PUBLISH.
+    pub fn intake(&self) -> &dyn IntakeHook {
+        &*self.0.data.intake
+    }
+
+    /// The data store the core writes pipeline data to; readers (the HTTP API) share it.
+    pub fn data_store(&self) -> &Arc<dyn DataStore> {
+        &self.0.data.store
     }
 
     pub fn stats(&self) -> &Stats {

@@ -5,8 +5,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use switchyard_codec::{Connect, Properties, Publish, QoS, Subscribe, Unsubscribe};
+use switchyard_storage::Ingest;
+use switchyard_storage::data::Written;
+use tokio::sync::oneshot;
 
-use crate::auth::Principal;
+use crate::auth::{Namespace, Principal};
 use crate::outbox::Outbox;
 
 /// Identifies one network (or in-process) connection for its lifetime.
@@ -135,11 +138,25 @@ pub struct ConnectRequest {
 #[derive(Debug)]
 pub enum Event {
     Connect(Box<ConnectRequest>),
-    /// An authorized PUBLISH with its topic resolved (boxed: keeps every event small).
+    /// An authorized PUBLISH with its topic resolved (boxed: keeps every event small), and the
+    /// pipeline data it carries ([`Intake::Store`](crate::Intake::Store)), stored in the commit
+    /// that acknowledges it. Empty (no allocation) for everything else.
     Publish {
         conn: ConnId,
         publish: Box<Publish>,
+        data: Vec<Ingest>,
     },
+    /// A PUBLISH the pipeline refused ([`Intake::Refuse`](crate::Intake::Refuse)): acknowledged
+    /// in order with `reason` under 5.0, as a success under 3.1.1 (which has no negative
+    /// acknowledgement), routed nowhere. QoS 0 refusals never reach the core.
+    Refused {
+        conn: ConnId,
+        qos: QoS,
+        packet_id: u16,
+        reason: u8,
+    },
+    /// Data from outside MQTT (HTTP, WebSocket): see [`Broker::ingest`](crate::Broker::ingest).
+    Ingest(Box<IngestRequest>),
     /// PUBACKs that arrived together, in order (one event per read, not per packet).
     PubAck {
         conn: ConnId,
@@ -175,17 +192,30 @@ pub enum Event {
     },
     /// Close the live connections of `owner` in `namespace` (all of them when `None`).
     Kick {
-        namespace: crate::auth::Namespace,
+        namespace: Namespace,
         owner: Option<Arc<str>>,
     },
     /// A namespace is gone (its tenant was deleted): close its connections and delete its
     /// sessions, subscriptions, queues and retained messages; `done` is told once that is durable.
     DropNamespace {
-        namespace: crate::auth::Namespace,
+        namespace: Namespace,
         done: tokio::sync::oneshot::Sender<()>,
     },
     /// Server shutdown: close every connection, refuse new ones.
     CloseAll,
+}
+
+/// Normalized data from outside MQTT, delivered live and stored in one commit.
+#[derive(Debug)]
+pub struct IngestRequest {
+    pub namespace: Namespace,
+    /// Messages for the subscribers of `namespace`, each a topic and its payload, routed in
+    /// order as QoS 1 messages from no session, not retained.
+    pub live: Vec<(Arc<str>, Bytes)>,
+    pub data: Vec<Ingest>,
+    /// Told, once `data` is durable, what was stored (one answer per record, in order);
+    /// dropped unanswered if it never will be.
+    pub reply: oneshot::Sender<Vec<Written>>,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -51,8 +51,8 @@ pub fn system_clock() -> Clock {
     Arc::new(switchyard_broker::now_ms)
 }
 
-/// A revoked credential's connections are closed at once and again after this long, to catch
-/// a connection that authenticated just before the change and reached the core just after.
+/// A revoked device's connections are closed at once and again after this long, to catch a
+/// connection that authenticated just before the change and reached the core just after.
 const KICK_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
 /// Settings of the [`Hub`].
@@ -208,9 +208,10 @@ impl Hub {
 
     /// Deletes a tenant, then everything the broker keeps for it: its connections are closed
     /// and its sessions, subscriptions, queued and retained messages deleted, durably, before
-    /// this returns, so a tenant created again under the domain inherits nothing. The broker
-    /// part is done again after [`KICK_AGAIN_AFTER`] if the domain is still free, for a client
-    /// that authenticated just before the deletion and reached the core just after.
+    /// this returns, so a tenant created again under the domain inherits nothing. A client that
+    /// authenticated just before the deletion and reaches the core just after is refused there
+    /// ([`Authenticator::still_valid`](switchyard_broker::Authenticator::still_valid): its
+    /// tenant is gone, or is another incarnation).
     pub async fn delete_tenant(&self, domain: &Domain) -> Result<(), HubError> {
         let d = domain.clone();
         self.blocking(move |r| r.delete_tenant(&d)).await?;
@@ -218,15 +219,7 @@ impl Hub {
         let Some(broker) = self.broker.get() else {
             return Ok(());
         };
-        broker.drop_namespace(Namespace::tenant(domain)).await.map_err(|_| HubError::Broker)?;
-        let (broker, registry, domain) = (broker.clone(), Arc::clone(&self.registry), domain.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(KICK_AGAIN_AFTER).await;
-            if registry.tenant(&domain).is_none() {
-                let _ = broker.drop_namespace(Namespace::tenant(&domain)).await;
-            }
-        });
-        Ok(())
+        broker.drop_namespace(Namespace::tenant(domain)).await.map_err(|_| HubError::Broker)
     }
 
     /// Rotates a tenant's master key with the configured grace period: the new key (show it

@@ -60,7 +60,7 @@ impl Hub {
         let ip = creds.peer.map(|p| p.ip());
         if let Some(cert) = creds.client_cert {
             return match self.authenticate_certificate(cert, creds.username, ip).await {
-                Ok(identity) => Ok(Principal::new(identity)),
+                Ok(identity) => Ok(self.principal(identity)),
                 Err(failure) => Err(Refusal(failure.connack_code())),
             };
         }
@@ -75,9 +75,20 @@ impl Hub {
             return Ok(Principal::new(Identity::Anonymous));
         }
         match self.authenticate(parsed, creds.username, ip, "mqtt").await {
-            Ok(identity) => Ok(Principal::new(identity)),
+            Ok(identity) => Ok(self.principal(identity)),
             Err(failure) => Err(Refusal(failure.connack_code())),
         }
+    }
+
+    /// The principal of an identity just authenticated, stamped with its tenant's incarnation.
+    fn principal(&self, identity: Identity) -> Principal {
+        let epoch = self.tenant_epoch(&identity);
+        Principal::new(identity).with_epoch(epoch)
+    }
+
+    /// The creation time of the identity's tenant as the registry has it now (0 without one).
+    fn tenant_epoch(&self, identity: &Identity) -> u64 {
+        identity.domain().and_then(|d| self.registry().tenant(d)).map_or(0, |e| e.tenant.created_ms)
     }
 
     fn denied<T>(&self, action: &'static str, who: &Principal, topic: &str, d: &Decision<T>) {
@@ -91,6 +102,17 @@ impl Hub {
 impl Authenticator for Hub {
     fn authenticate<'a>(&'a self, creds: ConnectCredentials<'a>) -> AuthFuture<'a> {
         Box::pin(self.connect(creds))
+    }
+
+    /// A tenant principal stays valid while its tenant exists, is the one it authenticated
+    /// against (not deleted and created again since) and is not disabled.
+    fn still_valid(&self, who: &Principal) -> bool {
+        match who.identity.domain() {
+            None => true,
+            Some(domain) => {
+                self.registry().tenant(domain).is_some_and(|e| e.tenant.created_ms == who.epoch && !e.tenant.disabled)
+            }
+        }
     }
 
     fn may_publish(&self, who: &Principal, topic: &str) -> bool {

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use switchyard_broker::{BrokerConfig, DenyRule, QueueFullPolicy};
 use switchyard_identity::{Domain, LimitRule, LimiterConfig};
+use switchyard_pipeline::PipelineConfig;
 use switchyard_transport::{ClientAuth, ClientCaFiles, TlsFiles};
 
 /// A commented, complete configuration; `switchyard config example` prints it.
@@ -23,6 +24,7 @@ struct Raw {
     http: RawHttp,
     tenant: RawTenant,
     auth: RawAuth,
+    pipeline: RawPipeline,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,6 +185,35 @@ impl Default for RawAuth {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawPipeline {
+    message_cache: u32,
+    idempotency_window: String,
+    max_body: usize,
+    max_messages_per_request: usize,
+    max_depth: usize,
+    max_metrics: usize,
+    max_metric_name: usize,
+    max_message_id: usize,
+}
+
+impl Default for RawPipeline {
+    fn default() -> Self {
+        let p = PipelineConfig::default();
+        RawPipeline {
+            message_cache: p.message_cache,
+            idempotency_window: "24h".into(),
+            max_body: switchyard_api::DEFAULT_MAX_BODY,
+            max_messages_per_request: p.max_messages_per_request,
+            max_depth: p.max_depth,
+            max_metrics: p.max_metrics,
+            max_metric_name: p.max_metric_name,
+            max_message_id: p.max_message_id,
+        }
+    }
+}
+
 /// Command-line values that override the file and the environment.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -220,6 +251,12 @@ pub struct Settings {
     pub rotation_grace: Duration,
     /// Failed-authentication limits.
     pub auth_limits: LimiterConfig,
+    /// Intake limits and the message cache size.
+    pub pipeline: PipelineConfig,
+    /// How long a `messageId` is remembered per resource.
+    pub idempotency_window: Duration,
+    /// Bytes of an HTTP ingest request body.
+    pub max_body: usize,
 }
 
 impl Settings {
@@ -240,7 +277,7 @@ impl Settings {
             let Some(rest) = name.strip_prefix("SWITCHYARD_") else { continue };
             let rest = rest.to_ascii_lowercase();
             let Some((section, key)) = rest.split_once('_') else { continue };
-            if !["server", "mqtt", "tls", "http", "tenant", "auth"].contains(&section) {
+            if !["server", "mqtt", "tls", "http", "tenant", "auth", "pipeline"].contains(&section) {
                 continue;
             }
             let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
@@ -336,6 +373,21 @@ impl Settings {
             per_identity: rule(a.max_failures_per_identity),
             max_tracked: a.max_tracked,
         };
+        let p = &raw.pipeline;
+        let pipeline = PipelineConfig {
+            message_cache: p.message_cache,
+            max_messages_per_request: p.max_messages_per_request,
+            max_depth: p.max_depth,
+            max_metrics: p.max_metrics,
+            max_metric_name: p.max_metric_name,
+            max_message_id: p.max_message_id,
+        };
+        pipeline.validate()?;
+        let idempotency_window = switchyard_pipeline::parse_duration(&p.idempotency_window)
+            .map_err(|e| anyhow::anyhow!("pipeline.idempotency_window = {:?}: {e}", p.idempotency_window))?;
+        if p.max_body < 1024 {
+            bail!("pipeline.max_body must be at least 1024 bytes");
+        }
         let key_file = raw.server.key_file.unwrap_or_else(|| default_key_file(&raw.server.data_dir));
         let json_logs = match raw.server.log_format.as_str() {
             "json" => true,
@@ -366,6 +418,9 @@ impl Settings {
             tenant_domain,
             rotation_grace: Duration::from_secs(raw.tenant.key_rotation_grace_secs),
             auth_limits,
+            pipeline,
+            idempotency_window,
+            max_body: raw.pipeline.max_body,
         })
     }
 }
@@ -439,6 +494,9 @@ mod tests {
         assert_eq!(s.rotation_grace, switchyard_identity::DEFAULT_ROTATION_GRACE);
         assert_eq!(s.tenant_domain.as_str(), "localhost");
         assert_eq!((s.broker.max_session_expiry, s.broker.max_sessions_per_identity), (604_800, 100));
+        assert_eq!(s.pipeline, PipelineConfig::default());
+        assert_eq!(s.idempotency_window, Duration::from_secs(86_400));
+        assert_eq!(s.max_body, switchyard_api::DEFAULT_MAX_BODY);
     }
 
     #[test]
@@ -487,6 +545,10 @@ mod tests {
             ("[auth]\nmax_tracked = 0\n", "max_tracked"),
             ("[auth]\nmax_failures_per_username = 5\n", "max_failures_per_username"),
             ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            ("[pipeline]\nmessage_cache = 0\n", "pipeline.message_cache"),
+            ("[pipeline]\nidempotency_window = \"soon\"\n", "pipeline.idempotency_window"),
+            ("[pipeline]\nmax_body = 10\n", "pipeline.max_body"),
+            ("[pipeline]\nmesage_cache = 5\n", "mesage_cache"),
             ("[tls]\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"yes\"\n", "tls.client_auth"),
             ("[tls]\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"required\"\n", "tls.client_ca"),
             (

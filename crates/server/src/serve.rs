@@ -1,5 +1,6 @@
 //! `switchyard serve`: open storage and the key file, load the Device Hub (first start: write
-//! the initial credentials), start the core with the hub as its authenticator, bind every
+//! the initial credentials), start the core with the hub as its authenticator and the pipeline
+//! with its data store (`DATA_DIR/data`, maintained on a thread of its own), bind every
 //! listener, wait for a signal, then drain within the deadline: stop accepting, close
 //! connections (wills go out), write pending device activity, flush.
 
@@ -7,10 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchyard_broker::{AnonymousAuth, Broker};
+use switchyard_broker::{AnonymousAuth, Broker, DataPath};
 use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, INITIAL_CREDENTIALS, Registry, system_clock};
 use switchyard_identity::{KeyFile, check_private};
-use switchyard_storage_embedded::EmbeddedStore;
+use switchyard_pipeline::Pipeline;
+use switchyard_storage::DataStore;
+use switchyard_storage_embedded::{DataConfig, EmbeddedDataStore, EmbeddedStore};
 use switchyard_transport::{ListenerLimits, TlsSource};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -21,6 +24,8 @@ use crate::config::Settings;
 
 /// How often certificate, client CA and CRL files are checked for changes.
 const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
+/// How often the data store does its background work (sealing chunks, expiring TTL).
+const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
 
 /// Log levels from `SWITCHYARD_LOG`, else `RUST_LOG`, else [`DEFAULT_LOG`] (see [`log_filter`]).
 fn init_logs(json: bool) {
@@ -67,6 +72,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?,
     );
     let hub = open_hub(&settings, Arc::clone(&store), key_file)?;
+    let window_ms = i64::try_from(settings.idempotency_window.as_millis()).unwrap_or(i64::MAX);
+    let data_config = DataConfig { idempotency_window_ms: window_ms, ..DataConfig::default() };
+    let data: Arc<dyn DataStore> = Arc::new(
+        EmbeddedDataStore::open(&settings.data_dir, data_config)
+            .with_context(|| format!("opening the data store in {}", settings.data_dir.display()))?,
+    );
+    let pipeline = Arc::new(Pipeline::new(settings.pipeline.clone()));
     let tls = match &settings.tls {
         Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate and client CAs")?),
         None => None,
@@ -84,8 +96,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let router_stop = CancellationToken::new();
-    let (broker, router) = Broker::start(settings.broker.clone(), store, hub.clone(), router_stop.clone())
-        .context("starting the broker core")?;
+    let data_path = DataPath { intake: pipeline.clone(), store: Arc::clone(&data) };
+    let (broker, router) =
+        Broker::start_with_data(settings.broker.clone(), store, hub.clone(), data_path, router_stop.clone())
+            .context("starting the broker core")?;
+    let maintain_stop = CancellationToken::new();
+    let maintainer = spawn_maintenance(Arc::clone(&data), maintain_stop.clone());
     hub.attach(broker.clone());
     let flusher_stop = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&hub).run_flusher(flusher_stop.clone()));
@@ -102,6 +118,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tasks: tasks.clone(),
         hub,
         metrics: install_metrics(),
+        ingest: switchyard_api::IngestConfig { pipeline, max_body: settings.max_body },
     });
 
     listeners.spawn(switchyard_transport::run_listener(
@@ -173,14 +190,38 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         tracing::error!("device activity was not written before the deadline");
     }
     router_stop.cancel();
+    maintain_stop.cancel();
     if !core_failed && tokio::time::timeout(settings.shutdown_timeout, core).await.is_err() {
         tracing::error!("broker core did not finish flushing before the deadline");
+    }
+    if tokio::time::timeout(settings.shutdown_timeout, maintainer).await.is_err() {
+        tracing::warn!("data store maintenance still running at the deadline");
     }
     if core_failed {
         anyhow::bail!("broker core stopped unexpectedly");
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Run the data store's background work every [`MAINTAIN_EVERY`] on the blocking pool (never on
+/// the commit path) until `stop`; a failure is logged and tried again next time.
+fn spawn_maintenance(data: Arc<dyn DataStore>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(MAINTAIN_EVERY) => {}
+            }
+            let data = Arc::clone(&data);
+            let now = i64::try_from(switchyard_broker::now_ms()).unwrap_or(i64::MAX);
+            match tokio::task::spawn_blocking(move || data.maintain(now)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "data store maintenance failed; retried later"),
+                Err(e) => tracing::error!(error = %e, "data store maintenance panicked"),
+            }
+        }
+    })
 }
 
 /// The registry (bootstrapped on first start) and the hub over `store`.

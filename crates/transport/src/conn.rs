@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use switchyard_broker::{Broker, Escaped, Event, Outbox, Outgoing, WillAction};
+use switchyard_broker::{Broker, Escaped, Event, Intake, Outbox, Outgoing, WillAction, now_ms};
 use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, QoS, reason, topic};
 use switchyard_identity::ClientCertificate;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -488,7 +488,31 @@ impl Connection {
             tracing::info!(client_id = %Escaped(&self.accepted.client_id), topic = %Escaped(&publish.topic), "publish not authorized; closing");
             return Err(Ending::error(reason::NOT_AUTHORIZED, "publish not authorized"));
         }
-        self.to_core(Event::Publish { conn: self.conn, publish: Box::new(publish) }).await
+        // The pipeline: data is validated and normalized here, in the connection's task, and
+        // stored by the core in the commit that acknowledges it.
+        let principal = &self.accepted.principal;
+        let data = match self.broker.intake().intake(principal, &publish.topic, &publish.payload, now_ms()) {
+            Intake::Pass => Vec::new(),
+            Intake::Store { payload, data } => {
+                publish.payload = payload;
+                data
+            }
+            Intake::Refuse { reason, detail } => {
+                self.broker.stats().data_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    client_id = %Escaped(&self.accepted.client_id),
+                    topic = %Escaped(&publish.topic),
+                    detail = %Escaped(&detail),
+                    "invalid data refused",
+                );
+                if publish.qos == QoS::AtMostOnce {
+                    return Ok(());
+                }
+                let (qos, packet_id) = (publish.qos, publish.packet_id);
+                return self.to_core(Event::Refused { conn: self.conn, qos, packet_id, reason }).await;
+            }
+        };
+        self.to_core(Event::Publish { conn: self.conn, publish: Box::new(publish), data }).await
     }
 
     /// Tell the core, send the final DISCONNECT (5.0) and flush, within a deadline.

@@ -55,6 +55,7 @@ async fn start(max_connections: usize) -> Running {
         tasks: tasks.clone(),
         hub,
         metrics: None,
+        ingest: switchyard_api::IngestConfig::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -5,19 +5,28 @@
 //! Order per connection is kept: once any batch is with the committer, every later batch goes
 //! through it too, even one with nothing to store.
 //!
+//! A commit has three steps, each durable before the next: the pipeline data
+//! ([`DataStore::write`]), the data of deleted tenants ([`DataStore::drop_tenant`]), then the
+//! session ops. Data goes first so that a QoS 2 packet id is never recorded as received (and a
+//! resend never routed again) for a message whose data is not on disk.
+//!
 //! Failure policy: nothing is acknowledged that is not on disk, and memory never stays ahead of
-//! it. A failed commit is retried, the same ops in the same order, with back-off up to
-//! [`RETRY_MAX`], until it succeeds; meanwhile every acknowledgement waits (publishers slow down
+//! it. A failed step is retried, the same ops in the same order, with back-off up to
+//! [`RETRY_MAX`], until it succeeds; a step that succeeded is not repeated, and a failed data
+//! write stored nothing (backends write a batch atomically), so retrying never stores a message
+//! twice. Meanwhile every acknowledgement waits (publishers slow down
 //! as their windows fill, then the router waits for the committer) and [`StorageHealth`] says
 //! storage is failing. If the thread dies, the router closes every connection and refuses new
 //! ones (see `Router::storage_died`). At shutdown a failing commit is given up: its
 //! publishers were never acknowledged and resend to the next start.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard_storage::{SessionOp, SessionStore};
+use switchyard_storage::data::Written;
+use switchyard_storage::{DataStore, Ingest, SessionOp, SessionStore, StorageError};
 use tokio::sync::mpsc::{Receiver, Sender, error::TrySendError};
 use tokio::sync::oneshot;
 
@@ -32,11 +41,25 @@ const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// One router batch: what to store, what to send once it is stored, and who waits for it.
+#[derive(Default)]
 pub(super) struct Batch {
     pub ops: Vec<SessionOp>,
+    /// Pipeline data, in the order it arrived.
+    pub data: Vec<Ingest>,
+    /// Tenants whose data is deleted (their namespace was dropped in this batch).
+    pub drop_tenants: Vec<Arc<str>>,
     pub held: Vec<(Arc<Outbox>, Outgoing)>,
     /// Told once the batch is durable; dropped unanswered if it never will be.
     pub done: Vec<oneshot::Sender<()>>,
+    /// Told what became of `data[range]` once durable; dropped unanswered if it never will be.
+    pub replies: Vec<(Range<usize>, oneshot::Sender<Vec<Written>>)>,
+}
+
+impl Batch {
+    /// Nothing to make durable: its packets can go out at once if nothing is in flight.
+    fn stores_nothing(&self) -> bool {
+        self.ops.is_empty() && self.data.is_empty() && self.drop_tenants.is_empty()
+    }
 }
 
 /// Whether storage keeps up, as `/health` reports it.
@@ -117,7 +140,11 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    pub fn start(store: Arc<dyn SessionStore>, stats: Arc<Stats>) -> std::io::Result<Committer> {
+    pub fn start(
+        store: Arc<dyn SessionStore>,
+        data: Arc<dyn DataStore>,
+        stats: Arc<Stats>,
+    ) -> std::io::Result<Committer> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUED_BATCHES);
         let pending = Arc::new(AtomicUsize::new(0));
         let health = Arc::new(StorageHealth::default());
@@ -131,7 +158,7 @@ impl Committer {
             };
             std::thread::Builder::new().name("switchyard-commit".into()).spawn(move || {
                 let _watch = DeathWatch(Arc::clone(&shared.health));
-                run(&*store, &mut rx, &shared);
+                run(&*store, &*data, &mut rx, &shared);
             })?
         };
         Ok(Committer { tx: Some(tx), pending, stats, health, stopping, thread: Some(thread) })
@@ -147,8 +174,8 @@ impl Committer {
         if self.health.is_dead() {
             return;
         }
-        if batch.ops.is_empty() && self.pending.load(Ordering::Acquire) == 0 {
-            release(batch, &self.stats);
+        if batch.stores_nothing() && self.pending.load(Ordering::Acquire) == 0 {
+            release(batch, &[], &self.stats);
             return;
         }
         let Some(tx) = &self.tx else { return };
@@ -188,50 +215,83 @@ struct Shared {
     stopping: Arc<AtomicBool>,
 }
 
-fn run(store: &dyn SessionStore, rx: &mut Receiver<Batch>, shared: &Shared) {
+fn run(store: &dyn SessionStore, data: &dyn DataStore, rx: &mut Receiver<Batch>, shared: &Shared) {
     while let Some(first) = rx.blocking_recv() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
             batches.push(more);
         }
         let ops: Vec<SessionOp> = batches.iter_mut().flat_map(|b| std::mem::take(&mut b.ops)).collect();
+        let mut records: Vec<Ingest> = Vec::new();
+        let mut drops: Vec<Arc<str>> = Vec::new();
+        // Each batch's replies shift to where its data sits in the merged write.
+        let mut offsets = Vec::with_capacity(batches.len());
+        for batch in &mut batches {
+            offsets.push(records.len());
+            records.append(&mut batch.data);
+            drops.append(&mut batch.drop_tenants);
+        }
         // Dropped before the batches if a commit panics: the state reads dead before anyone
         // waiting on a batch hears it is lost.
         let _watch = DeathWatch(Arc::clone(&shared.health));
-        let stored = ops.is_empty() || commit_until_stored(store, &ops, shared);
-        for batch in batches {
-            if stored {
-                release(batch, &shared.stats);
+        let written = commit_until_stored(store, data, &ops, &records, &drops, shared);
+        for (batch, offset) in batches.into_iter().zip(offsets) {
+            match &written {
+                Some(written) => release(batch, written.get(offset..).unwrap_or_default(), &shared.stats),
+                None => drop(batch),
             }
             shared.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
 
-/// Commit `ops`, retrying with back-off while it fails. False only when the server is stopping.
-fn commit_until_stored(store: &dyn SessionStore, ops: &[SessionOp], shared: &Shared) -> bool {
+/// Store `records`, drop `drops`' data, then commit `ops`, each step retried with back-off
+/// while it fails and never repeated once it succeeded. What each record became, or `None`
+/// only when the server is stopping.
+fn commit_until_stored(
+    store: &dyn SessionStore,
+    data: &dyn DataStore,
+    ops: &[SessionOp],
+    records: &[Ingest],
+    drops: &[Arc<str>],
+    shared: &Shared,
+) -> Option<Vec<Written>> {
+    let size = ops.len() + records.len();
+    let written =
+        if records.is_empty() { Vec::new() } else { retry(shared, size, || data.write(records, now_ms() as i64))? };
+    for tenant in drops {
+        retry(shared, size, || data.drop_tenant(tenant))?;
+    }
+    if !ops.is_empty() {
+        retry(shared, size, || store.commit(ops))?;
+    }
+    Some(written)
+}
+
+/// Run `step` until it succeeds, with back-off; `None` when it fails while the server is stopping.
+fn retry<T>(shared: &Shared, size: usize, mut step: impl FnMut() -> Result<T, StorageError>) -> Option<T> {
     let mut wait = RETRY_FIRST;
     let mut attempts = 0u64;
     loop {
-        let error = match store.commit(ops) {
-            Ok(()) => {
+        let error = match step() {
+            Ok(value) => {
                 if attempts > 0 {
-                    tracing::info!(attempts, ops = ops.len(), "storage commit succeeded after failing");
+                    tracing::info!(attempts, ops = size, "storage commit succeeded after failing");
                     shared.health.recovered();
                 }
-                return true;
+                return Some(value);
             }
             Err(e) => e.to_string(),
         };
         attempts += 1;
         shared.stats.storage_errors.fetch_add(1, Ordering::Relaxed);
         if shared.stopping.load(Ordering::Acquire) {
-            tracing::error!(error, ops = ops.len(), "storage commit failed at shutdown; not stored, not acknowledged");
-            return false;
+            tracing::error!(error, ops = size, "storage commit failed at shutdown; not stored, not acknowledged");
+            return None;
         }
         // Logged at the first failure and then at each doubling, not at every retry.
         if attempts.is_power_of_two() {
-            tracing::error!(error, attempts, ops = ops.len(), "storage commit failed; retrying, acknowledgements wait");
+            tracing::error!(error, attempts, ops = size, "storage commit failed; retrying, acknowledgements wait");
         }
         shared.health.failing(error);
         std::thread::sleep(wait);
@@ -239,8 +299,9 @@ fn commit_until_stored(store: &dyn SessionStore, ops: &[SessionOp], shared: &Sha
     }
 }
 
-/// Push held packets to their outboxes and tell who waited.
-fn release(batch: Batch, stats: &Stats) {
+/// Push held packets to their outboxes and tell who waited; `written` is what became of the
+/// batch's data, from its first record on.
+fn release(batch: Batch, written: &[Written], stats: &Stats) {
     for (outbox, item) in batch.held {
         let dropped = outbox.push_held(item);
         if dropped > 0 {
@@ -249,5 +310,8 @@ fn release(batch: Batch, stats: &Stats) {
     }
     for done in batch.done {
         let _ = done.send(());
+    }
+    for (range, reply) in batch.replies {
+        let _ = reply.send(written.get(range).map(<[Written]>::to_vec).unwrap_or_default());
     }
 }

@@ -32,6 +32,19 @@ impl Router {
             return;
         }
 
+        // Revoked after authentication (its tenant deleted meanwhile): the drop has already
+        // swept this namespace, so it is refused here rather than let in behind it.
+        if !self.auth.still_valid(&principal) {
+            tracing::info!(namespace = key.0.as_str(), "credentials revoked since authentication; refused");
+            let code = match protocol {
+                Protocol::V5 => reason::NOT_AUTHORIZED,
+                Protocol::V311 => reason::v311::NOT_AUTHORIZED,
+            };
+            self.send(&outbox, Outgoing::Control(Box::new(Packet::ConnAck(ConnAck { code, ..ConnAck::default() }))));
+            self.send(&outbox, Outgoing::Close(reason::NOT_AUTHORIZED));
+            return;
+        }
+
         // A session belongs to the identity that created it.
         if let Some(id) = self.by_key.get(&self.sessions, &key.0, &key.1)
             && self.sessions[&id].owner != principal.owner

@@ -7,6 +7,9 @@
 
 mod commit;
 mod connect;
+mod data;
+#[cfg(test)]
+mod data_tests;
 mod index;
 #[cfg(test)]
 mod lifetime_tests;
@@ -23,7 +26,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchyard_codec::{QoS, reason};
-use switchyard_storage::{SessionOp, SessionStore, Snapshot};
+use switchyard_storage::data::Written;
+use switchyard_storage::{DataStore, Ingest, SessionOp, SessionStore, Snapshot};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -101,6 +105,12 @@ pub(crate) struct Router {
     persistent_owned: HashMap<(Namespace, Arc<str>), usize>,
     /// Store operations of the current batch.
     ops: Vec<SessionOp>,
+    /// Pipeline data of the current batch, in arrival order.
+    data: Vec<Ingest>,
+    /// Tenants whose data the current batch deletes.
+    drop_tenants: Vec<Arc<str>>,
+    /// Told what became of their part of `data` once the batch is durable.
+    replies: Vec<(std::ops::Range<usize>, oneshot::Sender<Vec<Written>>)>,
     /// Sessions whose record must be rewritten at the end of the batch.
     dirty: HashSet<SessionId>,
     /// Packets held until the batch is durable, in order.
@@ -123,9 +133,10 @@ impl Router {
         cfg: Arc<BrokerConfig>,
         auth: Arc<dyn Authenticator>,
         store: Arc<dyn SessionStore>,
+        data: Arc<dyn DataStore>,
         stats: Arc<Stats>,
     ) -> std::io::Result<Router> {
-        let committer = commit::Committer::start(store, Arc::clone(&stats))?;
+        let committer = commit::Committer::start(store, data, Arc::clone(&stats))?;
         Ok(Router {
             cfg,
             auth,
@@ -140,6 +151,9 @@ impl Router {
             timer_due: HashMap::default(),
             persistent_owned: HashMap::default(),
             ops: Vec::new(),
+            data: Vec::new(),
+            drop_tenants: Vec::new(),
+            replies: Vec::new(),
             dirty: HashSet::default(),
             held: Vec::new(),
             done: Vec::new(),
@@ -231,7 +245,9 @@ impl Router {
     fn handle(&mut self, event: Event) {
         match event {
             Event::Connect(req) => self.connect(*req),
-            Event::Publish { conn, publish } => self.publish(conn, *publish),
+            Event::Publish { conn, publish, data } => self.publish(conn, *publish, data),
+            Event::Refused { conn, qos, packet_id, reason } => self.refused(conn, qos, packet_id, reason),
+            Event::Ingest(request) => self.ingest(*request),
             Event::PubAck { conn, packet_ids } => self.puback(conn, &packet_ids),
             Event::PubRec { conn, packet_id } => self.pubrec(conn, packet_id),
             Event::PubRel { conn, packet_id } => self.pubrel(conn, packet_id),
@@ -242,6 +258,9 @@ impl Router {
             Event::Kick { namespace, owner } => self.kick(&namespace, owner.as_deref()),
             Event::DropNamespace { namespace, done } => {
                 self.drop_namespace(&namespace);
+                if namespace != Namespace::anonymous() {
+                    self.drop_tenants.push(Arc::from(namespace.as_str()));
+                }
                 self.done.push(done);
             }
             Event::CloseAll => self.close_all(),
@@ -264,13 +283,22 @@ impl Router {
             self.storage_died();
             return;
         }
-        if self.ops.is_empty() && self.held.is_empty() && self.done.is_empty() {
+        if self.ops.is_empty()
+            && self.held.is_empty()
+            && self.done.is_empty()
+            && self.data.is_empty()
+            && self.drop_tenants.is_empty()
+            && self.replies.is_empty()
+        {
             return;
         }
         let batch = commit::Batch {
             ops: std::mem::take(&mut self.ops),
+            data: std::mem::take(&mut self.data),
+            drop_tenants: std::mem::take(&mut self.drop_tenants),
             held: std::mem::take(&mut self.held),
             done: std::mem::take(&mut self.done),
+            replies: std::mem::take(&mut self.replies),
         };
         self.committer.submit(batch).await;
     }
@@ -282,6 +310,9 @@ impl Router {
         self.ops.clear();
         self.held.clear();
         self.done.clear();
+        self.data.clear();
+        self.drop_tenants.clear();
+        self.replies.clear();
         if self.storage_dead {
             return;
         }
@@ -524,13 +555,15 @@ mod tests {
 
     use super::*;
     use crate::auth::AnonymousAuth;
+    use crate::intake::NoData;
     use crate::session::Attached;
 
     #[test]
     fn keep_alive_sweeps_cover_every_session_in_slices() {
         let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
         let mut router =
-            Router::new(Arc::new(BrokerConfig::default()), auth, Arc::new(NullStore), Arc::default()).unwrap();
+            Router::new(Arc::new(BrokerConfig::default()), auth, Arc::new(NullStore), Arc::new(NoData), Arc::default())
+                .unwrap();
         let count = KEEP_ALIVE_SWEEP_SESSIONS * 2 + 500;
         let mut outboxes = Vec::new();
         for n in 0..count as u64 {

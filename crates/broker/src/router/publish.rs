@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use switchyard_codec::{Packet, Protocol, Publish, QoS, reason};
-use switchyard_storage::SessionOp;
+use switchyard_storage::{Ingest, SessionOp};
 
 use super::Router;
 use crate::auth::Namespace;
@@ -42,7 +42,9 @@ pub(super) enum Delivered {
 }
 
 impl Router {
-    pub(super) fn publish(&mut self, conn: ConnId, publish: Publish) {
+    /// A PUBLISH from a connection, with the pipeline `data` it carries: stored in this batch's
+    /// commit, so the acknowledgement (held until then) means the data is on disk.
+    pub(super) fn publish(&mut self, conn: ConnId, publish: Publish, data: Vec<Ingest>) {
         let Some(id) = self.session_of(conn) else { return };
         let session = &self.sessions[&id];
         let ns = session.namespace.clone();
@@ -50,7 +52,7 @@ impl Router {
         let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
         let (qos, packet_id) = (publish.qos, publish.packet_id);
         if qos == QoS::ExactlyOnce && session.rare.as_ref().is_some_and(|r| r.incoming_qos2.contains(&packet_id)) {
-            // A resend of a message already accepted: acknowledge again, route nothing.
+            // A resend of a message already accepted: acknowledge again, route (and store) nothing.
             self.send(&outbox, Outgoing::Ack(AckKind::PubRec, packet_id, reason::SUCCESS));
             return;
         }
@@ -58,6 +60,8 @@ impl Router {
         if let Some(space) = self.spaces.get_mut(&ns) {
             space.received += 1;
         }
+        let stores = !data.is_empty();
+        self.data.extend(data);
         let message = Arc::new(Message::from_publish(publish, self.now));
         let routed = self.accept(&ns, message, Some(id));
         if qos == QoS::AtMostOnce {
@@ -65,6 +69,8 @@ impl Router {
         }
         let code = match protocol {
             Protocol::V311 => reason::SUCCESS,
+            // Stored: accepted, whoever listens.
+            Protocol::V5 if stores => reason::SUCCESS,
             // Retention was all it could have had, and it was refused.
             Protocol::V5 if routed.matched == 0 && routed.retain_refused => reason::QUOTA_EXCEEDED,
             Protocol::V5 if routed.matched == 0 => reason::NO_MATCHING_SUBSCRIBERS,

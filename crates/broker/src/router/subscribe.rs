@@ -174,7 +174,14 @@ mod tests {
 
     fn router(cfg: BrokerConfig) -> Router {
         let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
-        Router::new(Arc::new(cfg), auth, Arc::new(NullStore), Arc::new(Stats::default())).unwrap()
+        Router::new(
+            Arc::new(cfg),
+            auth,
+            Arc::new(NullStore),
+            Arc::new(crate::intake::NoData),
+            Arc::new(Stats::default()),
+        )
+        .unwrap()
     }
 
     #[test]

@@ -305,3 +305,37 @@ async fn device_publishes_are_counted_and_flushed() {
         assert_eq!(reg.list_devices(&d("a"), None, 10).unwrap()[0].message_count, 4);
     }
 }
+
+#[tokio::test]
+async fn a_principal_of_a_deleted_or_recreated_tenant_is_no_longer_valid() {
+    use switchyard_broker::auth::ConnectCredentials;
+
+    let (hub, clock) = memory_hub(HubConfig::default());
+    let connect = |user: &'static str, password: String| {
+        let hub = Arc::clone(&hub);
+        async move {
+            let password = Bytes::from(password);
+            let creds = ConnectCredentials {
+                client_id: "c",
+                username: Some(user),
+                password: Some(&password),
+                peer: None,
+                client_cert: None,
+            };
+            Authenticator::authenticate(&*hub, creds).await.expect("authenticated")
+        }
+    };
+    let dev = ResourceId::parse("dev").unwrap();
+    let first = hub.registry().create_tenant(d("a")).unwrap();
+    let before = connect("a/dev", first.master_key.derive_device_key(&dev).expose_base64()).await;
+    assert!(hub.still_valid(&before));
+    hub.delete_tenant(&d("a")).await.unwrap();
+    assert!(!hub.still_valid(&before), "its tenant is gone");
+    clock.advance(1);
+    let second = hub.registry().create_tenant(d("a")).unwrap();
+    assert!(!hub.still_valid(&before), "a tenant created again under the domain is another tenant");
+    let after = connect("a/dev", second.master_key.derive_device_key(&dev).expose_base64()).await;
+    assert!(hub.still_valid(&after));
+    hub.set_tenant_disabled(&d("a"), true).await.unwrap();
+    assert!(!hub.still_valid(&after), "a disabled tenant admits no one");
+}

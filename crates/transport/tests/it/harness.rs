@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use switchyard_broker::{AnonymousAuth, Authenticator, Broker, BrokerConfig, DenyRule, RouterTask};
+use switchyard_broker::{AnonymousAuth, Authenticator, Broker, BrokerConfig, DataPath, DenyRule, RouterTask};
 use switchyard_codec::{
     ConnAck, Connect, Packet, Properties, Protocol, PubResp, Publish, QoS, SubOptions, Subscribe, SubscribeFilter,
 };
@@ -47,8 +47,19 @@ impl TestBroker {
         config: BrokerConfig,
         auth: Arc<dyn Authenticator>,
     ) -> TestBroker {
+        TestBroker::start_with_data(store, config, auth, DataPath::default()).await
+    }
+
+    /// A broker with a data pipeline.
+    pub async fn start_with_data(
+        store: Arc<dyn SessionStore>,
+        config: BrokerConfig,
+        auth: Arc<dyn Authenticator>,
+        data: DataPath,
+    ) -> TestBroker {
         let router_stop = CancellationToken::new();
-        let (broker, router) = Broker::start(config, store, auth, router_stop.clone()).expect("broker starts");
+        let (broker, router) =
+            Broker::start_with_data(config, store, auth, data, router_stop.clone()).expect("broker starts");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();

@@ -9,6 +9,7 @@ mod harness;
 mod identity;
 mod lifecycle;
 mod order;
+mod pipeline;
 mod tls;
 mod topics;
 mod window;

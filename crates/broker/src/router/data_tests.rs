@@ -1,0 +1,289 @@
+//! Pipeline data through the router and the real committer: stored before its acknowledgement
+//! and only once however often the write is retried, refused data acknowledged per protocol,
+//! data from outside MQTT delivered live and answered after its commit, a dropped namespace's
+//! data deleted.
+
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use switchyard_codec::{Packet, Properties, Protocol, Publish, QoS, SubOptions, Subscribe, SubscribeFilter, reason};
+use switchyard_identity::Identity;
+use switchyard_storage::data::{Block, SeriesInfo, StoredMessage, TimeRange, Written};
+use switchyard_storage::{DataStore, Ingest, MemoryStore, MessageStore, ResourceKey, SeriesStore, StorageError};
+
+use super::Router;
+use crate::auth::{AnonymousAuth, Namespace, Principal};
+use crate::config::BrokerConfig;
+use crate::message::{ConnId, ConnectRequest, Event, IngestRequest};
+use crate::outbox::{AckKind, Outbox, Outgoing};
+
+/// Records what is written; fails the first `failures` writes (storing nothing, as a real
+/// backend's atomic write would); a repeated `messageId` is a duplicate.
+#[derive(Default)]
+struct Recording {
+    stored: Mutex<Vec<Ingest>>,
+    dropped: Mutex<Vec<String>>,
+    failures: AtomicUsize,
+}
+
+impl MessageStore for Recording {
+    fn messages(&self, _: &ResourceKey, _: TimeRange, _: usize, _: i64) -> Result<Vec<StoredMessage>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn current(&self, _: &ResourceKey, _: i64) -> Result<Option<StoredMessage>, StorageError> {
+        Ok(None)
+    }
+    fn delete_messages(&self, _: &ResourceKey, _: TimeRange) -> Result<u64, StorageError> {
+        Ok(0)
+    }
+}
+
+impl SeriesStore for Recording {
+    fn series(&self, _: &ResourceKey, _: i64) -> Result<Vec<SeriesInfo>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn scan(&self, _: &ResourceKey, _: &str, _: TimeRange, _: i64) -> Result<Vec<Block>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn delete_points(&self, _: &ResourceKey, _: TimeRange, _: Option<&[String]>) -> Result<u64, StorageError> {
+        Ok(0)
+    }
+}
+
+impl DataStore for Recording {
+    fn write(&self, batch: &[Ingest], _now: i64) -> Result<Vec<Written>, StorageError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(StorageError::Backend("disk on fire".into()));
+        }
+        let mut stored = self.stored.lock().unwrap();
+        let mut written = Vec::new();
+        for record in batch {
+            let seen = record.message_id.is_some()
+                && stored.iter().any(|s| s.resource == record.resource && s.message_id == record.message_id);
+            if seen {
+                written.push(Written::Duplicate);
+            } else {
+                stored.push(record.clone());
+                written.push(Written::Stored);
+            }
+        }
+        Ok(written)
+    }
+    fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError> {
+        self.dropped.lock().unwrap().push(tenant.to_owned());
+        self.stored.lock().unwrap().retain(|s| &*s.resource.tenant != tenant);
+        Ok(())
+    }
+    fn maintain(&self, _now: i64) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+fn router(data: Arc<Recording>) -> Router {
+    let auth = Arc::new(AnonymousAuth { allow_anonymous: true, deny: vec![] });
+    let store = Arc::new(MemoryStore::default());
+    Router::new(Arc::new(BrokerConfig::default()), auth, store, data, Arc::default()).unwrap()
+}
+
+fn record(tenant: &str, body: &'static str, message_id: Option<&str>) -> Ingest {
+    Ingest {
+        resource: ResourceKey { tenant: Arc::from(tenant), resource: Arc::from("d1") },
+        ts: 1_000,
+        message_id: message_id.map(Arc::from),
+        body: Bytes::from_static(body.as_bytes()),
+        expires_at: None,
+        keep: 100,
+        points: Vec::new(),
+    }
+}
+
+/// Connect `client_id` in `ns` and wait for its CONNACK.
+async fn connect(r: &mut Router, conn: ConnId, ns: &str, client_id: &str, protocol: Protocol) -> Arc<Outbox> {
+    let outbox = Arc::new(Outbox::new(1 << 20));
+    let principal =
+        Principal { namespace: Namespace::from_stored(ns), identity: Identity::Anonymous, owner: "o".into(), epoch: 0 };
+    let connect = switchyard_codec::Connect {
+        protocol,
+        clean_start: true,
+        keep_alive: 60,
+        client_id: client_id.into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: Properties::default(),
+    };
+    r.handle(Event::Connect(Box::new(ConnectRequest {
+        conn,
+        principal,
+        connect: Box::new(connect),
+        client_id: Arc::from(client_id),
+        outbox: Arc::clone(&outbox),
+        connack_properties: Properties::default(),
+        client_receive_maximum: 100,
+        client_max_packet_size: u32::MAX,
+    })));
+    r.finish_batch().await;
+    let first = next(&outbox).await;
+    assert!(matches!(first, Outgoing::Control(p) if matches!(*p, Packet::ConnAck(_))));
+    outbox
+}
+
+/// The next item the outbox receives, waiting for the committer.
+async fn next(outbox: &Outbox) -> Outgoing {
+    poll_fn(|cx| outbox.poll_ready(cx, true)).await;
+    let mut items = Vec::new();
+    outbox.drain(&mut items);
+    assert_eq!(items.len(), 1, "{items:?}");
+    items.pop().unwrap()
+}
+
+fn publish(qos: QoS, packet_id: u16, payload: &'static str) -> Box<Publish> {
+    Box::new(Publish {
+        qos,
+        topic: "t.example/resources/d1/events".into(),
+        packet_id,
+        payload: Bytes::from_static(payload.as_bytes()),
+        ..Publish::default()
+    })
+}
+
+#[tokio::test]
+async fn data_is_on_disk_before_its_acknowledgement_and_stored_once_across_retries() {
+    let data = Arc::new(Recording::default());
+    let mut r = router(Arc::clone(&data));
+    let outbox = connect(&mut r, 1, "t.example", "d1", Protocol::V5).await;
+    data.failures.store(2, Ordering::SeqCst);
+    let body = r#"{"t":1}"#;
+    r.handle(Event::Publish {
+        conn: 1,
+        publish: publish(QoS::AtLeastOnce, 7, body),
+        data: vec![record("t.example", body, None)],
+    });
+    r.finish_batch().await;
+    let ack = next(&outbox).await;
+    // No subscriber, but stored: a plain success, not 0x10.
+    assert!(matches!(ack, Outgoing::Ack(AckKind::PubAck, 7, reason::SUCCESS)), "{ack:?}");
+    assert_eq!(data.stored.lock().unwrap().len(), 1, "on disk when acknowledged, once despite two failed writes");
+    assert_eq!(r.stats.storage_errors.load(Ordering::Relaxed), 2);
+
+    // QoS 0 data is stored too; a QoS 2 resend of an accepted packet id is not stored again.
+    r.handle(Event::Publish {
+        conn: 1,
+        publish: publish(QoS::AtMostOnce, 0, body),
+        data: vec![record("t.example", body, None)],
+    });
+    for _ in 0..2 {
+        r.handle(Event::Publish {
+            conn: 1,
+            publish: publish(QoS::ExactlyOnce, 9, body),
+            data: vec![record("t.example", body, None)],
+        });
+        r.finish_batch().await;
+        assert!(matches!(next(&outbox).await, Outgoing::Ack(AckKind::PubRec, 9, reason::SUCCESS)));
+    }
+    assert_eq!(data.stored.lock().unwrap().len(), 3, "one QoS 1, one QoS 0, one QoS 2");
+}
+
+#[tokio::test]
+async fn refused_data_is_acknowledged_with_its_reason_under_5_and_as_a_success_under_3_1_1() {
+    let data = Arc::new(Recording::default());
+    let mut r = router(Arc::clone(&data));
+    let v5 = connect(&mut r, 1, "t.example", "five", Protocol::V5).await;
+    let v311 = connect(&mut r, 2, "t.example", "three", Protocol::V311).await;
+    let invalid = reason::PAYLOAD_FORMAT_INVALID;
+    r.handle(Event::Refused { conn: 1, qos: QoS::AtLeastOnce, packet_id: 3, reason: invalid });
+    r.handle(Event::Refused { conn: 1, qos: QoS::ExactlyOnce, packet_id: 4, reason: invalid });
+    r.handle(Event::Refused { conn: 2, qos: QoS::AtLeastOnce, packet_id: 5, reason: invalid });
+    r.finish_batch().await;
+    let mut items = Vec::new();
+    v5.drain(&mut items);
+    v311.drain(&mut items);
+    let acks: Vec<_> = items
+        .into_iter()
+        .map(|i| match i {
+            Outgoing::Ack(kind, id, code) => (kind, id, code),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(acks, [(AckKind::PubAck, 3, invalid), (AckKind::PubRec, 4, invalid), (AckKind::PubAck, 5, 0)]);
+    let session = r.sessions.values().find(|s| &*s.client_id == "five").unwrap();
+    assert!(session.rare.as_ref().is_none_or(|rare| !rare.incoming_qos2.contains(&4)), "the exchange ended");
+    assert!(data.stored.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn ingested_data_goes_live_and_each_caller_hears_about_its_own_records_after_the_commit() {
+    let data = Arc::new(Recording::default());
+    let mut r = router(Arc::clone(&data));
+    let sub = connect(&mut r, 1, "t.example", "app", Protocol::V5).await;
+    let filter = SubscribeFilter {
+        filter: "t.example/resources/+/events".into(),
+        options: SubOptions { qos: QoS::AtLeastOnce, ..SubOptions::default() },
+    };
+    let subscribe = Subscribe { packet_id: 1, filters: vec![filter], properties: Properties::default() };
+    r.handle(Event::Subscribe { conn: 1, subscribe: Box::new(subscribe), allowed: vec![true] });
+    r.finish_batch().await;
+    assert!(matches!(next(&sub).await, Outgoing::Control(p) if matches!(*p, Packet::SubAck(_))));
+
+    data.failures.store(1, Ordering::SeqCst);
+    let mut answers = Vec::new();
+    for (bodies, ids) in
+        [(vec![r#"{"a":1}"#, r#"{"a":2}"#], [Some("m1"), None]), (vec![r#"{"b":1}"#, r#"{"b":2}"#], [None, Some("m1")])]
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let records = bodies.iter().zip(ids).map(|(b, id)| record("t.example", b, id)).collect();
+        r.handle(Event::Ingest(Box::new(IngestRequest {
+            namespace: Namespace::from_stored("t.example"),
+            live: vec![(Arc::from("t.example/resources/d1/events"), Bytes::from_static(b"[live]"))],
+            data: records,
+            reply,
+        })));
+        answers.push(answer);
+    }
+    // Another namespace's subscribers never see it.
+    let other = connect(&mut r, 2, "u.example", "app", Protocol::V5).await;
+    r.finish_batch().await;
+    assert_eq!(answers.remove(0).await.unwrap(), [Written::Stored, Written::Stored]);
+    assert_eq!(answers.remove(0).await.unwrap(), [Written::Stored, Written::Duplicate], "its own slice of the batch");
+    assert_eq!(data.stored.lock().unwrap().len(), 3);
+    let mut items = Vec::new();
+    sub.drain(&mut items);
+    assert_eq!(items.len(), 2, "both delivered live");
+    assert!(items.iter().all(
+        |i| matches!(i, Outgoing::Publish(d) if &d.message.payload[..] == b"[live]" && d.qos == QoS::AtLeastOnce)
+    ));
+    assert!(other.is_empty());
+}
+
+#[tokio::test]
+async fn dropping_a_namespace_deletes_its_tenant_data_before_answering() {
+    let data = Arc::new(Recording::default());
+    let mut r = router(Arc::clone(&data));
+    let (reply, _answer) = tokio::sync::oneshot::channel();
+    let ns = Namespace::from_stored("t.example");
+    let request = IngestRequest {
+        namespace: ns.clone(),
+        live: vec![],
+        data: vec![record("t.example", "{}", None), record("u.example", "{}", None)],
+        reply,
+    };
+    r.handle(Event::Ingest(Box::new(request)));
+    let (done, durable) = tokio::sync::oneshot::channel();
+    r.handle(Event::DropNamespace { namespace: ns, done });
+    let (done, anonymous) = tokio::sync::oneshot::channel();
+    r.handle(Event::DropNamespace { namespace: Namespace::anonymous(), done });
+    r.finish_batch().await;
+    durable.await.unwrap();
+    anonymous.await.unwrap();
+    assert_eq!(*data.dropped.lock().unwrap(), ["t.example"], "no tenant is named after the anonymous namespace");
+    let left: Vec<_> = data.stored.lock().unwrap().iter().map(|s| s.resource.tenant.to_string()).collect();
+    assert_eq!(left, ["u.example"]);
+}
+
+#[test]
+fn events_stay_small() {
+    assert!(size_of::<Event>() <= 48, "{}", size_of::<Event>());
+}

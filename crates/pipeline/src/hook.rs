@@ -1,0 +1,219 @@
+//! [`Pipeline`]: the configured intake, one object the server builds once and shares between
+//! the broker (as its [`IntakeHook`]) and the HTTP API ([`Pipeline::http`]), so both protocols
+//! run the same [`normalize`] with the same limits.
+//!
+//! Over MQTT, only a PUBLISH of a tenant's device or application to
+//! `{domain}/resources/{id}/events` is pipeline data; it is normalized with that resource and
+//! the default [`Options`] (MQTT has no per-message options). Everything else (the anonymous
+//! namespace, commands, other topics of a tenant) passes through unchanged. Authorization
+//! happened before the hook is asked, so a device only reaches its own events topic.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchyard_broker::{Intake, IntakeHook, Principal};
+use switchyard_codec::reason;
+use switchyard_identity::topic::{Channel, TenantTopic};
+use switchyard_identity::{Domain, ResourceId};
+
+use crate::config::PipelineConfig;
+use crate::error::IntakeError;
+use crate::normalize::{Context, Limits, Normalized, normalize};
+use crate::options::Options;
+
+/// A tenant's own message cache size, when it has one (`None`: the configured default).
+type KeepLookup = dyn Fn(&Domain) -> Option<u32> + Send + Sync;
+
+/// The configured intake path.
+pub struct Pipeline {
+    config: PipelineConfig,
+    limits: Limits,
+    keep_for: Option<Arc<KeepLookup>>,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline with these settings (validate them first with [`PipelineConfig::validate`]).
+    pub fn new(config: PipelineConfig) -> Pipeline {
+        let limits = config.limits();
+        Pipeline { config, limits, keep_for: None }
+    }
+
+    /// Looks up each tenant's message cache size (a per-tenant setting) through `keep_for`;
+    /// tenants for which it answers `None` keep [`PipelineConfig::message_cache`] messages.
+    pub fn with_tenant_keep(mut self, keep_for: impl Fn(&Domain) -> Option<u32> + Send + Sync + 'static) -> Pipeline {
+        self.keep_for = Some(Arc::new(keep_for));
+        self
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// How many messages a resource of `tenant` keeps.
+    pub fn keep(&self, tenant: &Domain) -> u32 {
+        self.keep_for.as_ref().and_then(|f| f(tenant)).unwrap_or(self.config.message_cache).max(1)
+    }
+
+    /// An HTTP or WebSocket request body of `tenant`: `POST /resources/{id}/events` passes the
+    /// path's `resource`, `POST /messages` passes `None` (each message names its own).
+    /// `options` come from [`Options::from_query`]; `now_ms` is the receive time.
+    pub fn http(
+        &self,
+        tenant: &Domain,
+        resource: Option<&ResourceId>,
+        body: &[u8],
+        options: Options,
+        now_ms: i64,
+    ) -> Result<Normalized, IntakeError> {
+        let ctx = Context { tenant, resource, now_ms, options, keep: self.keep(tenant), limits: &self.limits };
+        normalize(body, &ctx)
+    }
+
+    /// [`Pipeline::http`] with the options read from the request's raw query string
+    /// ([`Options::from_query`]; other parameters are ignored).
+    pub fn http_query(
+        &self,
+        tenant: &Domain,
+        resource: Option<&ResourceId>,
+        body: &[u8],
+        query: &str,
+        now_ms: i64,
+    ) -> Result<Normalized, IntakeError> {
+        self.http(tenant, resource, body, Options::from_query(query)?, now_ms)
+    }
+}
+
+impl IntakeHook for Pipeline {
+    fn intake(&self, who: &Principal, topic: &str, payload: &Bytes, now_ms: u64) -> Intake {
+        let Some(domain) = who.identity.domain() else {
+            return Intake::Pass;
+        };
+        let Some((resource, Channel::Events)) = TenantTopic::strip(domain, topic).and_then(|t| t.resource_channel())
+        else {
+            return Intake::Pass;
+        };
+        let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+        match self.http(domain, Some(&resource), payload, Options::default(), now_ms) {
+            Ok(n) => Intake::Store { payload: n.payload, data: n.data },
+            Err(e) => Intake::Refuse { reason: reason::PAYLOAD_FORMAT_INVALID, detail: e.reason_string() },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchyard_identity::{ApiKeyId, AppIdentity, DeviceIdentity, Identity};
+
+    use super::*;
+
+    fn domain() -> Domain {
+        Domain::parse("app.example.com").unwrap()
+    }
+
+    fn device(id: &str) -> Principal {
+        Principal::new(Identity::Device(DeviceIdentity { domain: domain(), resource: ResourceId::parse(id).unwrap() }))
+    }
+
+    fn app() -> Principal {
+        Principal::new(Identity::Application(AppIdentity {
+            domain: domain(),
+            api_key_id: ApiKeyId::parse("k").unwrap(),
+        }))
+    }
+
+    fn body(intake: &Intake) -> serde_json::Value {
+        match intake {
+            Intake::Store { payload, .. } => serde_json::from_slice(payload).unwrap(),
+            other => panic!("not stored: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_topics_are_normalized() {
+        let p = Pipeline::new(PipelineConfig::default());
+        let payload = Bytes::from_static(br#"{"temp": 21.5}"#);
+        let got = p.intake(&device("dev-1"), "app.example.com/resources/dev-1/events", &payload, 1_000);
+        assert_eq!(body(&got), serde_json::json!({"temp": 21.5, "timestamp": 1000, "resource": "dev-1"}));
+        let Intake::Store { data, .. } = got else { unreachable!() };
+        assert_eq!(data.len(), 1);
+        assert_eq!(&*data[0].resource.tenant, "app.example.com");
+        assert_eq!(&*data[0].resource.resource, "dev-1");
+        assert_eq!(data[0].keep, 100);
+        assert_eq!(data[0].expires_at, None);
+
+        // An application may publish to any resource's events topic.
+        let got = p.intake(&app(), "app.example.com/resources/other/events", &payload, 1_000);
+        assert_eq!(body(&got)["resource"], "other");
+    }
+
+    #[test]
+    fn invalid_events_are_refused_with_0x99() {
+        let p = Pipeline::new(PipelineConfig::default());
+        for payload in [&b"not json"[..], b"42", br#"{"resource": "dev-2"}"#, br#"{"timestamp": "soon"}"#] {
+            let got = p.intake(&device("dev-1"), "app.example.com/resources/dev-1/events", &Bytes::from(payload), 1);
+            match got {
+                Intake::Refuse { reason, detail } => {
+                    assert_eq!(reason, 0x99);
+                    assert!(!detail.is_empty());
+                }
+                other => panic!("{payload:?}: {other:?}"),
+            }
+        }
+        let got = p.intake(&device("d"), "app.example.com/resources/d/events", &Bytes::from_static(b"[]"), 1);
+        assert!(matches!(got, Intake::Refuse { reason: 0x99, .. }), "{got:?}");
+    }
+
+    #[test]
+    fn everything_else_passes() {
+        let p = Pipeline::new(PipelineConfig::default());
+        let junk = Bytes::from_static(b"not json");
+        let anonymous = Principal::new(Identity::Anonymous);
+        for (who, topic) in [
+            (&anonymous, "app.example.com/resources/dev-1/events"),
+            (&anonymous, "anything"),
+            (&app(), "app.example.com/resources/dev-1/commands"),
+            (&app(), "app.example.com/resources/dev-1/events/extra"),
+            (&app(), "app.example.com/resources/dev-1"),
+            (&app(), "app.example.com/other/topic"),
+            (&app(), "app.example.com/resources/bad id/events"),
+            (&app(), "other.example.com/resources/dev-1/events"),
+            (&device("dev-1"), "app.example.com/resources/dev-1/commands"),
+        ] {
+            assert!(matches!(p.intake(who, topic, &junk, 1), Intake::Pass), "{topic}");
+        }
+        let admin = Principal::new(Identity::Admin);
+        assert!(matches!(p.intake(&admin, "app.example.com/resources/d/events", &junk, 1), Intake::Pass));
+    }
+
+    #[test]
+    fn http_uses_options_and_tenant_keep() {
+        let p = Pipeline::new(PipelineConfig::default())
+            .with_tenant_keep(|d| (d.as_str() == "app.example.com").then_some(7));
+        let options = Options::from_query("ttl=10s").unwrap();
+        let n = p.http(&domain(), None, br#"[{"resource":"a","x":1},{"resource":"b","x":2}]"#, options, 5_000).unwrap();
+        assert_eq!(n.count, 2);
+        assert_eq!(
+            n.data.iter().map(|d| (&*d.resource.resource, d.keep, d.expires_at)).collect::<Vec<_>>(),
+            [("a", 7, Some(15_000)), ("b", 7, Some(15_000))]
+        );
+        assert_eq!(p.keep(&Domain::parse("other").unwrap()), 100);
+        let n =
+            p.http_query(&domain(), Some(&ResourceId::parse("a").unwrap()), br#"{"x":1}"#, "store=false", 5).unwrap();
+        assert!(n.data.is_empty());
+        assert_eq!(n.count, 1);
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&n.payload).unwrap()["x"], 1);
+        let e = p.http_query(&domain(), None, br#"{"x":1}"#, "ttl=never", 5).unwrap_err();
+        assert_eq!(e.error, "invalid options");
+    }
+}
