@@ -9,6 +9,7 @@
 # Environment:
 #   ROUNDS (3)  DURATION (5 s measured per run)  WARMUP (1 s)  PROTOCOL (3 = MQTT 3.1.1, or 5)
 #   IDLE_CONNECTIONS (2000)  BROKERS ("mosquitto rumqttd switchyard")
+#   ONLY (every scenario): space-separated scenario ids to run, e.g. ONLY="idle fanout-q1-w100"
 # Installs what is missing: Debian's mosquitto, rumqttd (cargo install), the release build.
 # Everything listens on 127.0.0.1 only; every run is bounded in time; brokers are stopped on exit.
 set -euo pipefail
@@ -21,6 +22,7 @@ WARMUP=${WARMUP:-1}
 PROTOCOL=${PROTOCOL:-3}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-2000}
 BROKERS=${BROKERS:-"mosquitto rumqttd switchyard"}
+ONLY=${ONLY:-}
 OUT=${1:-$ROOT/target/bench-compare/$(date +%Y%m%d-%H%M%S)}
 SUDO=
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
@@ -185,6 +187,7 @@ PERSISTENT="fanin-q1-persistent|fan-in -n 20 --qos 1 --payload 100 --persistent 
 
 run_one() { # broker round "id|arguments"
     local broker=$1 round=$2 id=${3%%|*} args=${3#*|}
+    if [ -n "$ONLY" ] && [[ " $ONLY " != *" $id "* ]]; then return 0; fi
     local file="$OUT/raw/$broker-$id-r$round.json" timing= protocol=
     say "round $round  $broker  $id"
     # A scenario may set its own phases (idle does) and protocol; the others get WARMUP,
@@ -211,7 +214,7 @@ for round in $(seq "$ROUNDS"); do
         done
         # QoS 1 into persistent sessions: Mosquitto restarts with persistence on; switchyard
         # stores every session anyway; rumqttd has no persistence (measured as is).
-        if [ "$broker" = mosquitto ]; then
+        if [ "$broker" = mosquitto ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" ${PERSISTENT%%|*} "* ]]; }; then
             stop_broker
             start_broker "$broker" persistent
         fi

@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::handshake::{self, Accepted, Refused};
 use crate::inflow::Inflow;
+use puback::{BARE_PUBACK_LEN, bare_puback};
 
+mod puback;
 mod write;
 
 /// Bytes queued for the socket before we stop taking more from the outbox.
@@ -375,6 +377,12 @@ impl Connection {
         let max_in = self.broker.config().max_packet_size as usize;
         let mut acks = Vec::new();
         loop {
+            // A subscriber's PUBACKs are most of what it sends: a bare one is read in place.
+            if let Some(packet_id) = bare_puback(rbuf) {
+                rbuf.advance(BARE_PUBACK_LEN);
+                acks.push(packet_id);
+                continue;
+            }
             let before = rbuf.len();
             match switchyard_codec::decode(rbuf, Some(self.protocol()), max_in) {
                 Ok(Some(packet)) if self.must_hold(&packet) => {

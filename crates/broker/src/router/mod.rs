@@ -75,6 +75,17 @@ impl Space {
     }
 }
 
+/// [`Router::send`] on the batch's `held` packets alone, for callers that keep a session
+/// borrowed. Returns how many QoS 0 publishes the outbox dropped to make room.
+fn send_to(held: &mut Vec<(Arc<Outbox>, Outgoing)>, outbox: &Arc<Outbox>, item: Outgoing) -> usize {
+    if matches!(&item, Outgoing::Publish(d) if d.qos != QoS::ExactlyOnce) && !outbox.has_held() {
+        return outbox.push(item);
+    }
+    outbox.hold();
+    held.push((Arc::clone(outbox), item));
+    0
+}
+
 /// A timer; at most one of each is pending (scheduling it again moves it), so the timers are
 /// bounded by the sessions that have one, however often clients reconnect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -337,15 +348,10 @@ impl Router {
     /// acknowledged and resends, which QoS 1 allows. QoS 2 deliveries wait, so a resend can
     /// never deliver a message twice.
     fn send(&mut self, outbox: &Arc<Outbox>, item: Outgoing) {
-        if matches!(&item, Outgoing::Publish(d) if d.qos != QoS::ExactlyOnce) && !outbox.has_held() {
-            let dropped = outbox.push(item);
-            if dropped > 0 {
-                self.stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-            }
-            return;
+        let dropped = send_to(&mut self.held, outbox, item);
+        if dropped > 0 {
+            self.stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }
-        outbox.hold();
-        self.held.push((Arc::clone(outbox), item));
     }
 
     fn space(&mut self, ns: &Namespace) -> &mut Space {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use switchyard_codec::{Packet, Protocol, Publish, QoS, reason};
 use switchyard_storage::{Ingest, SessionOp};
 
-use super::Router;
+use super::{Router, send_to};
 use crate::auth::Namespace;
 use crate::config::QueueFullPolicy;
 use crate::escaped::Escaped;
@@ -31,7 +31,9 @@ pub(super) struct Routed {
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Delivered {
-    /// Sent, or dropped by rule (QoS 0 offline, expired, too large): nothing to wait for.
+    /// Handed to the connection's outbox (counted by the caller, once per batch of deliveries).
+    Sent,
+    /// Dropped by rule (QoS 0 offline, expired, too large): nothing to wait for.
     Done,
     /// Queued for a connected session; `behind` when its queue is over the back-pressure mark.
     Queued { behind: bool },
@@ -198,16 +200,22 @@ impl Router {
         }
         let mut routed = Routed { matched: targets.len(), ..Routed::default() };
         let mut keeping_up = false;
+        let mut sent = 0;
         for (session, delivery) in target_sessions.into_iter().zip(targets) {
             match self.deliver(session, delivery) {
                 Delivered::Refused => routed.refused += 1,
                 Delivered::Queued { behind: true } => {
                     routed.all_behind.get_or_insert(session);
                 }
+                Delivered::Sent => {
+                    sent += 1;
+                    keeping_up = true;
+                }
                 Delivered::Queued { behind: false } | Delivered::Done => keeping_up = true,
                 Delivered::Stored => {}
             }
         }
+        self.count_sent(ns, sent);
         if keeping_up {
             routed.all_behind = None;
         }
@@ -234,21 +242,16 @@ impl Router {
         }
         if delivery.qos == QoS::AtMostOnce {
             // QoS 0 goes to live connections only; the outbox budget bounds it.
-            if let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) {
-                self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
-                if let Some(space) = self.spaces.get_mut(&session.namespace) {
-                    space.sent += 1;
-                }
-                self.send(&outbox, Outgoing::Publish(delivery));
-            }
-            return Delivered::Done;
+            let Some(attached) = &session.attached else { return Delivered::Done };
+            let dropped = send_to(&mut self.held, &attached.outbox, Outgoing::Publish(delivery));
+            self.count_dropped(dropped);
+            return Delivered::Sent;
         }
-        let cost = delivery.message.cost();
         if session.queue.is_empty() && session.window_room() > 0 {
             let held = Held { delivery, flow: Flow::Queued, seq: None };
-            self.send_held(id, held);
-            return Delivered::Done;
+            return if self.send_held(id, held) { Delivered::Sent } else { Delivered::Done };
         }
+        let cost = delivery.message.cost();
         if session.queue.len() >= self.cfg.max_queued_messages
             || session.queued_bytes + cost > self.cfg.max_queued_bytes
         {
@@ -298,16 +301,19 @@ impl Router {
         }
     }
 
-    /// Put a message in flight: allocate its packet id, store it, send it.
-    fn send_held(&mut self, id: SessionId, mut held: Held) {
-        let Some(session) = self.sessions.get_mut(&id) else { return };
-        let Some(attached) = session.attached.clone() else { return };
+    /// Put a message in flight: allocate its packet id, store it, send it. True when sent; the
+    /// caller counts what it sent ([`Router::count_sent`]).
+    fn send_held(&mut self, id: SessionId, mut held: Held) -> bool {
+        let Some(session) = self.sessions.get_mut(&id) else { return false };
+        if session.attached.is_none() {
+            return false;
+        }
         let now = self.now;
         if held.delivery.message.expired(now) {
             if let Some(seq) = held.seq {
                 self.ops.push(SessionOp::DeleteMessage { session: session.store_key(), seq });
             }
-            return;
+            return false;
         }
         // A QoS 1 message is stored once, as queued (here unless it already was): after a
         // restart it is sent again with a new packet id, which a QoS 1 receiver cannot tell
@@ -334,15 +340,34 @@ impl Router {
         }
         let delivery = held.delivery.clone();
         session.inflight.push_back(held);
-        self.stats.messages_sent.fetch_add(1, Ordering::Relaxed);
-        if let Some(space) = self.spaces.get_mut(&session.namespace) {
-            space.sent += 1;
+        // Not `self.send`: the session stays borrowed, so its outbox needs no clone per delivery.
+        let Some(attached) = &session.attached else { return false };
+        let dropped = send_to(&mut self.held, &attached.outbox, Outgoing::Publish(delivery));
+        self.count_dropped(dropped);
+        true
+    }
+
+    /// Count `sent` deliveries to namespace `ns`: once per routed message or refilled window,
+    /// not per delivery (a namespace lookup each).
+    pub(super) fn count_sent(&mut self, ns: &Namespace, sent: u64) {
+        if sent == 0 {
+            return;
         }
-        self.send(&attached.outbox, Outgoing::Publish(delivery));
+        self.stats.messages_sent.fetch_add(sent, Ordering::Relaxed);
+        if let Some(space) = self.spaces.get_mut(ns) {
+            space.sent += sent;
+        }
+    }
+
+    fn count_dropped(&self, dropped: usize) {
+        if dropped > 0 {
+            self.stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
     }
 
     /// Move queued messages into the inflight window while there is room.
     pub(super) fn fill_window(&mut self, id: SessionId) {
+        let mut sent = 0;
         loop {
             let Some(session) = self.sessions.get_mut(&id) else { return };
             if session.window_room() == 0 {
@@ -350,7 +375,12 @@ impl Router {
             }
             let Some(held) = session.queue.pop_front() else { break };
             session.queued_bytes -= held.delivery.message.cost();
-            self.send_held(id, held);
+            sent += u64::from(self.send_held(id, held));
+        }
+        if sent > 0
+            && let Some(ns) = self.sessions.get(&id).map(|s| s.namespace.clone())
+        {
+            self.count_sent(&ns, sent);
         }
         self.release_waiting(id, false);
     }

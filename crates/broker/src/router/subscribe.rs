@@ -143,7 +143,9 @@ impl Router {
                 packet_id: 0,
                 subscription_ids: sub_id.into_iter().collect(),
             };
-            let _ = self.deliver(id, delivery);
+            if self.deliver(id, delivery) == super::publish::Delivered::Sent {
+                self.count_sent(ns, 1);
+            }
         }
     }
 }
