@@ -188,25 +188,39 @@ stop_server() {
 # Bytes allocated on disk (not apparent sizes: some files are preallocated sparse).
 du_bytes() { du -s -B1 "$@" | awk '{s += $1} END {print s + 0}'; }
 
+# The merge runs in the background: wait until no merge is active three times in a row.
+wait_vm_merges() {
+    local idle=0
+    for _ in $(seq 300); do
+        if curl -fsS "http://127.0.0.1:$PORT/metrics" |
+            awk '/^vm_active_merges/ {s += $2} END {exit !(s == 0)}'; then
+            idle=$((idle + 1))
+            [ "$idle" -ge 3 ] && return 0
+        else
+            idle=0
+        fi
+        sleep 1
+    done
+}
+
 # compact PEER: whatever each peer offers to bring its files to their final size; prints
 # "DATA_BYTES INDEX_BYTES" for the main data set (samples; series index and the rest).
 compact() {
     case $1 in
     victoriametrics)
-        curl -fsS "http://127.0.0.1:$PORT/internal/force_flush" >/dev/null
-        curl -fsS "http://127.0.0.1:$PORT/internal/force_merge" >/dev/null
-        # The merge runs in the background: wait until no merge is active three times in a row.
-        local idle=0
-        for _ in $(seq 300); do
-            if curl -fsS "http://127.0.0.1:$PORT/metrics" |
-                awk '/^vm_active_merges/ {s += $2} END {exit !(s == 0)}'; then
-                idle=$((idle + 1))
-                [ "$idle" -ge 3 ] && break
-            else
-                idle=0
-            fi
-            sleep 1
+        # Rows acknowledged last reach the disk as a part of their own a few seconds later, after
+        # a merge may have begun: merge again until the number of parts stops changing.
+        local parts last=-1
+        for _ in $(seq 6); do
+            curl -fsS "http://127.0.0.1:$PORT/internal/force_flush" >/dev/null
+            sleep 6
+            curl -fsS "http://127.0.0.1:$PORT/internal/force_merge" >/dev/null
+            wait_vm_merges
+            parts=$(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^vm_parts\{type="storage/ {s += $2} END {print s + 0}')
+            [ "$parts" != "$last" ] || break
+            last=$parts
         done
+        say "victoriametrics: parts $(curl -fsS "http://127.0.0.1:$PORT/metrics" | awk '/^vm_parts\{/ {printf "%s ", $0}')"
         echo "$(du_bytes "$SERVER_DIR/store/data") $(du_bytes "$SERVER_DIR/store/indexdb")"
         ;;
     influxdb)
@@ -240,6 +254,7 @@ compact() {
             last=$size
             sleep 5
         done
+        say "switchyard: $(cd "$SERVER_DIR/store/data" && du -s -B1 -- * | tr '\t\n' '= ')"
         echo "$size 0"
         ;;
     postgresql)
@@ -311,7 +326,7 @@ say "runs done in $((SECONDS - started)) s"
     echo "victoriametrics=$(dpkg-query -W -f '${Version}' victoria-metrics 2>/dev/null || echo -)"
     echo "influxdb=$(dpkg-query -W -f '${Version}' influxdb 2>/dev/null || echo -)"
     echo "postgresql=$("$PGBIN/postgres" --version 2>/dev/null || echo -)"
-    [ -z "$SWITCHYARD" ] || echo "switchyard=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml || echo +changes)"
+    [ -z "$SWITCHYARD" ] || echo "switchyard=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")$(git -C "$ROOT" diff --quiet HEAD -- crates Cargo.toml 2>/dev/null || echo +changes)"
     echo "devices=$DEVICES hours=$HOURS seed=$SEED writers=$WRITERS runs=$RUNS"
 } >"$OUT/machine.txt"
 "${DRIVER[@]}" report --dir "$OUT" --peers "$PEERS"

@@ -176,15 +176,15 @@ def gen(args):
             w.write("\\.\n")
         if "sy" in fmts:
             # POST /messages: one message per device and second, each naming its resource;
-            # booleans as JSON booleans (stored as 0/1). Batches of <= 2000 messages (< 1 MiB).
+            # booleans as JSON booleans (stored as 0/1). Batches of 1000 messages, its most.
             msgs = [
                 f'{{"resource":"{name}","timestamp":{ts[i]},'
                 + ",".join(f'"{metric}":{json_field(kind, dec, r[m])}' for m, (metric, kind, dec) in enumerate(METRICS))
                 + "}"
                 for d, name in enumerate(names) for i, r in enumerate(rows[d])
             ]
-            for i in range(0, len(msgs), 2000):
-                sy.batch(("[" + ",".join(msgs[i : i + 2000]) + "]").encode())
+            for i in range(0, len(msgs), 1000):
+                sy.batch(("[" + ",".join(msgs[i : i + 1000]) + "]").encode())
     for f in (vm, influx, sy, *pg):
         f.close()
     gen_query(args.out, random.Random(args.seed + 1))
@@ -226,8 +226,9 @@ def gen_query(out, rng):
             pg.write("COPY points (series, ts, value) FROM STDIN;\n")
             pg.write("".join(f"{PG_QUERY_SERIES}\t{pg_ts(t)}\t{v:.1f}\n" for v, t in zip(values[sl], ts[sl])))
             pg.write("\\.\n")
-            sy.batch(("[" + ",".join(f'{{"resource":"long","timestamp":{t},"value":{v:.1f}}}'
-                                     for v, t in zip(values[sl], ts[sl])) + "]").encode())
+            for q in range(h * 3600, (h + 1) * 3600, 900):
+                sy.batch(("[" + ",".join(f'{{"resource":"long","timestamp":{ts[i]},"value":{values[i]:.1f}}}'
+                                         for i in range(q, q + 900)) + "]").encode())
     for f in (vm, influx, sy):
         f.close()
     expected = []
