@@ -59,6 +59,7 @@ need() { # package binary
         installed+=("$1")
     fi
 }
+need curl /usr/bin/curl
 for peer in $PEERS; do
     case $peer in
     victoriametrics) need victoria-metrics /usr/bin/victoria-metrics ;;
@@ -75,6 +76,7 @@ for peer in $PEERS; do
     esac
 done
 for pkg in "${installed[@]}"; do
+    [ "$pkg" != curl ] || continue
     service=${pkg%-15}
     if [ -d /run/systemd/system ]; then
         $SUDO systemctl disable --now "$service" >/dev/null 2>&1 || true
