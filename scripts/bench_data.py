@@ -10,6 +10,8 @@ Subcommands:
 The data set: DEVICES devices x 10 metrics at 1 Hz for HOURS hours from 2026-11-01 00:00 UTC,
 plus one long series (7 days at 1 Hz from 2026-10-01 00:00 UTC) used only by the query test.
 One message = one device's 10 metrics at one instant. Everything follows from --seed.
+Peers: victoriametrics, influxdb, postgresql, and switchyard (POST /messages, then
+GET /resources/long/series/value with the first tenant's application key).
 """
 
 import argparse
