@@ -25,7 +25,8 @@
 //!   [`SEAL_POINTS`] points or its oldest is [`SEAL_AGE_MS`] old, merging with the chunks it
 //!   overlaps and with a last chunk still under [`SEAL_POINTS`]; so a series' `head` stays
 //!   bounded by what arrives between two maintenance runs plus [`SEAL_POINTS`].
-//! - TTL: expired messages and `head` points are never read, and are dropped by maintenance.
+//! - TTL: expired messages and `head` points are never read, and are dropped by the first
+//!   maintenance at or after their expiry (a head holding an expired point is sealed then).
 //!   A chunk keeps the latest expiry of its points (points without TTL count as never): it is
 //!   read until then and dropped at it, so a sealed point with a TTL can be served until the
 //!   newest point of its chunk expires (the trait allows it; head points past their TTL are not
@@ -39,6 +40,7 @@
 mod codec;
 mod maintain;
 mod messages;
+mod retention;
 mod series;
 
 use std::collections::HashMap;
@@ -69,11 +71,14 @@ pub struct DataConfig {
     pub idempotency_window_ms: i64,
     /// fjall's block cache, bytes.
     pub cache_bytes: u64,
+    /// Messages and points older than this (by their timestamp) are deleted by maintenance
+    /// (see the `retention` module); `None` keeps them until their TTL, if any.
+    pub retention_ms: Option<i64>,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS, cache_bytes: 32 * 1024 * 1024 }
+        Self { idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS, cache_bytes: 32 * 1024 * 1024, retention_ms: None }
     }
 }
 
@@ -88,6 +93,7 @@ pub struct EmbeddedDataStore {
     expiry: Keyspace,
     meta: Keyspace,
     window_ms: i64,
+    retention_ms: Option<i64>,
     state: Mutex<State>,
 }
 
@@ -99,6 +105,8 @@ struct State {
     caches: HashMap<Vec<u8>, Cache>,
     /// By series key: every series stored.
     heads: HashMap<Vec<u8>, Head>,
+    /// The retention cut-off last applied.
+    retained_until: Option<i64>,
 }
 
 /// A resource's message cache.
@@ -113,11 +121,20 @@ struct Head {
     /// Points written to the head (a timestamp written twice counts twice).
     count: u64,
     oldest: i64,
+    /// The earliest expiry of its points ([`codec::NEVER`] if none has a TTL).
+    expires: i64,
 }
 
 impl Head {
     fn empty() -> Self {
-        Head { count: 0, oldest: i64::MAX }
+        Head { count: 0, oldest: i64::MAX, expires: codec::NEVER }
+    }
+
+    /// Counts a point written at `ts` that expires at `expires`.
+    fn add(&mut self, ts: i64, expires: i64) {
+        self.count += 1;
+        self.oldest = self.oldest.min(ts);
+        self.expires = self.expires.min(expires);
     }
 }
 
@@ -141,6 +158,7 @@ impl EmbeddedDataStore {
             expiry: keyspace("expiry")?,
             meta: keyspace("meta")?,
             window_ms: config.idempotency_window_ms,
+            retention_ms: config.retention_ms,
             state: Mutex::default(),
             db,
         };
@@ -160,11 +178,10 @@ impl EmbeddedDataStore {
             state.heads.insert(key.to_vec(), Head::empty());
         }
         for guard in self.head.iter() {
-            let key = guard.key().map_err(|e| backend("read head", e))?;
+            let (key, value) = guard.into_inner().map_err(|e| backend("read head", e))?;
             let ts = codec::ts_suffix(&key)?;
             let head = state.heads.entry(key[..key.len() - 8].to_vec()).or_insert_with(Head::empty);
-            head.count += 1;
-            head.oldest = head.oldest.min(ts);
+            head.add(ts, codec::expiry_of(&value)?);
         }
         Ok(())
     }

@@ -142,16 +142,21 @@ impl EmbeddedDataStore {
         metrics: Option<&[String]>,
     ) -> Result<u64, StorageError> {
         let prefix = codec::resource_prefix(resource)?;
-        let mut state = self.lock();
         let series: Vec<Vec<u8>> = match metrics {
             Some(names) => names.iter().map(|name| codec::series_prefix(&prefix, name)).collect::<Result<_, _>>()?,
             None => (self.series.prefix(&prefix).map(|guard| guard.key().map(|key| key.to_vec())))
                 .collect::<Result<_, _>>()
                 .map_err(|e| backend("read series", e))?,
         };
+        self.remove_series_points(&series, range)
+    }
+
+    /// Deletes the points of `series` (keys in `series`) in `range`, in one durable batch.
+    pub(super) fn remove_series_points(&self, series: &[Vec<u8>], range: TimeRange) -> Result<u64, StorageError> {
+        let mut state = self.lock();
         let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
         let mut removed = 0;
-        for series in &series {
+        for series in series {
             for (key, _, _) in self.head_in(series, range)? {
                 writes.remove(&self.head, key);
                 removed += 1;
