@@ -30,6 +30,12 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             &stats.retained_refused,
         ),
         ("switchyard_storage_errors_total", "counter", "Failed storage commits.", &stats.storage_errors),
+        (
+            "switchyard_data_refused_total",
+            "counter",
+            "MQTT publishes refused as invalid data (5.0: 0x99; 3.1.1: dropped).",
+            &stats.data_refused,
+        ),
     ];
     for (name, kind, help, value) in figures {
         let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n", value.load(Ordering::Relaxed));

@@ -311,6 +311,7 @@ fn credentials_revoked_after_authentication_are_refused_at_attach() {
         Arc::new(BrokerConfig::default()),
         Arc::new(RevokesEpochOne),
         Arc::new(MemoryStore::default()),
+        Arc::new(crate::intake::NoData),
         Arc::default(),
     )
     .unwrap();

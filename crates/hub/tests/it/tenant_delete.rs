@@ -1,6 +1,6 @@
 //! Deleting a tenant deletes what the broker keeps for it: a tenant created again under the
 //! same domain finds no session, no queued command and no retained message, in memory or after
-//! a restart.
+//! a restart; its stored data (messages and metrics) is gone when the deletion answers.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use switchyard_broker::{Broker, BrokerConfig, RouterTask};
+use switchyard_broker::{Broker, BrokerConfig, DataPath, NoData, NoIntake, RouterTask};
 use switchyard_codec::{
     Connect, Disconnect, Packet, Properties, Protocol, Publish, QoS, SubOptions, Subscribe, SubscribeFilter,
 };
 use switchyard_hub::{Hub, HubConfig, Registry};
 use switchyard_identity::{Domain, Provisioned, ResourceId};
-use switchyard_storage::MemoryStore;
+use switchyard_storage::data::{Ingest, MessageStore, ResourceKey, TimeRange};
+use switchyard_storage::{DataStore, MemoryDataStore, MemoryStore};
 use switchyard_storage_embedded::EmbeddedStore;
 use switchyard_transport::ListenerLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,11 +42,17 @@ struct Running {
 
 impl Running {
     async fn start(dir: &Path, registry: &Arc<Registry>) -> Running {
+        Running::start_with(dir, registry, Arc::new(NoData)).await
+    }
+
+    async fn start_with(dir: &Path, registry: &Arc<Registry>, data: Arc<dyn DataStore>) -> Running {
         let hub = Hub::new(Arc::clone(registry), HubConfig::default());
         let store = EmbeddedStore::open(dir).expect("store opens");
         let router_stop = CancellationToken::new();
+        let data = DataPath { intake: Arc::new(NoIntake), store: data };
+        let config = BrokerConfig::default();
         let (broker, router) =
-            Broker::start(BrokerConfig::default(), Arc::new(store), hub.clone(), router_stop.clone()).unwrap();
+            Broker::start_with_data(config, Arc::new(store), hub.clone(), data, router_stop.clone()).unwrap();
         hub.attach(broker.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -197,4 +204,35 @@ async fn a_tenant_created_again_inherits_nothing_in_memory_or_after_a_restart() 
     let p = registry.create_tenant(domain.clone()).unwrap();
     nothing_inherited(&b, &p).await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_deletes_its_data_before_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = TestClock::default();
+    let registry = Arc::new(registry_on(
+        Arc::new(MemoryStore::default()),
+        switchyard_identity::KeyFile::generate().unwrap(),
+        &clock,
+    ));
+    let (a, b) = (Domain::parse("a.example").unwrap(), Domain::parse("b.example").unwrap());
+    registry.create_tenant(a.clone()).unwrap();
+    registry.create_tenant(b.clone()).unwrap();
+    let data = Arc::new(MemoryDataStore::default());
+    let running = Running::start_with(dir.path(), &registry, data.clone()).await;
+    let key = |tenant: &Domain| ResourceKey { tenant: tenant.as_str().into(), resource: "dev".into() };
+    let record = |tenant: &Domain| Ingest {
+        resource: key(tenant),
+        ts: 1_000,
+        message_id: None,
+        body: Bytes::from_static(b"{}"),
+        expires_at: None,
+        keep: 10,
+        points: Vec::new(),
+    };
+    data.write(&[record(&a), record(&b)], 1_000).unwrap();
+    running.hub.delete_tenant(&a).await.unwrap();
+    let left = |tenant: &Domain| data.messages(&key(tenant), TimeRange::default(), 10, 1_000).unwrap().len();
+    assert_eq!((left(&a), left(&b)), (0, 1), "the deleted tenant's data only");
+    running.stop().await;
 }
