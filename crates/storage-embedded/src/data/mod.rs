@@ -71,6 +71,8 @@ pub struct DataConfig {
     pub idempotency_window_ms: i64,
     /// fjall's block cache, bytes.
     pub cache_bytes: u64,
+    /// Journal kept before the oldest writes are flushed to tables, bytes.
+    pub journal_bytes: u64,
     /// Messages and points older than this (by their timestamp) are deleted by maintenance
     /// (see the `retention` module); `None` keeps them until their TTL, if any.
     pub retention_ms: Option<i64>,
@@ -78,7 +80,12 @@ pub struct DataConfig {
 
 impl Default for DataConfig {
     fn default() -> Self {
-        Self { idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS, cache_bytes: 32 * 1024 * 1024, retention_ms: None }
+        Self {
+            idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS,
+            cache_bytes: 32 * 1024 * 1024,
+            journal_bytes: 64 * 1024 * 1024,
+            retention_ms: None,
+        }
     }
 }
 
@@ -146,6 +153,7 @@ impl EmbeddedDataStore {
             .worker_threads(1)
             .cache_size(config.cache_bytes)
             .manual_journal_persist(true)
+            .max_journaling_size(config.journal_bytes)
             .open()
             .map_err(|e| backend(&format!("cannot open {}", path.display()), e))?;
         let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(|e| backend(name, e));
@@ -196,6 +204,21 @@ impl EmbeddedDataStore {
         self.db.disk_space().map_err(|e| backend("disk space", e))
     }
 
+    /// Bytes on disk by keyspace, then the journal's, for measurements.
+    pub fn disk_usage(&self) -> Result<Vec<(&'static str, u64)>, StorageError> {
+        let mut usage = vec![
+            ("messages", self.messages.disk_space()),
+            ("ids", self.ids.disk_space()),
+            ("head", self.head.disk_space()),
+            ("chunks", self.chunks.disk_space()),
+            ("series", self.series.disk_space()),
+            ("expiry", self.expiry.disk_space()),
+            ("meta", self.meta.disk_space()),
+        ];
+        usage.push(("journal", self.db.journal_disk_space().map_err(|e| backend("journal size", e))?));
+        Ok(usage)
+    }
+
     /// Bytes of sealed chunks and unsealed points on disk, for measurements.
     pub fn series_disk_space(&self) -> u64 {
         self.chunks.disk_space() + self.head.disk_space()
@@ -204,10 +227,17 @@ impl EmbeddedDataStore {
     /// Rewrites every table into one run, dropping what deletions left behind (blocks; for
     /// measurements and tests: fjall compacts in the background anyway).
     pub fn compact(&self) -> Result<(), StorageError> {
-        for keyspace in [&self.messages, &self.ids, &self.head, &self.chunks, &self.series, &self.expiry, &self.meta] {
+        let all = [&self.messages, &self.ids, &self.head, &self.chunks, &self.series, &self.expiry, &self.meta];
+        for keyspace in all {
             keyspace.rotate_memtable_and_wait().map_err(|e| backend("flush", e))?;
+        }
+        for keyspace in all {
             keyspace.major_compact().map_err(|e| backend("compact", e))?;
         }
+        // A rotation deletes the journals whose writes every keyspace has flushed.
+        let seq = self.lock().seq;
+        self.meta.insert(b"seq", seq.to_be_bytes()).map_err(|e| backend("write seq", e))?;
+        self.meta.rotate_memtable_and_wait().map_err(|e| backend("flush", e))?;
         Ok(())
     }
 }

@@ -220,14 +220,14 @@ impl EmbeddedDataStore {
         }
         if let (Some(min), Some(max)) = (live.iter().map(|p| p.ts).min(), live.iter().map(|p| p.ts).max()) {
             let mut old = self.chunks_in(series, TimeRange { from: Some(min), until: max.checked_add(1) })?;
-            // A small last chunk grows instead of leaving many small ones.
+            // A small last chunk that the head follows grows instead of leaving many small
+            // ones (it ends before the head: no other chunk lies between them).
             if let Some(guard) = self.chunks.prefix(series).next_back() {
                 let (key, value) = guard.into_inner().map_err(|e| backend("read chunks", e))?;
                 let last = decode_chunk(key, &value)?;
-                if !old.iter().any(|o| o.key == last.key)
-                    && last.chunk.summary().map_err(chunk_error)?.count < SEAL_POINTS
-                {
-                    old.push(last);
+                let before_head = last.chunk.span().map_err(chunk_error)?.1 < min;
+                if before_head && last.chunk.summary().map_err(chunk_error)?.count < SEAL_POINTS {
+                    old.insert(0, last);
                 }
             }
             let mut merged: BTreeMap<i64, Value> = BTreeMap::new();

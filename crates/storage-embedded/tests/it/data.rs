@@ -119,3 +119,27 @@ fn names_too_long_for_a_key_are_refused() {
     store.write(&[long_id.clone()], BASE).unwrap();
     assert_eq!(store.write(&[long_id], BASE).unwrap(), [switchyard_storage::data::Written::Duplicate]);
 }
+
+#[test]
+fn backfill_before_the_chunks_keeps_every_range_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedDataStore::open(dir.path(), config()).unwrap();
+    let later = BASE + 100 * 3_600_000;
+    let full: Vec<_> = (0..2_000).map(|i| ingest(BASE + 10_000 + i, 1.0, None)).collect();
+    store.write(&full, BASE).unwrap();
+    store.maintain(later).unwrap();
+    let small: Vec<_> = (0..10).map(|i| ingest(BASE + 20_000 + i, 2.0, None)).collect();
+    store.write(&small, BASE).unwrap();
+    store.maintain(later).unwrap();
+    // An old point arrives: sealing it must not make a chunk that spans the full one.
+    store.write(&[ingest(BASE + 5_000, 3.0, None)], BASE).unwrap();
+    store.maintain(later).unwrap();
+    assert_eq!(sealed_and_raw(&store), (3, 0));
+    let read = |from: i64, until: i64| {
+        let range = TimeRange { from: Some(BASE + from), until: Some(BASE + until) };
+        points(&store, &resource(), "x", range, BASE).len()
+    };
+    assert_eq!(read(20_000, 20_005), 5);
+    assert_eq!(read(11_000, 11_500), 500);
+    assert_eq!(read(0, 30_000), 2_011);
+}
