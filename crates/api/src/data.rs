@@ -104,7 +104,10 @@ pub fn text_instant(raw: &Option<String>) -> Option<Instant> {
 fn check_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIMIT}"), vec![]));
+        return Err(ApiError::bad_request(
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+            vec![format!("limit: {limit}")],
+        ));
     }
     Ok(limit)
 }
@@ -260,7 +263,10 @@ pub async fn query(
 ) -> Result<Response, ApiError> {
     let q: MessagesQuery = json_body(&body?)?;
     if q.resources.is_empty() || q.resources.len() > MAX_RESOURCES {
-        return Err(ApiError::bad_request(format!("resources must list 1 to {MAX_RESOURCES} resource ids"), vec![]));
+        return Err(ApiError::bad_request(
+            format!("resources must list 1 to {MAX_RESOURCES} resource ids"),
+            vec![format!("resources: {} given", q.resources.len())],
+        ));
     }
     let limit = check_limit(q.limit)?;
     let range = range(q.from.as_ref(), q.until.as_ref())?;

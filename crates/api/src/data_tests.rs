@@ -239,7 +239,8 @@ async fn bad_parameters_are_400_with_details() {
     for (method, uri, body) in cases {
         let (status, json) = t.call(method.clone(), uri, &t.a, body.clone()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}: {json}");
-        assert!(json["error"].is_string() && json["details"].is_array(), "{uri}: {json}");
+        let details = json["details"].as_array().map_or(0, Vec::len);
+        assert!(json["error"].is_string() && details > 0, "{uri}: {json}");
     }
     let (_, json) = t.get("/resources/r1/series/x?aggregates=min,avg,percentile(101)", &t.a).await;
     let details = json["details"].as_array().unwrap();

@@ -123,7 +123,10 @@ fn row_json(row: &Row) -> JsonValue {
 
 fn metric_name(raw: &str) -> Result<Arc<str>, ApiError> {
     if raw.is_empty() || raw.len() > MAX_METRIC_LEN {
-        return Err(ApiError::bad_request(format!("a metric name has 1 to {MAX_METRIC_LEN} bytes"), vec![]));
+        return Err(ApiError::bad_request(
+            format!("a metric name has 1 to {MAX_METRIC_LEN} bytes"),
+            vec![format!("metric: {} bytes", raw.len())],
+        ));
     }
     Ok(raw.into())
 }
@@ -268,7 +271,10 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64, max_row
         Some(AggregateList::Text(text)) => split_aggregates(text),
     };
     if names.len() > MAX_AGGREGATES {
-        return Err(ApiError::bad_request(format!("at most {MAX_AGGREGATES} aggregates"), vec![]));
+        return Err(ApiError::bad_request(
+            format!("at most {MAX_AGGREGATES} aggregates"),
+            vec![format!("aggregates: {} given", names.len())],
+        ));
     }
     let mut aggregates = Vec::with_capacity(names.len());
     let mut bad = Vec::new();
@@ -291,7 +297,7 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64, max_row
     {
         return Err(ApiError::bad_request(
             format!("grouping {grouping_name} yields more than {MAX_ROWS} buckets over this range"),
-            vec![],
+            vec![format!("from: {from}, until: {until}: {} buckets", until.saturating_sub(from) / ms)],
         ));
     }
     let order = match spec.order.as_deref() {
@@ -300,7 +306,10 @@ fn plan(key: ResourceKey, metric: Arc<str>, spec: &SeriesSpec, now: i64, max_row
     };
     let limit = spec.limit.unwrap_or(max_rows);
     if limit == 0 || limit > max_rows {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {max_rows}"), vec![]));
+        return Err(ApiError::bad_request(
+            format!("limit must be between 1 and {max_rows}"),
+            vec![format!("limit: {limit}")],
+        ));
     }
     let echo = QueryEcho {
         resource: key.resource.to_string(),
@@ -387,7 +396,10 @@ pub async fn multi(
 ) -> Result<Json<Vec<SeriesAnswer>>, ApiError> {
     let q: SeriesQueries = json_body(&body?)?;
     if q.queries.is_empty() || q.queries.len() > MAX_QUERIES {
-        return Err(ApiError::bad_request(format!("queries must hold 1 to {MAX_QUERIES} queries"), vec![]));
+        return Err(ApiError::bad_request(
+            format!("queries must hold 1 to {MAX_QUERIES} queries"),
+            vec![format!("queries: {} given", q.queries.len())],
+        ));
     }
     let now = now_ms();
     // The answer as a whole holds at most MAX_ROWS rows: each query its share.
@@ -448,7 +460,12 @@ pub async fn delete(
     let Query(p) = params?;
     let range = range(text_instant(&p.from).as_ref(), text_instant(&p.until).as_ref())?;
     let metrics = match p.metrics.as_deref().map(split_aggregates) {
-        Some(list) if list.is_empty() => return Err(ApiError::bad_request("metrics lists no metric", vec![])),
+        Some(list) if list.is_empty() => {
+            return Err(ApiError::bad_request(
+                "metrics lists no metric",
+                vec![format!("metrics: {:?}", p.metrics.as_deref().unwrap_or_default())],
+            ));
+        }
         Some(list) => Some(list.iter().map(|m| metric_name(m).map(|m| m.to_string())).collect::<Result<Vec<_>, _>>()?),
         None => None,
     };

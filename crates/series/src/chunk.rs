@@ -95,6 +95,31 @@ impl Summary {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Chunk(Bytes);
 
+/// A chunk's points as columns: `kinds[i]` is true where point `i` is text; `numbers` and
+/// `texts` hold the values of the numeric and text points, in order (exactly as many as the
+/// kinds call for).
+pub(crate) struct Columns {
+    pub(crate) ts: Vec<i64>,
+    pub(crate) kinds: Vec<bool>,
+    pub(crate) numbers: Vec<f64>,
+    pub(crate) texts: Vec<Arc<str>>,
+}
+
+impl Columns {
+    /// Each point's timestamp and value.
+    pub(crate) fn into_values(self) -> impl Iterator<Item = (i64, Value)> {
+        let (mut numbers, mut texts) = (self.numbers.into_iter(), self.texts.into_iter());
+        self.ts.into_iter().zip(self.kinds).map(move |(ts, text)| {
+            let value = if text {
+                Value::Text(texts.next().expect("one string per text point"))
+            } else {
+                Value::Number(numbers.next().expect("one number per numeric point"))
+            };
+            (ts, value)
+        })
+    }
+}
+
 /// The parsed header and where the body starts.
 struct Header {
     summary: Summary,
@@ -218,6 +243,11 @@ impl Chunk {
 
     /// Decodes every point, in timestamp order.
     pub fn points(&self) -> Result<Vec<Point>, ChunkError> {
+        Ok(self.decode()?.into_values().map(|(ts, value)| Point { ts, value }).collect())
+    }
+
+    /// Every point's timestamp and value, in timestamp order, as columns.
+    pub(crate) fn decode(&self) -> Result<Columns, ChunkError> {
         let h = header(&self.0)?;
         let n = h.summary.count as usize;
         let mut r = Reader::new(&self.0[h.body..]);
@@ -237,16 +267,7 @@ impl Chunk {
         if r.remaining() != 0 {
             return Err(corrupt("trailing bytes"));
         }
-        let (mut numbers, mut texts) = (numbers.into_iter(), texts.into_iter());
-        let points = ts
-            .into_iter()
-            .zip(kinds)
-            .map(|(ts, text)| {
-                let value = if text { texts.next().map(Value::Text) } else { numbers.next().map(Value::Number) };
-                value.map(|value| Point { ts, value })
-            })
-            .collect::<Option<Vec<Point>>>();
-        points.ok_or_else(|| corrupt("columns shorter than the point count"))
+        Ok(Columns { ts, kinds, numbers, texts })
     }
 
     /// The numeric values alone, in timestamp order (skips the timestamps and the text).
@@ -268,7 +289,7 @@ impl Chunk {
     }
 
     /// Kind flags, numbers and strings of `n` points, checked against the header's number count.
-    fn columns(r: &mut Reader<'_>, n: usize, numbers: usize) -> Result<Columns, ChunkError> {
+    fn columns(r: &mut Reader<'_>, n: usize, numbers: usize) -> Result<ValueColumns, ChunkError> {
         let kinds = values::decode_kinds(r, n)?;
         let texts = kinds.iter().filter(|t| **t).count();
         if n - texts != numbers {
@@ -280,4 +301,4 @@ impl Chunk {
     }
 }
 
-type Columns = (Vec<bool>, Vec<f64>, Vec<Arc<str>>);
+type ValueColumns = (Vec<bool>, Vec<f64>, Vec<Arc<str>>);

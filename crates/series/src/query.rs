@@ -2,7 +2,7 @@
 //! a store returns: sealed chunks, whose summaries answer non-quantile aggregates of buckets they
 //! lie within, and raw points not yet sealed.
 //!
-//! Semantics (see also [`acc`] for each aggregate's definition):
+//! Semantics (each aggregate is defined in the `acc` module's documentation):
 //! - Points in `[from, until)` count. Blocks come oldest write first; where blocks overlap in
 //!   time, a point of a later block replaces every point of earlier blocks at the same timestamp
 //!   (duplicates within one block are all kept). Blocks that overlap nothing are taken as they
@@ -11,17 +11,19 @@
 //!   grouping is ignored.
 //! - Aggregates with grouping `none`: one row for the whole range, at `from` (none when the range
 //!   holds no point). With buckets: each bucket starts at a multiple of its width since the Unix
-//!   epoch (UTC), the row's timestamp is the bucket start, empty buckets are omitted. `auto`
+//!   epoch (UTC), the row's timestamp is the bucket start (so the first may precede an unaligned
+//!   `from`, though only points from `from` on count), empty buckets are omitted. `auto`
 //!   picks the width from a ladder ([`parse::auto_width`]: at most 500 buckets).
 //! - A sealed chunk that lies within the range and within one bucket and overlaps no other block
 //!   is answered from its header summary; only quantiles then decode its numbers (never its
 //!   timestamps).
-//! - Rows ascend by timestamp, or descend under `order=desc`; `limit` applies after ordering.
+//! - Rows ascend by timestamp, or descend under `order=desc`; `limit` applies after ordering
+//!   (raw points stop decoding once `limit` rows are found).
 
 use std::sync::Arc;
 
-use crate::Point;
 use crate::chunk::{Chunk, ChunkError};
+use crate::{Point, Value};
 
 mod acc;
 pub mod parse;
@@ -105,22 +107,38 @@ pub enum QueryError {
 /// Runs `query` over `blocks`.
 pub fn run(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
     validate(query)?;
-    let mut rows = if query.aggregates.is_empty() {
-        let mut rows = Vec::new();
-        for piece in pieces(query, blocks)? {
-            for p in piece.points(query)? {
-                rows.push(Row { ts: p.ts, cells: vec![Cell::from(&p.value)] });
-            }
-        }
-        rows
-    } else {
-        aggregate(query, blocks)?
-    };
+    if query.aggregates.is_empty() {
+        return raw(query, blocks);
+    }
+    let mut rows = aggregate(query, blocks)?;
     if query.order == Order::Desc {
         rows.reverse();
     }
     if let Some(limit) = query.limit {
         rows.truncate(limit);
+    }
+    Ok(rows)
+}
+
+/// The points themselves, in the asked order, decoding no more pieces than `limit` needs.
+fn raw(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
+    let desc = query.order == Order::Desc;
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let mut pieces = pieces(query, blocks)?;
+    if desc {
+        pieces.reverse();
+    }
+    let mut rows = Vec::new();
+    for piece in pieces {
+        if rows.len() >= limit {
+            break;
+        }
+        let mut points = piece.points(query)?;
+        if desc {
+            points.reverse();
+        }
+        let take = limit - rows.len();
+        rows.extend(points.into_iter().take(take).map(|p| Row { ts: p.ts, cells: vec![Cell::from(&p.value)] }));
     }
     Ok(rows)
 }
@@ -166,36 +184,125 @@ impl Buckets {
             Buckets::Every(w) => ts.saturating_sub(ts.rem_euclid(w)),
         }
     }
+
+    /// Where the bucket holding `ts` ends (exclusive; saturating at the end of time).
+    fn end(self, ts: i64) -> i64 {
+        match self {
+            Buckets::Whole(_) => i64::MAX,
+            Buckets::Every(w) => {
+                let end = i128::from(ts) - i128::from(ts.rem_euclid(w)) + i128::from(w);
+                i64::try_from(end).unwrap_or(i64::MAX)
+            }
+        }
+    }
 }
 
 fn aggregate(query: &Query, blocks: Vec<Block>) -> Result<Vec<Row>, QueryError> {
     let buckets = Buckets::of(query);
-    let quantiles = query.aggregates.iter().any(|a| matches!(a, Aggregate::Median | Aggregate::Percentile(_)));
-    // Pieces come in timestamp order and do not overlap, so buckets only ever open at the end.
-    let mut accs: Vec<(i64, Acc)> = Vec::new();
+    let mut rows = Rows::new(&query.aggregates, MAX_QUANTILE_POINTS);
     for piece in pieces(query, blocks)? {
         if let Piece::Alone(Block::Sealed(chunk), (lo, hi)) = &piece
             && *lo >= query.from
             && *hi < query.until
             && buckets.start(*lo) == buckets.start(*hi)
         {
-            let numbers = if quantiles { Some(chunk.numbers()?) } else { None };
-            bucket(&mut accs, buckets.start(*lo), quantiles).add_summary(&chunk.summary()?, numbers);
+            let numbers = if rows.quantiles { Some(chunk.numbers()?) } else { None };
+            rows.bucket(buckets.start(*lo))?.add_summary(&chunk.summary()?, numbers);
             continue;
         }
-        for p in piece.points(query)? {
-            bucket(&mut accs, buckets.start(p.ts), quantiles).add(&p);
+        let mut current = (i64::MAX, i64::MIN); // the bucket last used: [start, end)
+        let mut add = |ts: i64, value: &Value| {
+            if !(current.0..current.1).contains(&ts) {
+                current = (buckets.start(ts), buckets.end(ts));
+            }
+            rows.bucket(current.0).map(|acc| acc.add(ts, value))
+        };
+        match piece {
+            Piece::Alone(Block::Sealed(chunk), _) => {
+                let columns = chunk.decode()?;
+                if columns.texts.is_empty() {
+                    // Numbers only: whole runs of a bucket at once.
+                    let ts = &columns.ts;
+                    let lo = ts.partition_point(|t| *t < query.from);
+                    let hi = ts.partition_point(|t| *t < query.until);
+                    let mut i = lo;
+                    while i < hi {
+                        let end = buckets.end(ts[i]);
+                        let j = (i + ts[i..hi].partition_point(|t| *t < end)).max(i + 1);
+                        rows.bucket(buckets.start(ts[i]))?.add_numbers(&ts[i..j], &columns.numbers[i..j]);
+                        i = j;
+                    }
+                    continue;
+                }
+                for (ts, value) in columns.into_values() {
+                    if (query.from..query.until).contains(&ts) {
+                        add(ts, &value)?;
+                    }
+                }
+            }
+            other => {
+                for p in other.points(query)? {
+                    add(p.ts, &p.value)?;
+                }
+            }
         }
     }
-    Ok(accs.into_iter().map(|(ts, acc)| Row { ts, cells: acc.cells(&query.aggregates) }).collect())
+    rows.finish()
 }
 
-/// The bucket starting at `start`: the last one, or a new one after it.
-fn bucket(accs: &mut Vec<(i64, Acc)>, start: i64, quantiles: bool) -> &mut Acc {
-    if accs.last().is_none_or(|(s, _)| *s != start) {
-        accs.push((start, Acc::new(quantiles)));
+/// Exact quantiles keep a bucket's numbers in memory (8 bytes each): a bucket holding more is
+/// refused, as [`QueryError::Invalid`] (narrow the range or use smaller buckets).
+pub const MAX_QUANTILE_POINTS: usize = 10_000_000;
+
+/// The rows made so far and the open bucket. Pieces come in timestamp order and do not overlap,
+/// so a bucket once left is complete: its row is made then, and its numbers freed.
+struct Rows<'q> {
+    aggregates: &'q [Aggregate],
+    quantiles: bool,
+    limit: usize,
+    done: Vec<Row>,
+    open: Option<(i64, Acc)>,
+}
+
+impl<'q> Rows<'q> {
+    fn new(aggregates: &'q [Aggregate], limit: usize) -> Rows<'q> {
+        let quantiles = aggregates.iter().any(|a| matches!(a, Aggregate::Median | Aggregate::Percentile(_)));
+        Rows { aggregates, quantiles, limit, done: Vec::new(), open: None }
     }
-    &mut accs.last_mut().expect("just pushed").1
+
+    /// The bucket starting at `start`: the open one, or a new one after it.
+    fn bucket(&mut self, start: i64) -> Result<&mut Acc, QueryError> {
+        if self.open.as_ref().is_none_or(|(s, _)| *s != start) {
+            self.close()?;
+            self.open = Some((start, Acc::new(self.quantiles)));
+        }
+        let kept = self.open.as_ref().map_or(0, |(_, acc)| acc.kept());
+        self.check(kept)?;
+        Ok(&mut self.open.as_mut().expect("just opened").1)
+    }
+
+    fn check(&self, kept: usize) -> Result<(), QueryError> {
+        if kept > self.limit {
+            return Err(QueryError::Invalid(format!(
+                "an exact quantile over more than {} points in one bucket; narrow the range or use smaller buckets",
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), QueryError> {
+        if let Some((ts, acc)) = self.open.take() {
+            self.check(acc.kept())?;
+            self.done.push(Row { ts, cells: acc.cells(self.aggregates) });
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<Row>, QueryError> {
+        self.close()?;
+        Ok(self.done)
+    }
 }
 
 /// A block that overlaps no other (with its span), or the merged points of blocks that overlap.
@@ -296,4 +403,31 @@ fn merge(blocks: impl Iterator<Item = Block>) -> Result<Vec<Point>, QueryError> 
         k = end;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_buckets_are_capped_and_closed_buckets_freed() {
+        let aggregates = [Aggregate::Median];
+        let mut rows = Rows::new(&aggregates, 3);
+        for ts in 0..3 {
+            rows.bucket(0).unwrap().add(ts, &crate::Value::Number(1.0));
+        }
+        // A new bucket closes the full one: allowed, it holds exactly the limit.
+        rows.bucket(10).unwrap().add(10, &crate::Value::Number(2.0));
+        assert_eq!(rows.done.len(), 1);
+        for ts in 11..14 {
+            rows.bucket(10).unwrap().add(ts, &crate::Value::Number(2.0));
+        }
+        assert!(matches!(rows.finish(), Err(QueryError::Invalid(_))));
+        // Without quantiles nothing is kept, so nothing is capped.
+        let mut rows = Rows::new(&[Aggregate::Mean], 3);
+        for ts in 0..10 {
+            rows.bucket(0).unwrap().add(ts, &crate::Value::Number(1.0));
+        }
+        assert_eq!(rows.finish().unwrap().len(), 1);
+    }
 }

@@ -298,6 +298,12 @@ fn auto_grouping_and_large_offsets() {
     assert!(rows.iter().all(|r| r.ts % 30_000 == 0));
     check(&spec, &query(base, base + 7_200_000, &ALL, Grouping::Every { ms: 30_000 }));
     check(&spec, &query(base, base + 7_200_000, &ALL, Grouping::None));
+    // The same points raw, and in chunks that straddle buckets: folded point by point, in batches.
+    let raw = vec![(false, points.clone())];
+    check(&raw, &query(base, base + 7_200_000, &ALL, Grouping::None));
+    check(&raw, &query(base + 1, base + 7_200_000, &ALL, Grouping::Every { ms: 3_600_000 }));
+    let straddling: Vec<(bool, Vec<Point>)> = points.chunks(1500).map(|c| (true, c.to_vec())).collect();
+    check(&straddling, &query(base, base + 7_200_000, &ALL, Grouping::Every { ms: 1_800_000 }));
 }
 
 #[test]
@@ -351,4 +357,27 @@ fn extreme_timestamps_do_not_overflow() {
     assert_eq!(rows.len(), 2);
     let rows = run(&query(i64::MIN, i64::MAX, &[Aggregate::Count], "1w".parse().unwrap()), blocks_of(&spec)).unwrap();
     assert_eq!(rows.len(), 2);
+    // The first bucket would start before i64::MIN (MIN mod 1000 = 192): it is cut, not merged.
+    let edge = vec![(true, vec![num(i64::MIN, 1.0), num(i64::MIN + 700, 1.0), num(i64::MIN + 900, 1.0)])];
+    let rows = run(&query(i64::MIN, 0, &[Aggregate::Count], Grouping::Every { ms: 1000 }), blocks_of(&edge)).unwrap();
+    let got: Vec<(i64, Cell)> = rows.into_iter().map(|r| (r.ts, r.cells[0].clone())).collect();
+    assert_eq!(got, [(i64::MIN, Cell::Number(2.0)), (i64::MIN + 808, Cell::Number(1.0))]);
+}
+
+#[test]
+fn raw_points_with_a_limit_decode_only_what_they_return() {
+    let good = Chunk::encode(&[num(1, 1.0), num(2, 2.0), num(3, 3.0)]);
+    let mut bytes = Chunk::encode(&[num(10, 10.0), num(11, 11.0)]).as_bytes().to_vec();
+    bytes.push(0); // trailing byte: the header reads, the points do not
+    let broken = Chunk::from_bytes(Bytes::from(bytes)).unwrap();
+    let blocks = || vec![Block::Sealed(good.clone()), Block::Sealed(broken.clone())];
+    let mut q = query(0, 100, &[], Grouping::None);
+    q.limit = Some(2);
+    let rows = run(&q, blocks()).unwrap();
+    assert_eq!(rows.iter().map(|r| r.ts).collect::<Vec<_>>(), [1, 2]);
+    q.order = Order::Desc;
+    assert!(matches!(run(&q, blocks()), Err(QueryError::Chunk(_))));
+    q.until = 10;
+    let rows = run(&q, blocks()).unwrap();
+    assert_eq!(rows.iter().map(|r| r.ts).collect::<Vec<_>>(), [3, 2]);
 }

@@ -151,6 +151,7 @@ impl<'a> BitReader<'a> {
         self.buf.len() * 8 - self.pos
     }
 
+    #[inline]
     pub(crate) fn read(&mut self, width: u32) -> Result<u64, ChunkError> {
         if width == 0 {
             return Ok(0);
@@ -160,21 +161,22 @@ impl<'a> BitReader<'a> {
         }
         let first = self.pos / 8;
         let shift = (self.pos % 8) as u32;
-        let acc = match self.buf.get(first..first + 16) {
-            // Away from the end: one 16-byte load covers any 64 bits at any shift.
-            Some(window) => u128::from_le_bytes(window.try_into().expect("16 bytes")),
-            None => {
-                let last = (self.pos + width as usize - 1) / 8;
-                let mut acc = 0u128;
-                for (i, b) in self.buf[first..=last].iter().enumerate() {
-                    acc |= u128::from(*b) << (8 * i);
-                }
-                acc
-            }
-        };
+        let at = self.pos;
         self.pos += width as usize;
-        let v = (acc >> shift) as u64;
-        Ok(if width == 64 { v } else { v & ((1u64 << width) - 1) })
+        let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+        // Away from the end, one 8-byte load holds any 56 bits at any shift.
+        if width <= 56
+            && let Some(window) = self.buf.get(first..first + 8)
+        {
+            let v = u64::from_le_bytes(window.try_into().expect("8 bytes"));
+            return Ok((v >> shift) & mask);
+        }
+        let last = (at + width as usize - 1) / 8;
+        let mut acc = 0u128;
+        for (i, b) in self.buf[first..=last].iter().enumerate() {
+            acc |= u128::from(*b) << (8 * i);
+        }
+        Ok(((acc >> shift) as u64) & mask)
     }
 }
 

@@ -1,8 +1,12 @@
 //! Integer sequences (timestamps, scaled decimals, dictionary indexes): delta-transformed
 //! `order` times (0–2), the first `order` terms written as zigzag varints ("seeds"), the
-//! residuals zigzagged and bit-packed in blocks of [`BLOCK`] values, each block at the width of
-//! its largest residual (a 7-bit width, then the values). A block of zero residuals — a regular
-//! interval under order 2, an unchanged value under order 1 — costs 7 bits for 64 values.
+//! residuals zigzagged and bit-packed in blocks of [`BLOCK`] values, each block whichever is
+//! smaller of
+//! - dense: a 7-bit code `w` (0–64), then every residual in `w` bits; a block of zero residuals
+//!   (a regular interval under order 2, an unchanged value under order 1) costs 7 bits;
+//! - sparse: a 7-bit code `65 + w` (`w` ≤ 62), a 6-bit count − 1 of non-zero residuals, then per
+//!   non-zero residual its 6-bit position in the block and its `w` bits (a value that changes
+//!   now and then).
 //!
 //! Layout: `u8 order`, `order.min(n)` seed varints, then the bit stream (byte-padded at its end).
 //! All arithmetic wraps, so any `i64` sequence round-trips exactly.
@@ -29,16 +33,33 @@ fn width(v: u64) -> u32 {
     64 - v.leading_zeros()
 }
 
+const SPARSE: u32 = 65;
+const POSITION_BITS: u32 = 6;
+
+/// How a block is written: dense at a width, or sparse with a width and its non-zero count.
+#[derive(Clone, Copy)]
+enum Plan {
+    Dense(u32),
+    Sparse(u32, usize),
+}
+
+/// The cheaper plan for `block` and its size in bits.
+fn plan(block: &[i64]) -> (Plan, u64) {
+    let w = width(block.iter().map(|v| zigzag(*v)).fold(0, u64::max));
+    let dense = u64::from(WIDTH_BITS) + block.len() as u64 * u64::from(w);
+    let nonzero = block.iter().filter(|v| **v != 0).count();
+    let sparse = u64::from(WIDTH_BITS + POSITION_BITS) + nonzero as u64 * u64::from(POSITION_BITS + w);
+    if nonzero > 0 && w + SPARSE <= 127 && sparse < dense {
+        (Plan::Sparse(w, nonzero), sparse)
+    } else {
+        (Plan::Dense(w), dense)
+    }
+}
+
 /// Bits the residuals of `t` (after `order` seeds) take when packed.
 fn packed_bits(t: &[i64], order: u8) -> u64 {
     let skip = usize::from(order).min(t.len());
-    t[skip..]
-        .chunks(BLOCK)
-        .map(|block| {
-            let max = block.iter().map(|v| zigzag(*v)).fold(0, u64::max);
-            u64::from(WIDTH_BITS) + block.len() as u64 * u64::from(width(max))
-        })
-        .sum()
+    t[skip..].chunks(BLOCK).map(|block| plan(block).1).sum()
 }
 
 /// Encodes `seq` with whichever of `orders` packs smallest.
@@ -55,10 +76,21 @@ pub(crate) fn encode(seq: &[i64], orders: &[u8], out: &mut Vec<u8>) {
     }
     let mut bits = BitWriter::default();
     for block in t[skip..].chunks(BLOCK) {
-        let w = width(block.iter().map(|v| zigzag(*v)).fold(0, u64::max));
-        bits.write(u64::from(w), WIDTH_BITS);
-        for v in block {
-            bits.write(zigzag(*v), w);
+        match plan(block).0 {
+            Plan::Dense(w) => {
+                bits.write(u64::from(w), WIDTH_BITS);
+                for v in block {
+                    bits.write(zigzag(*v), w);
+                }
+            }
+            Plan::Sparse(w, nonzero) => {
+                bits.write(u64::from(SPARSE + w), WIDTH_BITS);
+                bits.write(nonzero as u64 - 1, POSITION_BITS);
+                for (i, v) in block.iter().enumerate().filter(|(_, v)| **v != 0) {
+                    bits.write(i as u64, POSITION_BITS);
+                    bits.write(zigzag(*v), w);
+                }
+            }
         }
     }
     out.extend_from_slice(&bits.finish());
@@ -77,16 +109,35 @@ pub(crate) fn decode(r: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, ChunkErro
     }
     let mut bits = BitReader::new(r.rest());
     while t.len() < n {
-        let w = bits.read(WIDTH_BITS)? as u32;
-        if w > 64 {
-            return Err(corrupt("block width over 64 bits"));
-        }
+        let code = bits.read(WIDTH_BITS)? as u32;
         let len = BLOCK.min(n - t.len());
-        if (w as usize) * len > bits.bits_left() {
-            return Err(corrupt("bit stream truncated"));
-        }
-        for _ in 0..len {
-            t.push(unzigzag(bits.read(w)?));
+        if code < SPARSE {
+            let w = code;
+            if w > 64 {
+                return Err(corrupt("block width over 64 bits"));
+            }
+            if (w as usize) * len > bits.bits_left() {
+                return Err(corrupt("bit stream truncated"));
+            }
+            if w == 0 {
+                t.resize(t.len() + len, 0);
+            } else {
+                for _ in 0..len {
+                    t.push(unzigzag(bits.read(w)?));
+                }
+            }
+        } else {
+            let w = code - SPARSE;
+            let nonzero = bits.read(POSITION_BITS)? as usize + 1;
+            let start = t.len();
+            t.resize(start + len, 0);
+            for _ in 0..nonzero {
+                let at = bits.read(POSITION_BITS)? as usize;
+                if at >= len {
+                    return Err(corrupt("sparse position past the block"));
+                }
+                t[start + at] = unzigzag(bits.read(w)?);
+            }
         }
     }
     let used = bits.bytes_used();
@@ -122,6 +173,23 @@ mod tests {
     }
 
     #[test]
+    fn sparse_blocks_round_trip_and_pay_off() {
+        // A value that steps now and then: order 1 leaves a few non-zero residuals per block.
+        let steps: Vec<i64> = (0..3600).map(|i| 215 + (i / 97) % 3 - (i / 301) % 2).collect();
+        let len = round_trip(&steps);
+        assert!(len < 200, "{len} bytes for 3600 mostly unchanged values");
+        // Every count of non-zero residuals in a block, at several widths, at any position.
+        for nonzero in 0..=64usize {
+            for big in [1i64, -3, 1 << 40, i64::MIN] {
+                let seq: Vec<i64> = (0..64).map(|i| if (i * 7) % 64 < nonzero { big } else { 0 }).collect();
+                let mut out = Vec::new();
+                encode(&seq, &[0], &mut out);
+                assert_eq!(decode(&mut Reader::new(&out), 64).unwrap(), seq);
+            }
+        }
+    }
+
+    #[test]
     fn extremes_round_trip() {
         round_trip(&[]);
         round_trip(&[i64::MIN]);
@@ -139,5 +207,13 @@ mod tests {
         }
         assert!(decode(&mut Reader::new(&[3]), 1).is_err());
         assert!(decode(&mut Reader::new(&[0, 0x7f]), 1).is_err());
+        // Sparse, width 0, one non-zero residual at position 63 of a 2-value block.
+        let mut w = BitWriter::default();
+        w.write(u64::from(SPARSE), WIDTH_BITS);
+        w.write(0, POSITION_BITS);
+        w.write(63, POSITION_BITS);
+        let mut bytes = vec![0];
+        bytes.extend(w.finish());
+        assert!(decode(&mut Reader::new(&bytes), 2).is_err());
     }
 }

@@ -6,10 +6,13 @@
 //! - Numbers: `u8` 0 = decimal: `u8 k` (0–9), then the integers `v·10^k` as an integer sequence
 //!   ([`super::ints`], order 0, 1 or 2, whichever packs smallest); chosen when every value `v`
 //!   comes back bit-exact as `(round(v·10^k) as i64) as f64 / 10^k` with `|v·10^k| ≤ 2^53`.
-//!   `u8` 1 = XOR: Gorilla-style (first value in 64 bits; then per value `0` when equal to the
-//!   previous, `10` + the meaningful bits when they fit the previous window, `11` + 5-bit leading
-//!   zeros + 6-bit length − 1 + the bits otherwise). NaN payloads, ±inf and -0.0 only ever
-//!   take the XOR path, so they round-trip bit for bit.
+//!   Otherwise the smaller of two lossless codings. `u8` 1 = XOR: Gorilla-style (first value
+//!   in 64 bits; then per value `0` when equal to the previous, `10` + the meaningful bits when
+//!   they fit the previous window, `11` + 5-bit leading zeros + 6-bit length − 1 + the bits
+//!   otherwise). `u8` 2 = split, for noise that fills the
+//!   mantissa: the signs and the 11-bit exponents as two integer sequences, then each 52-bit
+//!   mantissa as is. NaN payloads, ±inf and -0.0 never take the decimal path, so they
+//!   round-trip bit for bit.
 //! - Text: a dictionary (varint count, then varint length + UTF-8 bytes per distinct string, in
 //!   order of first use), then each text point's dictionary index as an integer sequence.
 
@@ -25,6 +28,9 @@ const KINDS_TEXT: u8 = 1;
 const KINDS_RUNS: u8 = 2;
 const NUM_DECIMAL: u8 = 0;
 const NUM_XOR: u8 = 1;
+const NUM_SPLIT: u8 = 2;
+const MANTISSA_BITS: u32 = 52;
+const MANTISSA: u64 = (1 << MANTISSA_BITS) - 1;
 const MAX_SCALE: usize = 9;
 const POW10: [f64; MAX_SCALE + 1] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 const MAX_EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
@@ -90,21 +96,21 @@ fn scaled(v: f64, k: usize) -> Option<i64> {
     ((m as f64 / POW10[k]).to_bits() == v.to_bits()).then_some(m)
 }
 
-/// The smallest scale at which every value is an exact decimal, and the scaled integers.
+/// The smallest scale at which every value is an exact decimal, and the scaled integers. One
+/// pass per scale tried: a value that needs a larger scale restarts the pass there.
 fn decimal(values: &[f64]) -> Option<(u8, Vec<i64>)> {
-    let mut k = 0;
-    for &v in values {
-        while scaled(v, k).is_none() {
-            k += 1;
-            if k > MAX_SCALE {
-                return None;
+    let mut ints = Vec::with_capacity(values.len());
+    'scale: for k in 0..=MAX_SCALE {
+        ints.clear();
+        for &v in values {
+            match scaled(v, k) {
+                Some(m) => ints.push(m),
+                None => continue 'scale,
             }
         }
+        return Some((k as u8, ints));
     }
-    (k..=MAX_SCALE).find_map(|k| {
-        let ints: Option<Vec<i64>> = values.iter().map(|&v| scaled(v, k)).collect();
-        ints.map(|ints| (k as u8, ints))
-    })
+    None
 }
 
 pub(crate) fn encode_numbers(values: &[f64], out: &mut Vec<u8>) {
@@ -113,8 +119,14 @@ pub(crate) fn encode_numbers(values: &[f64], out: &mut Vec<u8>) {
         out.push(k);
         ints::encode(&ints, &[0, 1, 2], out);
     } else {
-        out.push(NUM_XOR);
-        out.extend_from_slice(&xor_encode(values));
+        let (xor, split) = (xor_encode(values), split_encode(values));
+        if split.len() < xor.len() {
+            out.push(NUM_SPLIT);
+            out.extend_from_slice(&split);
+        } else {
+            out.push(NUM_XOR);
+            out.extend_from_slice(&xor);
+        }
     }
 }
 
@@ -131,8 +143,44 @@ pub(crate) fn decode_numbers(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, C
             r.skip(bits.bytes_used())?;
             Ok(values)
         }
+        NUM_SPLIT => split_decode(r, n),
         other => Err(ChunkError(format!("unknown number mode {other}"))),
     }
+}
+
+/// Noise with a full mantissa: the signs and the 11-bit exponents as two integer sequences
+/// (constant signs and nearby exponents cost little), then each 52-bit mantissa as it is.
+fn split_encode(values: &[f64]) -> Vec<u8> {
+    let signs: Vec<i64> = values.iter().map(|v| (v.to_bits() >> 63) as i64).collect();
+    let exponents: Vec<i64> = values.iter().map(|v| ((v.to_bits() >> MANTISSA_BITS) & 0x7ff) as i64).collect();
+    let mut out = Vec::new();
+    ints::encode(&signs, &[0], &mut out);
+    ints::encode(&exponents, &[0, 1], &mut out);
+    let mut w = BitWriter::default();
+    for v in values {
+        w.write(v.to_bits() & MANTISSA, MANTISSA_BITS);
+    }
+    out.extend_from_slice(&w.finish());
+    out
+}
+
+fn split_decode(r: &mut Reader<'_>, n: usize) -> Result<Vec<f64>, ChunkError> {
+    let signs = ints::decode(r, n)?;
+    let exponents = ints::decode(r, n)?;
+    let mut bits = BitReader::new(r.rest());
+    if n.saturating_mul(MANTISSA_BITS as usize) > bits.bits_left() {
+        return Err(corrupt("mantissas truncated"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for (sign, exponent) in signs.into_iter().zip(exponents) {
+        if !(0..=1).contains(&sign) || !(0..=0x7ff).contains(&exponent) {
+            return Err(corrupt("sign over 1 bit or exponent over 11 bits"));
+        }
+        let head = (sign as u64) << 11 | exponent as u64;
+        out.push(f64::from_bits(head << MANTISSA_BITS | bits.read(MANTISSA_BITS)?));
+    }
+    r.skip(bits.bytes_used())?;
+    Ok(out)
 }
 
 fn xor_encode(values: &[f64]) -> Vec<u8> {
@@ -287,6 +335,42 @@ mod tests {
         ];
         assert_eq!(numbers_round_trip(&odd)[0], NUM_XOR);
         numbers_round_trip(&[0.1 + 0.2; 3]);
+    }
+
+    #[test]
+    fn full_mantissa_noise_is_split() {
+        // Deterministic noise around a level, every mantissa bit used.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<f64> = (0..3600)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                4.0 + (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+            .collect();
+        let out = numbers_round_trip(&noise);
+        assert_eq!(out[0], NUM_SPLIT);
+        assert!(out.len() < xor_encode(&noise).len());
+        assert!((out.len() as f64 / 3600.0) < 7.0, "{} bytes", out.len());
+        // Both special paths keep every bit, whichever is chosen.
+        let odd = [-0.0, f64::NAN, f64::from_bits(0xfff0_0000_0000_0001), f64::NEG_INFINITY, 5e-324];
+        let mut out = vec![NUM_SPLIT];
+        out.extend(split_encode(&odd));
+        let back = decode_numbers(&mut Reader::new(&out), odd.len()).unwrap();
+        assert_eq!(back.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), odd.map(f64::to_bits));
+        // A sign over 1 bit, or an exponent over 11 bits, is refused.
+        for (sign, exponent) in [(2, 0), (0, 2048), (-1, 0)] {
+            let mut bad = vec![NUM_SPLIT];
+            ints::encode(&[sign], &[0], &mut bad);
+            ints::encode(&[exponent], &[0], &mut bad);
+            bad.extend([0; 7]);
+            assert!(decode_numbers(&mut Reader::new(&bad), 1).is_err());
+        }
+        // Gaussian-like noise around zero: signs flip, exponents wander.
+        let around_zero: Vec<f64> = noise.iter().map(|v| (v - 4.0) * 0.1).collect();
+        let out = numbers_round_trip(&around_zero);
+        assert!((out.len() as f64 / 3600.0) < 7.5, "{} bytes", out.len());
     }
 
     #[test]

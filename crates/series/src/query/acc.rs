@@ -4,8 +4,8 @@
 //! Definitions (what `run` documents): `count` counts every point, text included; `min`, `max`,
 //! `mean`, `sum`, `std`, `median` and `percentile` cover the numbers only and are null when the
 //! bucket has none. `min`/`max` skip NaN. `std` is the sample standard deviation (n − 1; null
-//! under two numbers), from a running mean and M2 (Welford, merged across chunks by Chan's
-//! formula), so large offsets do not cancel. `percentile(p)` is exact over the non-NaN numbers:
+//! under two numbers), from each batch's mean and M2 (two-pass), merged across batches and
+//! chunks by Chan's formula, so large offsets do not cancel. `percentile(p)` is exact over the non-NaN numbers:
 //! linear interpolation between the closest ranks at rank p/100·(n − 1), as numpy's default;
 //! `median` is `percentile(50)`. `first`/`last` are the points with the smallest and largest
 //! timestamp, text or number.
@@ -26,9 +26,15 @@ pub(crate) struct Acc {
     max: f64,
     first: Option<Point>,
     last: Option<Point>,
+    /// Numbers not yet folded into `n`..`max`: folded [`BATCH`] at a time, two-pass, which is
+    /// both faster and more precise than a division per point.
+    pending: Vec<f64>,
     /// The numbers, kept only when a quantile is asked for.
     values: Option<Vec<f64>>,
 }
+
+/// Numbers folded at once.
+const BATCH: usize = 1024;
 
 impl Acc {
     pub(crate) fn new(keep_values: bool) -> Acc {
@@ -42,18 +48,19 @@ impl Acc {
             max: f64::NAN,
             first: None,
             last: None,
+            pending: Vec::new(),
             values: keep_values.then(Vec::new),
         }
     }
 
     /// Adds a point; points arrive in timestamp order.
-    pub(crate) fn add(&mut self, p: &Point) {
+    pub(crate) fn add(&mut self, ts: i64, value: &Value) {
         self.count += 1;
         if self.first.is_none() {
-            self.first = Some(p.clone());
+            self.first = Some(Point { ts, value: value.clone() });
         }
-        self.last = Some(p.clone());
-        if let Value::Number(v) = p.value {
+        self.last = Some(Point { ts, value: value.clone() });
+        if let Value::Number(v) = *value {
             self.add_number(v);
             if let Some(values) = &mut self.values {
                 values.push(v);
@@ -61,14 +68,66 @@ impl Acc {
         }
     }
 
+    /// Adds numeric points, in timestamp order (`ts` and `values` of equal length, not empty).
+    pub(crate) fn add_numbers(&mut self, ts: &[i64], values: &[f64]) {
+        let last = ts.len() - 1;
+        self.count += ts.len() as u64;
+        if self.first.is_none() {
+            self.first = Some(Point { ts: ts[0], value: Value::Number(values[0]) });
+        }
+        self.last = Some(Point { ts: ts[last], value: Value::Number(values[last]) });
+        for batch in values.chunks(BATCH) {
+            self.pending.extend_from_slice(batch);
+            if self.pending.len() >= BATCH {
+                self.flush();
+            }
+        }
+        if let Some(kept) = &mut self.values {
+            kept.extend_from_slice(values);
+        }
+    }
+
     fn add_number(&mut self, v: f64) {
-        self.n += 1;
-        self.sum += v;
-        let delta = v - self.mean;
-        self.mean += delta / self.n as f64;
-        self.m2 += delta * (v - self.mean);
-        self.min = f64::min(self.min, v);
-        self.max = f64::max(self.max, v);
+        self.pending.push(v);
+        if self.pending.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let sum: f64 = self.pending.iter().sum();
+        let mean = sum / self.pending.len() as f64;
+        let m2 = self.pending.iter().map(|v| (v - mean) * (v - mean)).sum();
+        let min = self.pending.iter().copied().fold(f64::NAN, f64::min);
+        let max = self.pending.iter().copied().fold(f64::NAN, f64::max);
+        self.merge(self.pending.len() as u64, sum, m2, min, max);
+        self.pending.clear();
+    }
+
+    /// Folds in `nb` numbers given by their sum, M2, min and max (Chan et al.'s parallel
+    /// variance: no sum of squares, so nothing cancels at large offsets).
+    fn merge(&mut self, nb: u64, sum: f64, m2: f64, min: f64, max: f64) {
+        if nb == 0 {
+            return;
+        }
+        let mean_b = sum / nb as f64;
+        if self.n == 0 {
+            self.mean = mean_b;
+            self.m2 = m2;
+        } else {
+            let (na, nb) = (self.n as f64, nb as f64);
+            let n = na + nb;
+            let delta = mean_b - self.mean;
+            self.m2 += m2 + delta * delta * (na * nb / n);
+            self.mean += delta * (nb / n);
+        }
+        self.n += nb;
+        self.sum += sum;
+        self.min = f64::min(self.min, min);
+        self.max = f64::max(self.max, max);
     }
 
     /// Adds a whole chunk by its summary; `numbers` are its numeric values when quantiles are
@@ -79,30 +138,20 @@ impl Acc {
             self.first = Some(s.first.clone());
         }
         self.last = Some(s.last.clone());
-        if s.numbers > 0 {
-            let (na, nb) = (self.n as f64, s.numbers as f64);
-            let mean_b = s.sum / nb;
-            if self.n == 0 {
-                self.mean = mean_b;
-                self.m2 = s.m2;
-            } else {
-                let n = na + nb;
-                let delta = mean_b - self.mean;
-                self.m2 += s.m2 + delta * delta * (na * nb / n);
-                self.mean += delta * (nb / n);
-            }
-            self.n += s.numbers;
-            self.sum += s.sum;
-            self.min = f64::min(self.min, s.min);
-            self.max = f64::max(self.max, s.max);
-        }
+        self.merge(s.numbers, s.sum, s.m2, s.min, s.max);
         if let (Some(values), Some(numbers)) = (&mut self.values, numbers) {
             values.extend(numbers);
         }
     }
 
+    /// How many numbers are kept for quantiles.
+    pub(crate) fn kept(&self) -> usize {
+        self.values.as_ref().map_or(0, Vec::len)
+    }
+
     /// The cells for `aggregates`, in order.
     pub(crate) fn cells(mut self, aggregates: &[Aggregate]) -> Vec<Cell> {
+        self.flush();
         if let Some(values) = &mut self.values {
             values.retain(|v| !v.is_nan());
         }
