@@ -154,6 +154,8 @@ pub enum Event {
         qos: QoS,
         packet_id: u16,
         reason: u8,
+        /// The problem, sent to a 5.0 client as the acknowledgement's reason string.
+        detail: String,
     },
     /// Data from outside MQTT (HTTP, WebSocket): see [`Broker::ingest`](crate::Broker::ingest).
     Ingest(Box<IngestRequest>),

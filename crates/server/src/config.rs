@@ -196,6 +196,7 @@ struct RawPipeline {
     max_metrics: usize,
     max_metric_name: usize,
     max_message_id: usize,
+    retention: Option<String>,
 }
 
 impl Default for RawPipeline {
@@ -210,6 +211,7 @@ impl Default for RawPipeline {
             max_metrics: p.max_metrics,
             max_metric_name: p.max_metric_name,
             max_message_id: p.max_message_id,
+            retention: None,
         }
     }
 }
@@ -257,6 +259,8 @@ pub struct Settings {
     pub idempotency_window: Duration,
     /// Bytes of an HTTP ingest request body.
     pub max_body: usize,
+    /// Messages and points older than this (by timestamp) are deleted; `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -385,6 +389,11 @@ impl Settings {
         pipeline.validate()?;
         let idempotency_window = switchyard_pipeline::parse_duration(&p.idempotency_window)
             .map_err(|e| anyhow::anyhow!("pipeline.idempotency_window = {:?}: {e}", p.idempotency_window))?;
+        let retention = (p.retention.as_deref())
+            .map(|r| {
+                switchyard_pipeline::parse_duration(r).map_err(|e| anyhow::anyhow!("pipeline.retention = {r:?}: {e}"))
+            })
+            .transpose()?;
         if p.max_body < 1024 {
             bail!("pipeline.max_body must be at least 1024 bytes");
         }
@@ -421,6 +430,7 @@ impl Settings {
             pipeline,
             idempotency_window,
             max_body: raw.pipeline.max_body,
+            retention,
         })
     }
 }
@@ -548,6 +558,7 @@ mod tests {
             ("[pipeline]\nmessage_cache = 0\n", "pipeline.message_cache"),
             ("[pipeline]\nidempotency_window = \"soon\"\n", "pipeline.idempotency_window"),
             ("[pipeline]\nmax_body = 10\n", "pipeline.max_body"),
+            ("[pipeline]\nretention = \"forever\"\n", "pipeline.retention"),
             ("[pipeline]\nmesage_cache = 5\n", "mesage_cache"),
             ("[tls]\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"yes\"\n", "tls.client_auth"),
             ("[tls]\ncert = \"c\"\nkey = \"k\"\nclient_auth = \"required\"\n", "tls.client_ca"),

@@ -73,7 +73,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     let hub = open_hub(&settings, Arc::clone(&store), key_file)?;
     let window_ms = i64::try_from(settings.idempotency_window.as_millis()).unwrap_or(i64::MAX);
-    let data_config = DataConfig { idempotency_window_ms: window_ms, ..DataConfig::default() };
+    let retention_ms = settings.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
+    let data_config = DataConfig { idempotency_window_ms: window_ms, retention_ms, ..DataConfig::default() };
     let data: Arc<dyn DataStore> = Arc::new(
         EmbeddedDataStore::open(&settings.data_dir, data_config)
             .with_context(|| format!("opening the data store in {}", settings.data_dir.display()))?,

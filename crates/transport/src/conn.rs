@@ -517,7 +517,7 @@ impl Connection {
                     return Ok(());
                 }
                 let (qos, packet_id) = (publish.qos, publish.packet_id);
-                return self.to_core(Event::Refused { conn: self.conn, qos, packet_id, reason }).await;
+                return self.to_core(Event::Refused { conn: self.conn, qos, packet_id, reason, detail }).await;
             }
         };
         self.to_core(Event::Publish { conn: self.conn, publish: Box::new(publish), data }).await

@@ -4,27 +4,51 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use switchyard_codec::{Properties, Protocol, QoS, reason};
+use switchyard_codec::{Packet, Properties, Protocol, PubResp, QoS, reason};
 
 use super::Router;
 use crate::message::{ConnId, IngestRequest, Message};
 use crate::outbox::{AckKind, Outgoing};
 
+/// Longest reason string sent with a refusal: one line, well under any packet size limit.
+pub const MAX_REASON_STRING: usize = 200;
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 impl Router {
     /// Acknowledge a refused PUBLISH in order with the other acknowledgements: 5.0 with `code`
     /// (an error ends a QoS 2 exchange at PUBREC); 3.1.1, which has no negative acknowledgement,
-    /// as a success, so the client does not resend for ever (its message is dropped).
-    pub(super) fn refused(&mut self, conn: ConnId, qos: QoS, packet_id: u16, code: u8) {
+    /// as a success, so the client does not resend for ever (its message is dropped). Under 5.0
+    /// a non-empty `detail` goes along as the reason string (cut to [`MAX_REASON_STRING`] bytes).
+    pub(super) fn refused(&mut self, conn: ConnId, qos: QoS, packet_id: u16, code: u8, detail: String) {
         let Some(id) = self.session_of(conn) else { return };
         let session = &self.sessions[&id];
         let Some(outbox) = session.attached.as_ref().map(|a| Arc::clone(&a.outbox)) else { return };
-        let code = if session.protocol == Protocol::V5 { code } else { reason::SUCCESS };
+        let v5 = session.protocol == Protocol::V5;
+        let code = if v5 { code } else { reason::SUCCESS };
         let kind = match qos {
             QoS::AtMostOnce => return,
             QoS::AtLeastOnce => AckKind::PubAck,
             QoS::ExactlyOnce => AckKind::PubRec,
         };
-        self.send(&outbox, Outgoing::Ack(kind, packet_id, code));
+        if !v5 || detail.is_empty() {
+            self.send(&outbox, Outgoing::Ack(kind, packet_id, code));
+            return;
+        }
+        let properties = Properties { reason_string: Some(cut(detail, MAX_REASON_STRING)), ..Properties::default() };
+        let resp = PubResp { packet_id, reason: code, properties };
+        let packet = if kind == AckKind::PubAck { Packet::PubAck(resp) } else { Packet::PubRec(resp) };
+        self.send(&outbox, Outgoing::Control(Box::new(packet)));
     }
 
     /// Route each live message to the namespace's subscribers of its topic (QoS 1, from no

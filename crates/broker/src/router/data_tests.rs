@@ -194,9 +194,24 @@ async fn refused_data_is_acknowledged_with_its_reason_under_5_and_as_a_success_u
     let v5 = connect(&mut r, 1, "t.example", "five", Protocol::V5).await;
     let v311 = connect(&mut r, 2, "t.example", "three", Protocol::V311).await;
     let invalid = reason::PAYLOAD_FORMAT_INVALID;
-    r.handle(Event::Refused { conn: 1, qos: QoS::AtLeastOnce, packet_id: 3, reason: invalid });
-    r.handle(Event::Refused { conn: 1, qos: QoS::ExactlyOnce, packet_id: 4, reason: invalid });
-    r.handle(Event::Refused { conn: 2, qos: QoS::AtLeastOnce, packet_id: 5, reason: invalid });
+    let detail = |d: &str| d.to_string();
+    r.handle(Event::Refused {
+        conn: 1,
+        qos: QoS::AtLeastOnce,
+        packet_id: 3,
+        reason: invalid,
+        detail: detail("x: bad"),
+    });
+    let long = "é".repeat(300);
+    r.handle(Event::Refused { conn: 1, qos: QoS::ExactlyOnce, packet_id: 4, reason: invalid, detail: long });
+    r.handle(Event::Refused { conn: 1, qos: QoS::AtLeastOnce, packet_id: 6, reason: invalid, detail: String::new() });
+    r.handle(Event::Refused {
+        conn: 2,
+        qos: QoS::AtLeastOnce,
+        packet_id: 5,
+        reason: invalid,
+        detail: detail("x: bad"),
+    });
     r.finish_batch().await;
     let mut items = Vec::new();
     v5.drain(&mut items);
@@ -204,11 +219,26 @@ async fn refused_data_is_acknowledged_with_its_reason_under_5_and_as_a_success_u
     let acks: Vec<_> = items
         .into_iter()
         .map(|i| match i {
-            Outgoing::Ack(kind, id, code) => (kind, id, code),
+            Outgoing::Ack(kind, id, code) => (kind, id, code, None),
+            Outgoing::Control(packet) => match *packet {
+                Packet::PubAck(r) => (AckKind::PubAck, r.packet_id, r.reason, r.properties.reason_string),
+                Packet::PubRec(r) => (AckKind::PubRec, r.packet_id, r.reason, r.properties.reason_string),
+                other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(acks, [(AckKind::PubAck, 3, invalid), (AckKind::PubRec, 4, invalid), (AckKind::PubAck, 5, 0)]);
+    let cut = "é".repeat(100); // 200 bytes
+    assert_eq!(
+        acks,
+        [
+            (AckKind::PubAck, 3, invalid, Some("x: bad".to_string())),
+            (AckKind::PubRec, 4, invalid, Some(cut)),
+            (AckKind::PubAck, 6, invalid, None),
+            (AckKind::PubAck, 5, 0, None),
+        ],
+        "5.0: the problem as reason string; 3.1.1: a plain success"
+    );
     let session = r.sessions.values().find(|s| &*s.client_id == "five").unwrap();
     assert!(session.rare.as_ref().is_none_or(|rare| !rare.incoming_qos2.contains(&4)), "the exchange ended");
     assert!(data.stored.lock().unwrap().is_empty());

@@ -257,7 +257,9 @@ impl Router {
         match event {
             Event::Connect(req) => self.connect(*req),
             Event::Publish { conn, publish, data } => self.publish(conn, *publish, data),
-            Event::Refused { conn, qos, packet_id, reason } => self.refused(conn, qos, packet_id, reason),
+            Event::Refused { conn, qos, packet_id, reason, detail } => {
+                self.refused(conn, qos, packet_id, reason, detail);
+            }
             Event::Ingest(request) => self.ingest(*request),
             Event::PubAck { conn, packet_ids } => self.puback(conn, &packet_ids),
             Event::PubRec { conn, packet_id } => self.pubrec(conn, packet_id),

@@ -52,6 +52,16 @@ pub fn series_prefix(resource: &[u8], metric: &str) -> Result<Vec<u8>, StorageEr
     Ok(out)
 }
 
+/// The `tenant ‖ resource` prefix a message, point or series key starts with.
+pub fn resource_of(key: &[u8]) -> Result<&[u8], StorageError> {
+    let mut end = 0;
+    for _ in 0..2 {
+        let len = key.get(end..end + 2).ok_or_else(|| corrupt("key part"))?;
+        end += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+    }
+    key.get(..end).ok_or_else(|| corrupt("key part"))
+}
+
 /// The metric name at the end of a `series` key under `resource`.
 pub fn metric_of(key: &[u8], resource: &[u8]) -> Result<String, StorageError> {
     let rest = key.get(resource.len()..).ok_or_else(|| corrupt("series key"))?;

@@ -1,4 +1,4 @@
-//! Maintenance (expiry, sealing) and dropping a tenant: the work that touches many keys, done in
+//! Maintenance (expiry, retention, sealing) and dropping a tenant: the work that touches many keys, done in
 //! bounded batches so that writes interleave with it.
 
 use std::collections::BTreeSet;
@@ -15,11 +15,14 @@ const BATCH_KEYS: usize = 10_000;
 impl EmbeddedDataStore {
     pub(super) fn run_maintenance(&self, now: i64) -> Result<(), StorageError> {
         while self.expire_some(now)? {}
+        self.apply_retention(now)?;
         let due: Vec<Vec<u8>> = {
             let state = self.lock();
             let old = now.saturating_sub(SEAL_AGE_MS);
             (state.heads.iter())
-                .filter(|(_, head)| head.count >= SEAL_POINTS || (head.count > 0 && head.oldest <= old))
+                .filter(|(_, head)| {
+                    head.count >= SEAL_POINTS || (head.count > 0 && (head.oldest <= old || head.expires <= now))
+                })
                 .map(|(resource, _)| resource.clone())
                 .collect()
         };

@@ -42,7 +42,7 @@ impl EmbeddedDataStore {
         let mut written = Vec::with_capacity(batch.len());
         let mut ids = HashSet::new();
         let mut pending: BTreeMap<Vec<u8>, Pending> = BTreeMap::new();
-        let mut heads: Vec<(Vec<u8>, i64)> = Vec::new();
+        let mut heads: Vec<(Vec<u8>, i64, i64)> = Vec::new();
         let mut new_series = HashSet::new();
         let mut seq = state.seq;
         for ingest in batch {
@@ -71,7 +71,7 @@ impl EmbeddedDataStore {
                     }
                 }
                 writes.insert(&self.head, key.clone(), codec::head_value(ingest.expires_at, &ingest.points)?);
-                heads.push((resource.clone(), ingest.ts));
+                heads.push((resource.clone(), ingest.ts, ingest.expires_at.unwrap_or(NEVER)));
             }
             let key = codec::message_key(&resource, ingest.ts, seq);
             let cache =
@@ -90,10 +90,8 @@ impl EmbeddedDataStore {
         state.seq = seq;
         state.caches.extend(caches);
         state.series.extend(new_series);
-        for (resource, ts) in heads {
-            let head = state.heads.entry(resource).or_insert_with(Head::empty);
-            head.count += 1;
-            head.oldest = head.oldest.min(ts);
+        for (resource, ts, expires) in heads {
+            state.heads.entry(resource).or_insert_with(Head::empty).add(ts, expires);
         }
         Ok(written)
     }
@@ -184,17 +182,21 @@ impl EmbeddedDataStore {
     }
 
     pub(super) fn remove_messages(&self, resource: &ResourceKey, range: TimeRange) -> Result<u64, StorageError> {
-        let prefix = codec::resource_prefix(resource)?;
+        self.remove_messages_under(&codec::resource_prefix(resource)?, range)
+    }
+
+    /// Deletes the messages in `range` of the resource whose key prefix is `prefix`.
+    pub(super) fn remove_messages_under(&self, prefix: &[u8], range: TimeRange) -> Result<u64, StorageError> {
         let mut state = self.lock();
         let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
         let mut removed = 0;
-        for guard in self.messages.range(message_bounds(&prefix, range)) {
+        for guard in self.messages.range(message_bounds(prefix, range)) {
             writes.remove(&self.messages, guard.key().map_err(|e| backend("read messages", e))?);
             removed += 1;
         }
         if removed > 0 {
             writes.commit().map_err(|e| backend("delete messages", e))?;
-            state.caches.remove(&prefix);
+            state.caches.remove(prefix);
         }
         Ok(removed)
     }

@@ -28,7 +28,8 @@
 //!   with the chunks it overlaps and with a last chunk still under [`SEAL_POINTS`] points that it
 //!   follows; so a resource's `head`, which series reads filter by metric, stays bounded by what
 //!   arrives between two maintenance runs plus [`SEAL_POINTS`] messages.
-//! - TTL: expired messages and `head` points are never read, and are dropped by maintenance.
+//! - TTL: expired messages and `head` points are never read, and are dropped by the first
+//!   maintenance at or after their expiry (a head holding an expired point is sealed then).
 //!   A chunk keeps the latest expiry of its points (points without TTL count as never): it is
 //!   read until then and dropped at it, so a sealed point with a TTL can be served until the
 //!   newest point of its chunk expires (the trait allows it; head points past their TTL are not
@@ -43,6 +44,7 @@
 mod codec;
 mod maintain;
 mod messages;
+mod retention;
 mod series;
 
 use std::collections::{HashMap, HashSet};
@@ -75,6 +77,9 @@ pub struct DataConfig {
     pub cache_bytes: u64,
     /// Journal kept before the oldest writes are flushed to tables, bytes.
     pub journal_bytes: u64,
+    /// Messages and points older than this (by their timestamp) are deleted by maintenance
+    /// (see the `retention` module); `None` keeps them until their TTL, if any.
+    pub retention_ms: Option<i64>,
 }
 
 impl Default for DataConfig {
@@ -83,6 +88,7 @@ impl Default for DataConfig {
             idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS,
             cache_bytes: 32 * 1024 * 1024,
             journal_bytes: 64 * 1024 * 1024,
+            retention_ms: None,
         }
     }
 }
@@ -98,6 +104,7 @@ pub struct EmbeddedDataStore {
     expiry: Keyspace,
     meta: Keyspace,
     window_ms: i64,
+    retention_ms: Option<i64>,
     state: Mutex<State>,
 }
 
@@ -111,6 +118,8 @@ struct State {
     heads: HashMap<Vec<u8>, Head>,
     /// Every series stored (its key in `series`).
     series: HashSet<Vec<u8>>,
+    /// The retention cut-off last applied.
+    retained_until: Option<i64>,
 }
 
 /// A resource's message cache.
@@ -125,11 +134,20 @@ struct Head {
     /// Messages with points in the head.
     count: u64,
     oldest: i64,
+    /// The earliest expiry of its points ([`codec::NEVER`] if none has a TTL).
+    expires: i64,
 }
 
 impl Head {
     fn empty() -> Self {
-        Head { count: 0, oldest: i64::MAX }
+        Head { count: 0, oldest: i64::MAX, expires: codec::NEVER }
+    }
+
+    /// Counts a message whose points, at `ts`, expire at `expires`.
+    fn add(&mut self, ts: i64, expires: i64) {
+        self.count += 1;
+        self.oldest = self.oldest.min(ts);
+        self.expires = self.expires.min(expires);
     }
 }
 
@@ -154,6 +172,7 @@ impl EmbeddedDataStore {
             expiry: keyspace("expiry")?,
             meta: keyspace("meta")?,
             window_ms: config.idempotency_window_ms,
+            retention_ms: config.retention_ms,
             state: Mutex::default(),
             db,
         };
@@ -173,12 +192,11 @@ impl EmbeddedDataStore {
             state.series.insert(key.to_vec());
         }
         for guard in self.head.iter() {
-            let key = guard.key().map_err(|e| backend("read head", e))?;
+            let (key, value) = guard.into_inner().map_err(|e| backend("read head", e))?;
             let resource = &key[..key.len().checked_sub(16).ok_or_else(|| codec::corrupt("head key"))?];
             let ts = codec::ts_at(&key, resource.len())?;
             let head = state.heads.entry(resource.to_vec()).or_insert_with(Head::empty);
-            head.count += 1;
-            head.oldest = head.oldest.min(ts);
+            head.add(ts, codec::expiry_of(&value)?);
         }
         Ok(())
     }

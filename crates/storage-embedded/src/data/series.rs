@@ -176,7 +176,18 @@ impl EmbeddedDataStore {
         range: TimeRange,
         metrics: Option<&[String]>,
     ) -> Result<u64, StorageError> {
-        let prefix = codec::resource_prefix(resource)?;
+        self.remove_points_under(&codec::resource_prefix(resource)?, range, metrics)
+    }
+
+    /// Deletes the points in `range` of the named metrics (all when `None`) of the resource whose
+    /// key prefix is `prefix`, in one durable batch.
+    pub(super) fn remove_points_under(
+        &self,
+        prefix: &[u8],
+        range: TimeRange,
+        metrics: Option<&[String]>,
+    ) -> Result<u64, StorageError> {
+        let prefix = prefix.to_vec();
         let mut state = self.lock();
         let names: Vec<String> = match metrics {
             Some(names) => names.to_vec(),

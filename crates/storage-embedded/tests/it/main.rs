@@ -3,6 +3,7 @@
 //! single-file layout).
 
 mod data;
+mod lifecycle;
 
 use bytes::Bytes;
 use redb::TableDefinition;
