@@ -13,6 +13,26 @@ use crate::outbox::{AckKind, Outgoing};
 /// Longest reason string sent with a refusal: one line, well under any packet size limit.
 pub const MAX_REASON_STRING: usize = 200;
 
+/// `detail` as a reason string: the code points MQTT 5.0 lets a receiver refuse (controls,
+/// non-characters; the text may quote the client's payload) written as escapes, then cut to at
+/// most `max` bytes on a character boundary.
+fn reason_string(detail: &str, max: usize) -> String {
+    let refused =
+        |c: char| c.is_control() || matches!(u32::from(c), 0xfdd0..=0xfdef) || (u32::from(c) & 0xfffe) == 0xfffe;
+    let mut text = String::with_capacity(detail.len().min(max));
+    for c in detail.chars() {
+        if refused(c) {
+            text.extend(c.escape_default());
+        } else {
+            text.push(c);
+        }
+        if text.len() > max {
+            break;
+        }
+    }
+    cut(text, max)
+}
+
 /// `text` cut to at most `max` bytes, on a character boundary.
 fn cut(mut text: String, max: usize) -> String {
     if text.len() > max {
@@ -29,7 +49,8 @@ impl Router {
     /// Acknowledge a refused PUBLISH in order with the other acknowledgements: 5.0 with `code`
     /// (an error ends a QoS 2 exchange at PUBREC); 3.1.1, which has no negative acknowledgement,
     /// as a success, so the client does not resend for ever (its message is dropped). Under 5.0
-    /// a non-empty `detail` goes along as the reason string (cut to [`MAX_REASON_STRING`] bytes).
+    /// a non-empty `detail` goes along as the reason string (escaped where MQTT forbids a code
+    /// point, cut to [`MAX_REASON_STRING`] bytes).
     pub(super) fn refused(&mut self, conn: ConnId, qos: QoS, packet_id: u16, code: u8, detail: String) {
         let Some(id) = self.session_of(conn) else { return };
         let session = &self.sessions[&id];
@@ -45,7 +66,8 @@ impl Router {
             self.send(&outbox, Outgoing::Ack(kind, packet_id, code));
             return;
         }
-        let properties = Properties { reason_string: Some(cut(detail, MAX_REASON_STRING)), ..Properties::default() };
+        let properties =
+            Properties { reason_string: Some(reason_string(&detail, MAX_REASON_STRING)), ..Properties::default() };
         let resp = PubResp { packet_id, reason: code, properties };
         let packet = if kind == AckKind::PubAck { Packet::PubAck(resp) } else { Packet::PubRec(resp) };
         self.send(&outbox, Outgoing::Control(Box::new(packet)));

@@ -200,7 +200,7 @@ async fn refused_data_is_acknowledged_with_its_reason_under_5_and_as_a_success_u
         qos: QoS::AtLeastOnce,
         packet_id: 3,
         reason: invalid,
-        detail: detail("x: bad"),
+        detail: detail("x: bad\n\u{1}\u{fffe}"),
     });
     let long = "é".repeat(300);
     r.handle(Event::Refused { conn: 1, qos: QoS::ExactlyOnce, packet_id: 4, reason: invalid, detail: long });
@@ -232,12 +232,12 @@ async fn refused_data_is_acknowledged_with_its_reason_under_5_and_as_a_success_u
     assert_eq!(
         acks,
         [
-            (AckKind::PubAck, 3, invalid, Some("x: bad".to_string())),
+            (AckKind::PubAck, 3, invalid, Some("x: bad\\n\\u{1}\\u{fffe}".to_string())),
             (AckKind::PubRec, 4, invalid, Some(cut)),
             (AckKind::PubAck, 6, invalid, None),
             (AckKind::PubAck, 5, 0, None),
         ],
-        "5.0: the problem as reason string; 3.1.1: a plain success"
+        "5.0: the problem as reason string, with what MQTT forbids in one escaped; 3.1.1: a plain success"
     );
     let session = r.sessions.values().find(|s| &*s.client_id == "five").unwrap();
     assert!(session.rare.as_ref().is_none_or(|rare| !rare.incoming_qos2.contains(&4)), "the exchange ended");
