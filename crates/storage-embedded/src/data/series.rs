@@ -73,9 +73,18 @@ impl EmbeddedDataStore {
     }
 
     /// The head entries of `resource` in `range`, oldest first: key, timestamp, and the value
-    /// to decode with [`codec::decode_head`].
-    fn head_in(&self, resource: &[u8], range: TimeRange) -> Result<Vec<(Slice, i64, Slice)>, StorageError> {
+    /// to decode with [`codec::decode_head`]. `floor` is [`head_floor`]: no live entry is
+    /// older, so the scan starts there (and none happens for an empty head) instead of walking
+    /// the deletions that sealing left in the table until compaction removes them.
+    fn head_in(
+        &self,
+        resource: &[u8],
+        range: TimeRange,
+        floor: Option<i64>,
+    ) -> Result<Vec<(Slice, i64, Slice)>, StorageError> {
         let mut out = Vec::new();
+        let Some(floor) = floor else { return Ok(out) };
+        let range = TimeRange { from: Some(range.from.map_or(floor, |from| from.max(floor))), until: range.until };
         for guard in self.head.range(point_bounds(resource, range)) {
             let (key, value) = guard.into_inner().map_err(|e| backend("read points", e))?;
             let ts = codec::ts_at(&key, resource.len())?;
@@ -93,7 +102,8 @@ impl EmbeddedDataStore {
         now: i64,
     ) -> Result<Vec<Point>, StorageError> {
         let mut out: Vec<Point> = Vec::new();
-        for (_, ts, value) in self.head_in(resource, range)? {
+        let floor = head_floor(&self.lock(), resource);
+        for (_, ts, value) in self.head_in(resource, range, floor)? {
             let (expiry, points) = codec::decode_head(&value)?;
             if expiry <= now {
                 continue;
@@ -118,11 +128,13 @@ impl EmbeddedDataStore {
         range: TimeRange,
         now: i64,
     ) -> Result<Vec<Block>, StorageError> {
+        // The head first: a seal running meanwhile moves its points into chunks read after, so
+        // they are read twice (the same values at the same timestamps) rather than missed.
+        let raw = self.head_points(resource, metric, range, now)?;
         let mut blocks: Vec<Block> = (self.chunks_in(series, range)?.into_iter())
             .filter(|stored| stored.expiry > now)
             .map(|stored| Block::Sealed(stored.chunk))
             .collect();
-        let raw = self.head_points(resource, metric, range, now)?;
         if !raw.is_empty() {
             blocks.push(Block::Raw(raw));
         }
@@ -130,7 +142,15 @@ impl EmbeddedDataStore {
     }
 
     /// The newest point of a series not expired at `now` (of a chunk: its last point).
-    fn latest(&self, resource: &[u8], metric: &str, series: &[u8], now: i64) -> Result<Option<Point>, StorageError> {
+    /// `floor` as for [`Self::head_in`].
+    fn latest(
+        &self,
+        resource: &[u8],
+        metric: &str,
+        series: &[u8],
+        now: i64,
+        floor: Option<i64>,
+    ) -> Result<Option<Point>, StorageError> {
         let mut newest = None;
         for guard in self.chunks.prefix(series).rev() {
             let (key, value) = guard.into_inner().map_err(|e| backend("read chunks", e))?;
@@ -140,7 +160,8 @@ impl EmbeddedDataStore {
                 break;
             }
         }
-        for guard in self.head.range(point_bounds(resource, TimeRange::default())).rev() {
+        let Some(floor) = floor else { return Ok(newest) };
+        for guard in self.head.range(point_bounds(resource, TimeRange { from: Some(floor), until: None })).rev() {
             let (key, value) = guard.into_inner().map_err(|e| backend("read points", e))?;
             let (expiry, points) = codec::decode_head(&value)?;
             let Some((_, value)) = points.into_iter().rfind(|(name, _)| *name == metric) else { continue };
@@ -158,10 +179,11 @@ impl EmbeddedDataStore {
     pub(super) fn list_series(&self, resource: &ResourceKey, now: i64) -> Result<Vec<SeriesInfo>, StorageError> {
         let prefix = codec::resource_prefix(resource)?;
         let mut out = Vec::new();
+        let floor = head_floor(&self.lock(), &prefix);
         for guard in self.series.prefix(&prefix) {
             let key = guard.key().map_err(|e| backend("read series", e))?;
             let metric = codec::metric_of(&key, &prefix)?;
-            if let Some(latest) = self.latest(&prefix, &metric, &key, now)? {
+            if let Some(latest) = self.latest(&prefix, &metric, &key, now, floor)? {
                 out.push(SeriesInfo { metric: metric.into(), latest });
             }
         }
@@ -199,7 +221,7 @@ impl EmbeddedDataStore {
         let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
         // A timestamp written twice (or over a sealed point) is one point: counted once.
         let mut in_head: HashMap<String, HashSet<i64>> = HashMap::new();
-        for (key, ts, value) in self.head_in(&prefix, range)? {
+        for (key, ts, value) in self.head_in(&prefix, range, head_floor(&state, &prefix))? {
             let (expiry, points) = codec::decode_head(&value)?;
             let before = points.len();
             let mut kept: Vec<(Arc<str>, Value)> = Vec::with_capacity(before);
@@ -263,7 +285,7 @@ impl EmbeddedDataStore {
             }
             let resource = &series[..codec::resource_len(series)?];
             let metric = codec::metric_of(series, resource)?;
-            if self.latest(resource, &metric, series, i64::MIN)?.is_none() {
+            if self.latest(resource, &metric, series, i64::MIN, head_floor(state, resource))?.is_none() {
                 writes.remove(&self.series, series.to_vec());
                 state.series.remove(series);
             }
@@ -277,7 +299,7 @@ impl EmbeddedDataStore {
         let mut writes = self.db.batch();
         // Per metric: points by timestamp (the later write wins) and their latest expiry.
         let mut by_metric: BTreeMap<String, (BTreeMap<i64, Value>, i64)> = BTreeMap::new();
-        for (key, ts, value) in self.head_in(resource, TimeRange::default())? {
+        for (key, ts, value) in self.head_in(resource, TimeRange::default(), head_floor(state, resource))? {
             writes.remove(&self.head, key);
             let (expiry, points) = codec::decode_head(&value)?;
             if expiry <= now {
@@ -346,4 +368,11 @@ impl EmbeddedDataStore {
         }
         Ok(())
     }
+}
+
+/// Where the live head entries of `resource` start (`None`: it has none), from the in-memory
+/// head state: every entry written since the last seal is counted there with its timestamp, and
+/// a seal moves them all.
+fn head_floor(state: &State, resource: &[u8]) -> Option<i64> {
+    state.heads.get(resource).filter(|head| head.count > 0).map(|head| head.oldest)
 }
