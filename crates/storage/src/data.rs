@@ -6,7 +6,8 @@
 //! block; callers run them off the event loop (the committer thread writes; the HTTP API reads in
 //! `spawn_blocking`). Signatures name no engine type, so a PostgreSQL backend fits behind them.
 //!
-//! INTERFACE — implementations and conformance checks are being written.
+//! [`MemoryDataStore`](crate::MemoryDataStore) is the reference; every backend runs
+//! [`data_store_conformance!`](crate::data_store_conformance).
 
 use std::sync::Arc;
 
