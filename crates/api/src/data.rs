@@ -135,11 +135,11 @@ fn json_response(body: impl Into<Body>) -> Response {
     params(("id" = String, Path, description = "resource id")),
     responses(
         (status = 200, description = "the message, as stored", body = serde_json::Value),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
-        (status = 404, description = "no message stored", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
+        (status = 404, description = "no message stored", body = crate::error::ErrorBody),
     ))]
 pub async fn current(
     caller: DataAuth,
@@ -172,10 +172,10 @@ pub struct MessagesParams {
     params(("id" = String, Path, description = "resource id"), MessagesParams),
     responses(
         (status = 200, description = "messages newest first, as stored", body = Vec<serde_json::Value>),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
     ))]
 pub async fn messages(
     caller: DataAuth,
@@ -214,10 +214,10 @@ pub struct Deleted {
     params(("id" = String, Path, description = "resource id"), DeleteMessagesParams),
     responses(
         (status = 200, body = Deleted),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
     ))]
 pub async fn delete_messages(
     caller: DataAuth,
@@ -251,10 +251,10 @@ pub struct MessagesQuery {
 #[utoipa::path(post, path = "/messages/query", tag = "messages", request_body = MessagesQuery,
     responses(
         (status = 200, description = "`{resource: [message, ...]}`", body = serde_json::Value),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
     ))]
 pub async fn query(
     caller: DataAuth,

@@ -12,6 +12,14 @@ use switchyard_hub::{AuthFailure, HubError};
 use switchyard_series::query::QueryError;
 use switchyard_storage::StorageError;
 
+/// Every error answer's body: `{"error": "...", "details": [...]}` (its schema in the OpenAPI
+/// document; [`ApiError`] renders it).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: String,
+    details: Vec<String>,
+}
+
 /// What went wrong, as the client is told.
 #[derive(Debug)]
 pub enum ApiError {

@@ -69,9 +69,9 @@ pub fn routes(max_body: usize) -> axum::Router<ApiState> {
     request_body(content = serde_json::Value, description = "a JSON object or an array of objects"),
     responses(
         (status = 200, description = "`{\"message\", \"content\": normalized input}`, once stored", body = serde_json::Value),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody),
-        (status = 403, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody),
-        (status = 429, body = crate::openapi::ErrorBody), (status = 503, body = crate::openapi::ErrorBody),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
     ))]
 pub async fn events(
     caller: DataAuth,
@@ -101,9 +101,9 @@ pub async fn events(
     request_body(content = serde_json::Value, description = "a JSON object or an array of objects, each with `resource`"),
     responses(
         (status = 200, description = "`{\"message\", \"content\": normalized input}`, once stored", body = serde_json::Value),
-        (status = 400, body = crate::openapi::ErrorBody), (status = 401, body = crate::openapi::ErrorBody),
-        (status = 403, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody),
-        (status = 429, body = crate::openapi::ErrorBody), (status = 503, body = crate::openapi::ErrorBody),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 413, body = crate::error::ErrorBody),
+        (status = 429, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody),
     ))]
 pub async fn messages(
     caller: DataAuth,

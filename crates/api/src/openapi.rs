@@ -2,18 +2,11 @@
 //! annotations and the request and response types' derived schemas, never written by hand.
 
 use axum::Json;
-use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
+use crate::error::ErrorBody;
 use crate::{data, ingest, series};
-
-/// Every error answer: `{"error": "...", "details": [...]}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    error: String,
-    details: Vec<String>,
-}
 
 /// The document.
 #[derive(OpenApi)]

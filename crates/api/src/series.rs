@@ -136,10 +136,10 @@ fn metric_name(raw: &str) -> Result<Arc<str>, ApiError> {
     params(("id" = String, Path, description = "resource id")),
     responses(
         (status = 200, body = Vec<SeriesEntry>),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
     ))]
 pub async fn list(
     caller: DataAuth,
@@ -165,11 +165,11 @@ pub async fn list(
     params(("id" = String, Path, description = "resource id"), ("metric" = String, Path, description = "metric name")),
     responses(
         (status = 200, body = Latest),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
-        (status = 404, description = "no such series", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
+        (status = 404, description = "no such series", body = crate::error::ErrorBody),
     ))]
 pub async fn latest(
     caller: DataAuth,
@@ -350,10 +350,10 @@ async fn run(state: &ApiState, planned: Vec<Planned>) -> Result<Vec<SeriesAnswer
     params(("id" = String, Path, description = "resource id"), ("metric" = String, Path, description = "metric name"), SeriesParams),
     responses(
         (status = 200, body = SeriesAnswer),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
     ))]
 pub async fn series(
     caller: DataAuth,
@@ -384,10 +384,10 @@ pub async fn series(
 #[utoipa::path(post, path = "/series/query", tag = "series", request_body = SeriesQueries,
     responses(
         (status = 200, body = Vec<SeriesAnswer>),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
     ))]
 pub async fn multi(
     caller: DataAuth,
@@ -445,10 +445,10 @@ pub struct DeletedData {
     params(("id" = String, Path, description = "resource id"), DeleteParams),
     responses(
         (status = 200, body = DeletedData),
-        (status = 400, description = "invalid parameters", body = crate::openapi::ErrorBody),
-        (status = 401, description = "bad or missing credentials", body = crate::openapi::ErrorBody),
-        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::openapi::ErrorBody),
-        (status = 503, description = "storage unavailable", body = crate::openapi::ErrorBody),
+        (status = 400, description = "invalid parameters", body = crate::error::ErrorBody),
+        (status = 401, description = "bad or missing credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "not this caller's resource, or a device deleting", body = crate::error::ErrorBody),
+        (status = 503, description = "storage unavailable", body = crate::error::ErrorBody),
     ))]
 pub async fn delete(
     caller: DataAuth,
