@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use base64::Engine as _;
 use serde_json::{Value as Json, json};
-use switchyard_broker::{Broker, BrokerConfig, DataPath, NoIntake};
+use switchyard_broker::{Broker, BrokerConfig, DataPath, IntakeHook, NoIntake};
 use switchyard_hub::{Hub, HubConfig, Registry, system_clock};
 use switchyard_identity::{Domain, KeyFile, ResourceId};
 use switchyard_storage::data::{DataStore, Ingest, ResourceKey, Value};
@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
-use crate::ApiState;
+use crate::{ApiState, IngestConfig};
 
 /// A fixed instant the test data lives around (2024-12-05T00:00:00Z).
 pub const T0: i64 = 1_733_356_800_000;
@@ -29,6 +29,7 @@ pub const HOUR: i64 = 3_600_000;
 
 pub struct TestApp {
     pub app: axum::Router,
+    pub broker: Broker,
     pub store: Arc<dyn DataStore>,
     /// `Authorization` of tenant A's API key, of tenant B's, and of A's device `sensor-1`.
     pub a: String,
@@ -48,8 +49,14 @@ pub async fn start() -> TestApp {
     start_with(Arc::new(MemoryDataStore::default())).await
 }
 
-/// An app over `store`.
+/// An app over `store`, without a pipeline (data is written to the store directly).
 pub async fn start_with(store: Arc<dyn DataStore>) -> TestApp {
+    start_app(store, Arc::new(NoIntake), IngestConfig::default()).await
+}
+
+/// An app over `store` whose core asks `intake` about every PUBLISH and whose ingest routes
+/// use `ingest`.
+pub async fn start_app(store: Arc<dyn DataStore>, intake: Arc<dyn IntakeHook>, ingest: IngestConfig) -> TestApp {
     let registry = Arc::new(
         Registry::open(Arc::new(MemoryStore::default()), KeyFile::generate().unwrap(), system_clock(), 100).unwrap(),
     );
@@ -63,21 +70,22 @@ pub async fn start_with(store: Arc<dyn DataStore>) -> TestApp {
         .unwrap();
     let hub = Hub::new(registry, HubConfig::default());
     let stop = CancellationToken::new();
-    let data = DataPath { intake: Arc::new(NoIntake), store: store.clone() };
+    let data = DataPath { intake, store: store.clone() };
     let (broker, _router) =
         Broker::start_with_data(BrokerConfig::default(), Arc::new(NullStore), hub.clone(), data, stop.clone()).unwrap();
     let state = ApiState {
-        broker,
+        broker: broker.clone(),
         limits: ListenerLimits { connect_timeout: Duration::from_secs(5), connections: Arc::new(Semaphore::new(10)) },
         shutdown: stop.clone(),
         tasks: TaskTracker::new(),
         hub,
         metrics: None,
-        ingest: crate::IngestConfig::default(),
+        ingest,
     };
     let b = creds.pop().unwrap();
     let a = creds.pop().unwrap();
-    TestApp { app: crate::router(state), store, a, b, device: format!("Bearer {}", device.token), _stop: stop }
+    let device = format!("Bearer {}", device.token);
+    TestApp { app: crate::router(state), broker, store, a, b, device, _stop: stop }
 }
 
 /// A message of `tenant`'s `resource` at `ts` with numeric metrics `points`.

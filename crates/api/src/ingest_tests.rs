@@ -5,78 +5,26 @@
 
 use std::future::poll_fn;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use base64::Engine as _;
 use serde_json::{Value as Json, json};
-use switchyard_broker::{
-    Broker, BrokerConfig, ConnectRequest, DataPath, Event, Namespace, Outbox, Outgoing, Principal,
-};
+use switchyard_broker::{ConnectRequest, Event, Namespace, Outbox, Outgoing, Principal};
 use switchyard_codec::{Connect, Packet, Properties, Protocol, QoS, SubOptions, Subscribe, SubscribeFilter};
-use switchyard_hub::{Hub, HubConfig, Registry, system_clock};
-use switchyard_identity::{Domain, Identity, KeyFile, ResourceId};
+use switchyard_identity::{Domain, Identity};
 use switchyard_pipeline::{Pipeline, PipelineConfig};
-use switchyard_storage::data::{MessageStore, ResourceKey, TimeRange};
-use switchyard_storage::{MemoryDataStore, MemoryStore, NullStore};
-use switchyard_transport::ListenerLimits;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use switchyard_storage::MemoryDataStore;
+use switchyard_storage::data::{ResourceKey, TimeRange};
 use tower::ServiceExt;
 
-use crate::{ApiState, IngestConfig};
+use crate::IngestConfig;
+use crate::data_tests::{A, B, TestApp, start_app};
 
-const A: &str = "a.example";
-const B: &str = "b.example";
-
-struct TestApp {
-    app: axum::Router,
-    broker: Broker,
-    store: Arc<MemoryDataStore>,
-    a: String,
-    b: String,
-    device: String,
-    _stop: CancellationToken,
-}
-
-fn basic(id: &str, secret: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
-}
-
+/// An app with the pipeline (at most 3 messages per request) over a memory data store.
 async fn start(max_body: usize) -> TestApp {
-    let registry = Arc::new(
-        Registry::open(Arc::new(MemoryStore::default()), KeyFile::generate().unwrap(), system_clock(), 100).unwrap(),
-    );
-    let mut creds = Vec::new();
-    for domain in [A, B] {
-        let p = registry.create_tenant(Domain::parse(domain).unwrap()).unwrap();
-        creds.push(basic(p.api_key.id.as_str(), &p.api_secret.expose_base64()));
-    }
-    let device = registry
-        .issue_token(&Domain::parse(A).unwrap(), &ResourceId::parse("sensor-1").unwrap(), Duration::from_secs(600))
-        .unwrap();
-    let hub = Hub::new(registry, HubConfig::default());
-    let stop = CancellationToken::new();
-    let store = Arc::new(MemoryDataStore::default());
     let pipeline = Arc::new(Pipeline::new(PipelineConfig { max_messages_per_request: 3, ..PipelineConfig::default() }));
-    let data = DataPath { intake: pipeline.clone(), store: store.clone() };
-    let (broker, _router) =
-        Broker::start_with_data(BrokerConfig::default(), Arc::new(NullStore), hub.clone(), data, stop.clone()).unwrap();
-    let state = ApiState {
-        broker: broker.clone(),
-        limits: ListenerLimits { connect_timeout: Duration::from_secs(5), connections: Arc::new(Semaphore::new(10)) },
-        shutdown: stop.clone(),
-        tasks: TaskTracker::new(),
-        hub,
-        metrics: None,
-        ingest: IngestConfig { pipeline, max_body },
-    };
-    let b = creds.pop().unwrap();
-    let a = creds.pop().unwrap();
-    let device = format!("Bearer {}", device.token);
-    TestApp { app: crate::router(state), broker, store, a, b, device, _stop: stop }
+    let store = Arc::new(MemoryDataStore::default());
+    start_app(store, pipeline.clone(), IngestConfig { pipeline, max_body }).await
 }
 
 impl TestApp {
