@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from brokers import Mosquitto, Switchyard, make_certs
+from hubkit import basic
 from mqttc import V5, Client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -155,3 +156,16 @@ def fresh_broker(request, make_broker):
 def topic() -> str:
     """A topic prefix no other test uses."""
     return f"it/{uuid.uuid4().hex[:10]}"
+
+
+# For modules that start a tenant broker of their own as a module-scoped `hub` fixture.
+@pytest.fixture(scope="module")
+def tenant(hub) -> dict:
+    """The first tenant of the module's `hub`, as its initial credentials give it."""
+    return hub.credentials()["tenant"]
+
+
+@pytest.fixture(scope="module")
+def app(tenant) -> str:
+    """`Authorization` of the first tenant's application key."""
+    return basic(tenant["api_key"], tenant["api_secret"])

@@ -37,16 +37,6 @@ def hub(broker_kind, certs, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tenant(hub) -> dict:
-    return hub.credentials()["tenant"]
-
-
-@pytest.fixture(scope="module")
-def app(tenant) -> str:
-    return basic(tenant["api_key"], tenant["api_secret"])
-
-
-@pytest.fixture(scope="module")
 def other(hub) -> str:
     """The `Basic` credentials of a second tenant."""
     admin = f"Bearer {hub.credentials()['admin_token']}"

@@ -37,16 +37,6 @@ def hub(broker_kind, certs, tmp_path_factory):
     b.stop()
 
 
-@pytest.fixture(scope="module")
-def tenant(hub) -> dict:
-    return hub.credentials()["tenant"]
-
-
-@pytest.fixture(scope="module")
-def app(tenant) -> str:
-    return basic(tenant["api_key"], tenant["api_secret"])
-
-
 def rid() -> str:
     return f"d-{uuid.uuid4().hex[:8]}"
 
