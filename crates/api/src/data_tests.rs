@@ -102,6 +102,8 @@ pub fn ingest(tenant: &str, resource: &str, ts: i64, points: &[(&str, f64)]) -> 
         expires_at: None,
         keep: 1000,
         points: points.iter().map(|(n, v)| (Arc::from(*n), Value::Number(*v))).collect(),
+        channel: switchyard_storage::data::Channel::Events,
+        forward: true,
     }
 }
 

@@ -136,6 +136,8 @@ pub fn normalize(input: &[u8], ctx: &Context<'_>) -> Result<Normalized, IntakeEr
                 expires_at,
                 keep: ctx.keep,
                 points: one.points,
+                channel: switchyard_storage::data::Channel::Events,
+                forward: ctx.options.forward,
             }),
             Err(problems) => {
                 for (field, problem, too_large) in problems {

@@ -151,6 +151,8 @@ fn main() {
                     expires_at: None,
                     keep: 100,
                     points: names.iter().cloned().zip(values).collect(),
+                    channel: switchyard_storage::data::Channel::Events,
+                    forward: true,
                 }
             })
             .collect();

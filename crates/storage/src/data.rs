@@ -40,8 +40,30 @@ pub struct Ingest {
     /// How many messages the resource's cache keeps (its tenant's setting); a batch is trimmed
     /// to the `keep` of the resource's last message in it.
     pub keep: u32,
-    /// Metrics extracted from the message (SPEC §4.3), at `ts`.
+    /// Metrics extracted from the message (SPEC §4.3), at `ts`; always empty for commands.
     pub points: Vec<(Arc<str>, Value)>,
+    /// Which stream of the resource the message belongs to: its events or its commands history.
+    pub channel: Channel,
+    /// Whether the forwarding sinks get the message (SPEC §6; `forward=false` opts out).
+    pub forward: bool,
+}
+
+/// The two streams of a resource (SPEC §1): what it sends and what it is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Channel {
+    #[default]
+    Events,
+    Commands,
+}
+
+impl Channel {
+    /// The name used in topics, paths and forwarded records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Events => "events",
+            Channel::Commands => "commands",
+        }
+    }
 }
 
 /// Whether [`DataStore::write`] stored a message or recognized it as a repeat of a `messageId`.

@@ -24,7 +24,7 @@ mod data_memory;
 mod memory;
 pub mod registry;
 
-pub use data::{DataStore, Ingest, MessageStore, ResourceKey, SeriesStore};
+pub use data::{Channel, DataStore, Ingest, MessageStore, ResourceKey, SeriesStore};
 pub use data_memory::{DEFAULT_IDEMPOTENCY_WINDOW_MS, MemoryDataStore};
 pub use memory::MemoryStore;
 pub use registry::{RegistryError, RegistryOp, RegistryStore, Table};

@@ -97,6 +97,8 @@ fn record(tenant: &str, body: &'static str, message_id: Option<&str>) -> Ingest 
         expires_at: None,
         keep: 100,
         points: Vec::new(),
+        channel: switchyard_storage::data::Channel::Events,
+        forward: true,
     }
 }
 

@@ -229,6 +229,8 @@ async fn deleting_a_tenant_deletes_its_data_before_answering() {
         expires_at: None,
         keep: 10,
         points: Vec::new(),
+        channel: switchyard_storage::data::Channel::Events,
+        forward: true,
     };
     data.write(&[record(&a), record(&b)], 1_000).unwrap();
     running.hub.delete_tenant(&a).await.unwrap();

@@ -45,6 +45,8 @@ fn ingest(ts: i64, value: f64, expires_at: Option<i64>) -> Ingest {
         expires_at,
         keep: 10,
         points: vec![(Arc::from("x"), Value::Number(value))],
+        channel: switchyard_storage::data::Channel::Events,
+        forward: true,
     }
 }
 
@@ -196,6 +198,8 @@ fn behaves_like_the_reference_store() {
                             expires_at: None,
                             keep: 5 + next(20) as u32,
                             points,
+                            channel: switchyard_storage::data::Channel::Events,
+                            forward: true,
                         }
                     })
                     .collect();

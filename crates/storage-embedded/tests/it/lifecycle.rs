@@ -24,6 +24,8 @@ fn ingest(tenant: &str, ts: i64, metric: &str, expires_at: Option<i64>) -> Inges
         expires_at,
         keep: 100_000,
         points: vec![(Arc::from(metric), Value::Number(ts as f64))],
+        channel: switchyard_storage::data::Channel::Events,
+        forward: true,
     }
 }
 

@@ -107,6 +107,8 @@ fn msg(res: &ResourceKey, ts: i64, points: &[(&str, Value)]) -> Ingest {
         expires_at: None,
         keep: 100,
         points: points.iter().map(|(m, v)| (Arc::from(*m), v.clone())).collect(),
+        channel: crate::data::Channel::Events,
+        forward: true,
     }
 }
 

@@ -32,6 +32,8 @@ impl IntakeHook for Braces {
             expires_at: None,
             keep: 100,
             points: Vec::new(),
+            channel: switchyard_storage::data::Channel::Events,
+            forward: true,
         };
         Intake::Store { payload: normalized, data: vec![record] }
     }
