@@ -48,7 +48,7 @@ struct State {
     items: VecDeque<Outgoing>,
     qos0_bytes: usize,
     /// Control packets (acknowledgements, CONNACK, SUBACK, UNSUBACK) among `items`.
-    answers: usize,
+    answers: u32,
     /// The connection task waiting for this outbox, woken by the next push or flag.
     waker: Option<Waker>,
     /// Set by the keep-alive sweep; taken by [`Outbox::take_silent`].
@@ -96,6 +96,25 @@ impl Outbox {
 
     /// Queue an item. Returns how many QoS 0 publishes were dropped to make room.
     pub fn push(&self, item: Outgoing) -> usize {
+        let (dropped, waker) = self.queue(item);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        dropped
+    }
+
+    /// [`Outbox::push`] without waking the connection: the waker it would have woken, if the
+    /// connection is waiting, is put in `wake` for the caller to wake once it has queued
+    /// everything it has for this connection, so the connection wakes once and writes it all
+    /// together. A connection already woken (its waker taken) puts nothing there.
+    pub fn push_quiet(&self, item: Outgoing, wake: &mut Vec<Waker>) -> usize {
+        let (dropped, waker) = self.queue(item);
+        wake.extend(waker);
+        dropped
+    }
+
+    /// Queue an item; returns the QoS 0 publishes dropped and the waiting connection's waker.
+    fn queue(&self, item: Outgoing) -> (usize, Option<Waker>) {
         let mut dropped = 0;
         let waker = {
             let mut state = self.lock();
@@ -113,11 +132,11 @@ impl Outbox {
                 if state.qos0_bytes > self.qos0_budget as usize {
                     // The new message alone is over budget: it is the one dropped.
                     state.qos0_bytes -= d.message.cost();
-                    return dropped + 1;
+                    return (dropped + 1, None);
                 }
             }
             if matches!(item, Outgoing::Ack(..) | Outgoing::Control(_)) {
-                state.answers += 1;
+                state.answers = state.answers.saturating_add(1);
             }
             if state.items.capacity() == 0 {
                 // A first item gets room for one: an idle connection keeps only its CONNACK's.
@@ -126,10 +145,7 @@ impl Outbox {
             state.items.push_back(item);
             state.waker.take()
         };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        dropped
+        (dropped, waker)
     }
 
     /// Count an item held back until its batch is durable; it arrives by [`Outbox::push_held`].
@@ -173,7 +189,7 @@ impl Outbox {
 
     /// Control packets waiting (acknowledgements, CONNACK, SUBACK, UNSUBACK).
     pub fn answers(&self) -> usize {
-        self.lock().answers
+        self.lock().answers as usize
     }
 
     /// True when nothing is waiting.
@@ -343,6 +359,22 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_push_leaves_the_single_wake_up_to_the_caller() {
+        let outbox = Outbox::new(1000);
+        let (count, waker) = counting();
+        let mut cx = Context::from_waker(&waker);
+        assert!(outbox.poll_ready(&mut cx, true).is_pending());
+        let mut wake = Vec::new();
+        outbox.push_quiet(delivery(QoS::AtLeastOnce, 10), &mut wake);
+        outbox.push_quiet(delivery(QoS::AtLeastOnce, 10), &mut wake);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "nothing woken while the caller queues");
+        assert_eq!(wake.len(), 1, "one wake-up for both items");
+        wake.drain(..).for_each(Waker::wake);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(outbox.poll_ready(&mut cx, true).is_ready());
+    }
+
+    #[test]
     fn a_silent_client_is_flagged_and_a_late_packet_clears_the_flag() {
         let outbox = Outbox::new(1000);
         let (count, waker) = counting();
@@ -389,6 +421,12 @@ mod tests {
         assert_eq!(outbox.answers(), 2, "publishes and closes are not answers");
         outbox.drain(&mut Vec::new());
         assert_eq!(outbox.answers(), 0);
+    }
+
+    #[test]
+    fn an_outbox_stays_small() {
+        // Every connection keeps one: with its reference counts it fits a 112-byte heap chunk.
+        assert!(size_of::<Outbox>() <= 88, "{}", size_of::<Outbox>());
     }
 
     #[test]

@@ -91,18 +91,15 @@ pub fn decode_held(seq: u64, record: &Bytes) -> Result<Held, RecordError> {
         expires_at_ms: (expires != 0).then_some(expires),
         properties,
     };
-    Ok(Held {
-        delivery: Delivery {
-            message: Arc::new(message),
-            qos,
-            retain,
-            dup: flow != Flow::Queued,
-            packet_id: if flow == Flow::Queued { 0 } else { packet_id },
-            subscription_ids,
-        },
-        flow,
-        seq: Some(seq),
-    })
+    let delivery = Delivery {
+        message: Arc::new(message),
+        qos,
+        retain,
+        dup: flow != Flow::Queued,
+        packet_id: if flow == Flow::Queued { 0 } else { packet_id },
+        subscription_ids,
+    };
+    Ok(Held { seq: Some(seq), ..Held::new(delivery, flow) })
 }
 
 /// Encode a retained message.
@@ -115,7 +112,7 @@ pub fn encode_retained(message: &Message) -> Bytes {
         packet_id: 0,
         subscription_ids: Vec::new(),
     };
-    encode_held(&Held { delivery, flow: Flow::Queued, seq: None })
+    encode_held(&Held::new(delivery, Flow::Queued))
 }
 
 /// Decode a retained message.
@@ -145,18 +142,15 @@ mod tests {
             },
         };
         for (flow, packet_id) in [(Flow::Queued, 0), (Flow::Sent, 7), (Flow::Released, 65535)] {
-            let held = Held {
-                delivery: Delivery {
-                    message: Arc::new(message.clone()),
-                    qos: QoS::ExactlyOnce,
-                    retain: false,
-                    dup: flow != Flow::Queued,
-                    packet_id,
-                    subscription_ids: vec![3, 9],
-                },
-                flow,
-                seq: Some(42),
+            let delivery = Delivery {
+                message: Arc::new(message.clone()),
+                qos: QoS::ExactlyOnce,
+                retain: false,
+                dup: flow != Flow::Queued,
+                packet_id,
+                subscription_ids: vec![3, 9],
             };
+            let held = Held { seq: Some(42), ..Held::new(delivery, flow) };
             let back = decode_held(42, &encode_held(&held)).expect("decodes");
             assert_eq!(back.flow, flow);
             assert_eq!(back.seq, Some(42));

@@ -68,8 +68,19 @@ pub enum Flow {
 pub struct Held {
     pub delivery: Delivery,
     pub flow: Flow,
+    /// What the message counts against the session's queue byte budget ([`Message::cost`](crate::Message::cost)),
+    /// computed once: a message deep in a queue is not read again to count it out.
+    pub cost: u32,
     /// Storage key, for a persistent session.
     pub seq: Option<u64>,
+}
+
+impl Held {
+    /// `delivery` in `flow`, not stored yet.
+    pub fn new(delivery: Delivery, flow: Flow) -> Held {
+        let cost = u32::try_from(delivery.message.cost()).unwrap_or(u32::MAX);
+        Held { delivery, flow, cost, seq: None }
+    }
 }
 
 /// Session state owned by the router.
@@ -251,6 +262,30 @@ impl SessionRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_message_keeps_its_cost_within_one_cache_line() {
+        let message = crate::Message {
+            topic: Arc::from("a/b"),
+            payload: bytes::Bytes::from_static(b"12345"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            expires_at_ms: None,
+            properties: switchyard_codec::Properties::default(),
+        };
+        let delivery = Delivery {
+            message: Arc::new(message),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            dup: false,
+            packet_id: 0,
+            subscription_ids: Vec::new(),
+        };
+        let held = Held::new(delivery, Flow::Queued);
+        assert_eq!(held.cost as usize, held.delivery.message.cost());
+        // Sessions queue thousands of these: the cached cost fits in what was padding.
+        assert!(size_of::<Held>() <= 64, "{}", size_of::<Held>());
+    }
 
     #[test]
     fn store_keys_cannot_collide_and_split_back() {

@@ -10,23 +10,27 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use switchyard_broker::{Broker, Escaped, Event, Intake, Outbox, Outgoing, WillAction, now_ms};
 use switchyard_codec::{Disconnect, Packet, Properties, Protocol, Publish, QoS, reason, topic};
 use switchyard_identity::ClientCertificate;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::handshake::{self, Accepted, Refused};
 use crate::inflow::Inflow;
 use puback::{BARE_PUBACK_LEN, bare_puback};
+use read::{linger, poll_read};
 
 mod puback;
+mod read;
+#[cfg(test)]
+mod size_tests;
 mod write;
 
 /// Bytes queued for the socket before we stop taking more from the outbox.
@@ -36,6 +40,8 @@ const MIN_KEPT_WRITE: usize = 256;
 /// Smallest and largest socket read.
 const MIN_READ: usize = 64;
 const MAX_READ: usize = 64 * 1024;
+/// A PINGREQ as both versions encode it (flags zero, nothing after the fixed header).
+const PINGREQ: [u8; 2] = [0xC0, 0x00];
 /// How long a closed connection keeps reading what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
 /// How long a closing connection may take to flush its last packets.
@@ -246,6 +252,25 @@ impl Connection {
         Ok(())
     }
 
+    /// Answer a PINGREQ: a PINGRESP, or one owed while the write buffer is over its high-water
+    /// mark.
+    fn ping(&mut self) {
+        if self.wbuf.len() < WRITE_HIGH_WATER {
+            let _ = switchyard_codec::encode(&Packet::PingResp, self.protocol(), &mut self.wbuf);
+        } else {
+            self.rare.get_or_insert_default().owed_pings += 1;
+        }
+    }
+
+    /// Answer the PINGREQs at the start of `rbuf` in place, unless they must wait behind held
+    /// packets.
+    fn answer_pings(&mut self, rbuf: &mut BytesMut) {
+        while rbuf.starts_with(&PINGREQ) && !self.must_hold(&Packet::PingReq) {
+            rbuf.advance(PINGREQ.len());
+            self.ping();
+        }
+    }
+
     /// Write the PINGRESPs owed, now that the write buffer has room.
     fn pay_pings(&mut self) {
         let Some(rare) = &mut self.rare else { return };
@@ -263,8 +288,11 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         async move {
-            // Packets the client sent together with CONNECT.
-            if let Err(ending) = Box::pin(self.decode_all(rbuf)).await {
+            // Packets the client sent together with CONNECT (boxed only when there are some: the
+            // box is freed at once, and an idle connection's set-up allocates as little as it can).
+            if !rbuf.is_empty()
+                && let Err(ending) = Box::pin(self.decode_all(rbuf)).await
+            {
                 return ending;
             }
             if rbuf.is_empty() {
@@ -287,22 +315,25 @@ impl Connection {
                     rbuf.reserve(read_size);
                 }
                 let spare = if unbuffered { MIN_READ } else { rbuf.capacity() - rbuf.len() };
-                // Wait for the first of, in this order: a write (when there is something to write),
-                // the outbox (its items unless the write buffer is full or we are closing; its
-                // keep-alive flag always), a read (unless closing). One stream serves both directions, unsplit; an unbuffered read goes
-                // through the stack. Nothing else is waited on: shutdown and keep-alive reach us
-                // through the outbox, so an idle connection keeps no timer or signal future.
+                // Wait for the first of, in this order: the outbox (its items unless the write
+                // buffer is full or we are closing; its keep-alive flag always), a write (when there
+                // is something to write), a read (unless closing). The outbox comes first so that
+                // everything queued is encoded before the buffer is written: one socket write
+                // carries all of it, up to the high-water mark. One stream serves both directions,
+                // unsplit; an unbuffered read goes through the stack. Nothing else is waited on:
+                // shutdown and keep-alive reach us through the outbox, so an idle connection keeps
+                // no timer or signal future.
                 let take = self.wbuf.len() < WRITE_HIGH_WATER && self.closing.is_none();
                 let woke = {
                     let write = !self.wbuf.is_empty();
                     let read = self.closing.is_none() && !self.window_paused() && !self.answers_backed_up();
                     let (wbuf, outbox, stream, rbuf) = (&self.wbuf, &*self.outbox, &mut *stream, &mut *rbuf);
                     std::future::poll_fn(move |cx| {
-                        if write && let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, wbuf) {
-                            return Poll::Ready(Wake::Wrote(written));
-                        }
                         if outbox.poll_ready(cx, take).is_ready() {
                             return Poll::Ready(Wake::Outbox);
+                        }
+                        if write && let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, wbuf) {
+                            return Poll::Ready(Wake::Wrote(written));
                         }
                         if read && let Poll::Ready(read) = poll_read(stream, rbuf, unbuffered, cx) {
                             return Poll::Ready(Wake::Read(read));
@@ -358,8 +389,13 @@ impl Connection {
                         } else {
                             read_size
                         };
-                        // Boxed: the packet-handling state is not kept in an idle connection.
-                        if let Err(ending) = Box::pin(self.decode_all(rbuf)).await {
+                        // An idle client's keep-alive PINGREQs are answered here; anything else is
+                        // decoded in a box: the packet-handling state is not kept in an idle
+                        // connection, and a ping allocates nothing.
+                        self.answer_pings(rbuf);
+                        if !rbuf.is_empty()
+                            && let Err(ending) = Box::pin(self.decode_all(rbuf)).await
+                        {
                             return ending;
                         }
                         if rbuf.is_empty() && read_size == MIN_READ {
@@ -440,11 +476,7 @@ impl Connection {
                 self.to_core(Event::Unsubscribe { conn, unsubscribe: Box::new(unsubscribe) }).await
             }
             Packet::PingReq => {
-                if self.wbuf.len() < WRITE_HIGH_WATER {
-                    let _ = switchyard_codec::encode(&Packet::PingResp, self.protocol(), &mut self.wbuf);
-                } else {
-                    self.rare.get_or_insert_default().owed_pings += 1;
-                }
+                self.ping();
                 Ok(())
             }
             Packet::Disconnect(d) => {
@@ -547,37 +579,4 @@ impl Connection {
         let _ = tokio::time::timeout(CLOSE_FLUSH, flush).await;
         linger(stream).await;
     }
-}
-
-/// Read into `rbuf`, or, when it is `unbuffered`, into the stack and then `rbuf`: an idle
-/// connection holds no read buffer.
-fn poll_read<S>(stream: &mut S, rbuf: &mut BytesMut, unbuffered: bool, cx: &mut Context<'_>) -> Poll<io::Result<usize>>
-where
-    S: AsyncRead + Unpin,
-{
-    if !unbuffered {
-        return pin!(stream.read_buf(rbuf)).poll(cx);
-    }
-    let mut stack = [0u8; MIN_READ];
-    let mut buf = ReadBuf::new(&mut stack);
-    Pin::new(stream).poll_read(cx, &mut buf).map_ok(|()| {
-        rbuf.reserve(MIN_READ);
-        rbuf.extend_from_slice(buf.filled());
-        buf.filled().len()
-    })
-}
-
-/// After our last packet and a write shutdown, read and discard what the client still sends
-/// until it closes too (or briefly), so closing with unread input does not reset the connection
-/// and destroy the DISCONNECT or CONNACK the client has not read yet.
-async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
-    let drain = async {
-        let mut sink = [0u8; 512];
-        while let Ok(n) = reader.read(&mut sink).await {
-            if n == 0 {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER, drain).await;
 }

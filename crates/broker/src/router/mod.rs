@@ -23,6 +23,7 @@ use std::collections::BTreeSet;
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Waker;
 use std::time::Duration;
 
 use switchyard_codec::{QoS, reason};
@@ -75,11 +76,16 @@ impl Space {
     }
 }
 
-/// [`Router::send`] on the batch's `held` packets alone, for callers that keep a session
-/// borrowed. Returns how many QoS 0 publishes the outbox dropped to make room.
-fn send_to(held: &mut Vec<(Arc<Outbox>, Outgoing)>, outbox: &Arc<Outbox>, item: Outgoing) -> usize {
+/// [`Router::send`] on the batch's `held` packets and `wake` list alone, for callers that keep a
+/// session borrowed. Returns how many QoS 0 publishes the outbox dropped to make room.
+fn send_to(
+    held: &mut Vec<(Arc<Outbox>, Outgoing)>,
+    wake: &mut Vec<Waker>,
+    outbox: &Arc<Outbox>,
+    item: Outgoing,
+) -> usize {
     if matches!(&item, Outgoing::Publish(d) if d.qos != QoS::ExactlyOnce) && !outbox.has_held() {
-        return outbox.push(item);
+        return outbox.push_quiet(item, wake);
     }
     outbox.hold();
     held.push((Arc::clone(outbox), item));
@@ -126,6 +132,9 @@ pub(crate) struct Router {
     dirty: HashSet<SessionId>,
     /// Packets held until the batch is durable, in order.
     held: Vec<(Arc<Outbox>, Outgoing)>,
+    /// Connections given something by the current batch, woken once it is handled: one
+    /// wake-up (and one socket write) per connection per batch, not one per message.
+    wake: Vec<Waker>,
     /// Told once the batch is durable.
     done: Vec<oneshot::Sender<()>>,
     started_ms: u64,
@@ -167,6 +176,7 @@ impl Router {
             replies: Vec::new(),
             dirty: HashSet::default(),
             held: Vec::new(),
+            wake: Vec::new(),
             done: Vec::new(),
             started_ms: now_ms(),
             now: now_ms(),
@@ -283,6 +293,9 @@ impl Router {
     /// Write dirty session records and hand the batch to the committer, which releases the
     /// held packets once the batch is durable (at once when there is nothing to store).
     async fn finish_batch(&mut self) {
+        for waker in self.wake.drain(..) {
+            waker.wake();
+        }
         for id in std::mem::take(&mut self.dirty) {
             if let Some(session) = self.sessions.get_mut(&id)
                 && session.persistent()
@@ -350,7 +363,7 @@ impl Router {
     /// acknowledged and resends, which QoS 1 allows. QoS 2 deliveries wait, so a resend can
     /// never deliver a message twice.
     fn send(&mut self, outbox: &Arc<Outbox>, item: Outgoing) {
-        let dropped = send_to(&mut self.held, outbox, item);
+        let dropped = send_to(&mut self.held, &mut self.wake, outbox, item);
         if dropped > 0 {
             self.stats.qos0_dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         }
@@ -503,7 +516,7 @@ impl Router {
             session.next_seq = session.next_seq.max(seq);
         }
         if held.flow == crate::session::Flow::Queued {
-            session.queued_bytes += held.delivery.message.cost();
+            session.queued_bytes += held.cost as usize;
             session.queue.push_back(held);
         } else {
             session.inflight.push_back(held);

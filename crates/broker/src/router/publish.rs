@@ -243,17 +243,17 @@ impl Router {
         if delivery.qos == QoS::AtMostOnce {
             // QoS 0 goes to live connections only; the outbox budget bounds it.
             let Some(attached) = &session.attached else { return Delivered::Done };
-            let dropped = send_to(&mut self.held, &attached.outbox, Outgoing::Publish(delivery));
+            let dropped = send_to(&mut self.held, &mut self.wake, &attached.outbox, Outgoing::Publish(delivery));
             self.count_dropped(dropped);
             return Delivered::Sent;
         }
         if session.queue.is_empty() && session.window_room() > 0 {
-            let held = Held { delivery, flow: Flow::Queued, seq: None };
+            let held = Held::new(delivery, Flow::Queued);
             return if self.send_held(id, held) { Delivered::Sent } else { Delivered::Done };
         }
-        let cost = delivery.message.cost();
+        let mut held = Held::new(delivery, Flow::Queued);
         if session.queue.len() >= self.cfg.max_queued_messages
-            || session.queued_bytes + cost > self.cfg.max_queued_bytes
+            || session.queued_bytes + held.cost as usize > self.cfg.max_queued_bytes
         {
             self.stats.queue_refused.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(client_id = %Escaped(&session.client_id), "session queue full; message refused for it");
@@ -266,7 +266,6 @@ impl Router {
             }
             return Delivered::Refused;
         }
-        let mut held = Held { delivery, flow: Flow::Queued, seq: None };
         if session.persistent() {
             let seq = session.next_seq();
             held.seq = Some(seq);
@@ -276,7 +275,7 @@ impl Router {
                 record: persist::encode_held(&held),
             });
         }
-        session.queued_bytes += cost;
+        session.queued_bytes += held.cost as usize;
         session.queue.push_back(held);
         if session.attached.is_none() {
             return Delivered::Stored;
@@ -342,7 +341,7 @@ impl Router {
         session.inflight.push_back(held);
         // Not `self.send`: the session stays borrowed, so its outbox needs no clone per delivery.
         let Some(attached) = &session.attached else { return false };
-        let dropped = send_to(&mut self.held, &attached.outbox, Outgoing::Publish(delivery));
+        let dropped = send_to(&mut self.held, &mut self.wake, &attached.outbox, Outgoing::Publish(delivery));
         self.count_dropped(dropped);
         true
     }
@@ -374,7 +373,7 @@ impl Router {
                 break;
             }
             let Some(held) = session.queue.pop_front() else { break };
-            session.queued_bytes -= held.delivery.message.cost();
+            session.queued_bytes -= held.cost as usize;
             sent += u64::from(self.send_held(id, held));
         }
         if sent > 0
