@@ -6,9 +6,10 @@
 //! and an energy meter with 3 decimals), two booleans (a door changing rarely, motion often), two
 //! noisy readings (2 decimals of jitter, and an accelerometer at 4 decimals) and one text state.
 //! Written as the pipeline does: one `write` per second of data (one message per device, so
-//! batches of DEVICES messages), each durable before the next. Then `maintain` seals every head
-//! and a major compaction leaves one run per table; the report gives bytes per point for the
-//! sealed series alone and for the whole directory (message cache, 100 per device, included).
+//! batches of DEVICES messages), each durable before the next. Then `maintain` seals every head;
+//! the report gives the sizes as idle maintenance leaves them, then after a major compaction
+//! (one run per table): bytes per point for the sealed series alone (chunks and series index)
+//! and for the whole directory (message cache, 100 per device, included).
 //!
 //! A plain `main`, not a test: nothing here asserts a duration.
 
