@@ -163,7 +163,7 @@ EOF
     switchyard)
         # Its defaults otherwise: every 2xx answer means the messages and points are on disk.
         printf '[mqtt]\nallow_anonymous = false\n' >"$SERVER_DIR/switchyard.toml"
-        SWITCHYARD_LOG=warn "$SWITCHYARD" serve --config "$SERVER_DIR/switchyard.toml" --data-dir "$SERVER_DIR/store" \
+        SWITCHYARD_LOG=warn,switchyard_storage_embedded=debug "$SWITCHYARD" serve --config "$SERVER_DIR/switchyard.toml" --data-dir "$SERVER_DIR/store" \
             --mqtt-listen "127.0.0.1:$(free_port)" --http-listen "127.0.0.1:$PORT" >"$SERVER_DIR/log" 2>&1 &
         SERVER_PID=$!
         wait_port "$PORT"
@@ -245,19 +245,26 @@ compact() {
         echo "$data $((all - data))"
         ;;
     switchyard)
-        # Its own maintenance seals the points into chunks in the background: wait until the
-        # data directory stops changing (three equal sizes 5 s apart, at most 3 minutes).
-        # Samples, series index and message cache share one database: all counted as samples.
-        local last=-1 size same=0
-        for _ in $(seq 36); do
+        # Its own maintenance (every 10 s) seals the points into chunks, drops the head partitions
+        # it sealed, flushes its memtables once idle and compacts keyspaces that deletions doubled:
+        # wait until the data directory has not changed for 30 s (three maintenance runs; at most
+        # 4 minutes). Its debug log line "data store on disk" gives the bytes per keyspace:
+        # samples = chunks + series index (the series store), index = the rest of the directory
+        # (message cache, head, ids, the journal's file).
+        local last=-1 size same=0 line chunks series
+        for _ in $(seq 48); do
             size=$(du_bytes "$SERVER_DIR/store/data")
             if [ "$size" = "$last" ]; then same=$((same + 1)); else same=0; fi
-            [ "$same" -ge 2 ] && break
+            [ "$same" -ge 6 ] && break
             last=$size
             sleep 5
         done
         say "switchyard: $(cd "$SERVER_DIR/store/data" && du -s -B1 -- * | tr '\t\n' '= ')"
-        echo "$size 0"
+        line=$(grep 'data store on disk' "$SERVER_DIR/log" | tail -1)
+        say "switchyard: ${line##*bytes=}"
+        chunks=$(sed -n 's/.*chunks:\([0-9]*\).*/\1/p' <<<"$line")
+        series=$(sed -n 's/.* series:\([0-9]*\).*/\1/p' <<<"$line")
+        echo "$((chunks + series)) $((size - chunks - series))"
         ;;
     postgresql)
         psql -X -q -At -F ' ' -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d postgres \

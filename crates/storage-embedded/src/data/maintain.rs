@@ -3,11 +3,11 @@
 
 use std::collections::BTreeSet;
 
-use fjall::PersistMode;
+use fjall::{Keyspace, PersistMode};
 use switchyard_storage::StorageError;
 
 use super::codec::{self, KIND_CHUNK, KIND_ID, KIND_MESSAGE, backend};
-use super::{EmbeddedDataStore, SEAL_AGE_MS, SEAL_POINTS};
+use super::{EmbeddedDataStore, Head, SEAL_AGE_MS, SEAL_POINTS};
 
 /// Most keys one maintenance or drop batch touches before the lock is released.
 const BATCH_KEYS: usize = 10_000;
@@ -19,9 +19,13 @@ impl EmbeddedDataStore {
         let due: Vec<Vec<u8>> = {
             let state = self.lock();
             let old = now.saturating_sub(SEAL_AGE_MS);
+            // Entries in a partition this old keep it from being dropped.
+            let old_part = state.partitions.started_by(old);
+            let in_old_part = |head: &Head| old_part.is_some_and(|o| head.parts.first().is_some_and(|p| *p <= o));
             (state.heads.iter())
                 .filter(|(_, head)| {
-                    head.count >= SEAL_POINTS || (head.count > 0 && (head.oldest <= old || head.expires <= now))
+                    head.count >= SEAL_POINTS
+                        || (head.count > 0 && (head.oldest <= old || head.expires <= now || in_old_part(head)))
                 })
                 .map(|(resource, _)| resource.clone())
                 .collect()
@@ -30,7 +34,17 @@ impl EmbeddedDataStore {
             let mut state = self.lock();
             self.seal(&mut state, &resource, now)?;
         }
-        self.db.persist(PersistMode::SyncData).map_err(|e| backend("persist", e))
+        // Sealed points are on disk before the partitions they came from go.
+        self.db.persist(PersistMode::SyncData).map_err(|e| backend("persist", e))?;
+        self.lock().partitions.rotate(&self.db, now)?;
+        self.compact_garbage()?;
+        self.flush_when_idle()?;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let usage = self.disk_usage()?;
+            let usage: Vec<String> = usage.iter().map(|(name, bytes)| format!("{name}:{bytes}")).collect();
+            tracing::debug!(bytes = %usage.join(" "), "data store on disk");
+        }
+        Ok(())
     }
 
     /// Drops up to [`BATCH_KEYS`] things whose expiry is at or before `now`; true if there may
@@ -88,7 +102,9 @@ impl EmbeddedDataStore {
     pub(super) fn remove_tenant(&self, tenant: &str) -> Result<(), StorageError> {
         let prefix = codec::tenant_prefix(tenant)?;
         let mut state = self.lock();
-        for keyspace in [&self.messages, &self.ids, &self.head, &self.chunks, &self.series] {
+        let parts: Vec<Keyspace> = state.partitions.all().map(|(_, k)| k.clone()).collect();
+        let all = [&self.messages, &self.ids, &self.chunks, &self.series].into_iter().chain(&parts);
+        for keyspace in all {
             let mut writes = self.db.batch();
             for guard in keyspace.prefix(&prefix) {
                 writes.remove(keyspace, guard.key().map_err(|e| backend("read tenant", e))?);
@@ -103,7 +119,11 @@ impl EmbeddedDataStore {
         // expiry they check.
         self.db.persist(PersistMode::SyncData).map_err(|e| backend("persist", e))?;
         state.caches.retain(|key, _| !key.starts_with(&prefix));
-        state.heads.retain(|key, _| !key.starts_with(&prefix));
+        let gone: Vec<Vec<u8>> = state.heads.keys().filter(|key| key.starts_with(&prefix)).cloned().collect();
+        for resource in gone {
+            state.clear_head(&resource);
+            state.heads.remove(&resource);
+        }
         state.series.retain(|key| !key.starts_with(&prefix));
         Ok(())
     }

@@ -10,7 +10,7 @@ use switchyard_storage::StorageError;
 use switchyard_storage::data::{Ingest, ResourceKey, StoredMessage, TimeRange, Written};
 
 use super::codec::{self, KIND_ID, KIND_MESSAGE, NEVER, backend};
-use super::{Cache, EmbeddedDataStore, Head, State};
+use super::{Cache, EmbeddedDataStore, State};
 
 /// The messages a batch adds to one resource, before trimming.
 struct Pending {
@@ -45,6 +45,8 @@ impl EmbeddedDataStore {
         let mut heads: Vec<(Vec<u8>, i64, i64)> = Vec::new();
         let mut new_series = HashSet::new();
         let mut seq = state.seq;
+        let (part, head) = state.partitions.current();
+        let head = head.clone();
         for ingest in batch {
             let resource = codec::resource_prefix(&ingest.resource)?;
             if let Some(id) = &ingest.message_id {
@@ -70,7 +72,7 @@ impl EmbeddedDataStore {
                         writes.insert(&self.series, series, Vec::new());
                     }
                 }
-                writes.insert(&self.head, key.clone(), codec::head_value(ingest.expires_at, &ingest.points)?);
+                writes.insert(&head, key.clone(), codec::head_value(ingest.expires_at, &ingest.points)?);
                 heads.push((resource.clone(), ingest.ts, ingest.expires_at.unwrap_or(NEVER)));
             }
             let key = codec::message_key(&resource, ingest.ts, seq);
@@ -91,7 +93,7 @@ impl EmbeddedDataStore {
         state.caches.extend(caches);
         state.series.extend(new_series);
         for (resource, ts, expires) in heads {
-            state.heads.entry(resource).or_insert_with(Head::empty).add(ts, expires);
+            state.add_head(&resource, part, ts, expires);
         }
         Ok(written)
     }

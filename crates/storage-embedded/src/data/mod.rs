@@ -7,9 +7,10 @@
 //! - `messages`: `R ‖ ts ‖ u64 arrival` → `expiry ‖ body`. The cache of a resource is one prefix
 //!   in time order; [`DataStore::write`] trims it to the newest `keep`.
 //! - `ids`: `R ‖ messageId` (its SHA-256 when over 1 KiB) → `now` of the write that stored it.
-//! - `head`: `R ‖ ts ‖ u64 arrival` → `expiry ‖ points` (each `u16 BE length ‖ metric ‖
-//!   value`): the points of one message not yet sealed, one entry per message (not per point:
-//!   a message costs two keys, its cache entry and its points, however many metrics it has).
+//! - `head.N` (time partitions, see the `head` module): `R ‖ ts ‖ u64 arrival` → `expiry ‖
+//!   points` (each `u16 BE length ‖ metric ‖ value`): the points of one message not yet sealed,
+//!   one entry per message (not per point: a message costs two keys, its cache entry and its
+//!   points, however many metrics it has). A partition is dropped whole once all of it is sealed.
 //! - `chunks`: `S ‖ first ts` → `max expiry ‖ chunk` ([`switchyard_series::chunk`]): sealed
 //!   points, a series' chunks disjoint in time.
 //! - `series`: `S` → empty: which series a resource has (the newest point is read from `head` and
@@ -24,7 +25,8 @@
 //! - A point written later is in `head` or in a later chunk rewrite, so `scan` returns chunks then
 //!   `head`, and the later block wins a shared timestamp.
 //! - Sealing ([`DataStore::maintain`]) moves a resource's `head` into its series' chunks once
-//!   it holds [`SEAL_POINTS`] messages or its oldest is [`SEAL_AGE_MS`] old, merging each series
+//!   it holds [`SEAL_POINTS`] messages, its oldest is [`SEAL_AGE_MS`] old or it has entries in a
+//!   head partition that old, merging each series
 //!   with the chunks it overlaps and with a last chunk still under [`SEAL_POINTS`] points that it
 //!   follows; so a resource's `head`, which series reads filter by metric, stays bounded by what
 //!   arrives between two maintenance runs plus [`SEAL_POINTS`] messages.
@@ -38,16 +40,21 @@
 //!   ids, dropping the tenant forgets them.
 //!
 //! In memory: per resource written since opening, the cache's size and where its oldest entry
-//! may be (so trimming reads only what it deletes); per resource, its head's size and oldest
-//! time; the set of series keys (so `series` is written once per series).
+//! may be (so trimming reads only what it deletes); per resource, its head's size, oldest
+//! time and partitions; the set of series keys (so `series` is written once per series).
+//!
+//! Disk: maintenance drops sealed head partitions and compacts the other keyspaces when
+//! deletions have doubled them (the `compact` module).
 
 mod codec;
+mod compact;
+mod head;
 mod maintain;
 mod messages;
 mod retention;
 mod series;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -58,6 +65,7 @@ use switchyard_storage::data::{
 use switchyard_storage::{DEFAULT_IDEMPOTENCY_WINDOW_MS, StorageError};
 
 use codec::backend;
+pub use head::HEAD_WINDOW_MS;
 
 /// Directory of the data database inside the data directory.
 pub const DIR_NAME: &str = "data";
@@ -98,7 +106,6 @@ pub struct EmbeddedDataStore {
     db: Database,
     messages: Keyspace,
     ids: Keyspace,
-    head: Keyspace,
     chunks: Keyspace,
     series: Keyspace,
     expiry: Keyspace,
@@ -120,6 +127,10 @@ struct State {
     series: HashSet<Vec<u8>>,
     /// The retention cut-off last applied.
     retained_until: Option<i64>,
+    /// The head's keyspaces (see the `head` module).
+    partitions: head::Partitions,
+    /// Keyspace sizes after their last compaction (see the `compact` module).
+    compacted: compact::Compacted,
 }
 
 /// A resource's message cache.
@@ -136,11 +147,13 @@ struct Head {
     oldest: i64,
     /// The earliest expiry of its points ([`codec::NEVER`] if none has a TTL).
     expires: i64,
+    /// The head partitions holding them.
+    parts: BTreeSet<u64>,
 }
 
 impl Head {
     fn empty() -> Self {
-        Head { count: 0, oldest: i64::MAX, expires: codec::NEVER }
+        Head { count: 0, oldest: i64::MAX, expires: codec::NEVER, parts: BTreeSet::new() }
     }
 
     /// Counts a message whose points, at `ts`, expire at `expires`.
@@ -148,6 +161,25 @@ impl Head {
         self.count += 1;
         self.oldest = self.oldest.min(ts);
         self.expires = self.expires.min(expires);
+    }
+}
+
+impl State {
+    /// Counts a message of `resource` whose points, at `ts` in head partition `part`, expire at
+    /// `expires`.
+    fn add_head(&mut self, resource: &[u8], part: u64, ts: i64, expires: i64) {
+        let head = self.heads.entry(resource.to_vec()).or_insert_with(Head::empty);
+        if head.parts.insert(part) {
+            self.partitions.enter(part);
+        }
+        head.add(ts, expires);
+    }
+
+    /// The head of `resource` is empty (sealed or deleted).
+    fn clear_head(&mut self, resource: &[u8]) {
+        if let Some(head) = self.heads.insert(resource.to_vec(), Head::empty()) {
+            self.partitions.leave(&head.parts);
+        }
     }
 }
 
@@ -166,7 +198,6 @@ impl EmbeddedDataStore {
         let store = EmbeddedDataStore {
             messages: keyspace("messages")?,
             ids: keyspace("ids")?,
-            head: keyspace("head")?,
             chunks: keyspace("chunks")?,
             series: keyspace("series")?,
             expiry: keyspace("expiry")?,
@@ -183,6 +214,7 @@ impl EmbeddedDataStore {
     /// Reads the arrival counter, the series and the size of their heads.
     fn load_state(&self) -> Result<(), StorageError> {
         let mut state = self.lock();
+        state.partitions = head::Partitions::open(&self.db)?;
         if let Some(seq) = self.meta.get(b"seq").map_err(|e| backend("read seq", e))? {
             let seq: [u8; 8] = seq.as_ref().try_into().map_err(|_| codec::corrupt("seq"))?;
             state.seq = u64::from_be_bytes(seq);
@@ -191,12 +223,14 @@ impl EmbeddedDataStore {
             let key = guard.key().map_err(|e| backend("read series", e))?;
             state.series.insert(key.to_vec());
         }
-        for guard in self.head.iter() {
-            let (key, value) = guard.into_inner().map_err(|e| backend("read head", e))?;
-            let resource = &key[..key.len().checked_sub(16).ok_or_else(|| codec::corrupt("head key"))?];
-            let ts = codec::ts_at(&key, resource.len())?;
-            let head = state.heads.entry(resource.to_vec()).or_insert_with(Head::empty);
-            head.add(ts, codec::expiry_of(&value)?);
+        let partitions: Vec<(u64, Keyspace)> = state.partitions.all().map(|(n, k)| (n, k.clone())).collect();
+        for (part, keyspace) in partitions {
+            for guard in keyspace.iter() {
+                let (key, value) = guard.into_inner().map_err(|e| backend("read head", e))?;
+                let resource = &key[..key.len().checked_sub(16).ok_or_else(|| codec::corrupt("head key"))?];
+                let ts = codec::ts_at(&key, resource.len())?;
+                state.add_head(resource, part, ts, codec::expiry_of(&value)?);
+            }
         }
         Ok(())
     }
@@ -211,12 +245,14 @@ impl EmbeddedDataStore {
         self.db.disk_space().map_err(|e| backend("disk space", e))
     }
 
-    /// Bytes on disk by keyspace, then the journal's, for measurements.
+    /// Bytes on disk by keyspace (the head's partitions together), then the journal's, for
+    /// measurements.
     pub fn disk_usage(&self) -> Result<Vec<(&'static str, u64)>, StorageError> {
+        let head = self.lock().partitions.all().map(|(_, k)| k.disk_space()).sum();
         let mut usage = vec![
             ("messages", self.messages.disk_space()),
             ("ids", self.ids.disk_space()),
-            ("head", self.head.disk_space()),
+            ("head", head),
             ("chunks", self.chunks.disk_space()),
             ("series", self.series.disk_space()),
             ("expiry", self.expiry.disk_space()),
@@ -226,26 +262,21 @@ impl EmbeddedDataStore {
         Ok(usage)
     }
 
-    /// Bytes of sealed chunks and unsealed points on disk, for measurements.
+    /// Bytes of sealed chunks and the series index on disk, for measurements.
     pub fn series_disk_space(&self) -> u64 {
-        self.chunks.disk_space() + self.head.disk_space()
+        self.chunks.disk_space() + self.series.disk_space()
     }
 
-    /// Rewrites every table into one run, dropping what deletions left behind (blocks; for
-    /// measurements and tests: fjall compacts in the background anyway).
-    pub fn compact(&self) -> Result<(), StorageError> {
-        let all = [&self.messages, &self.ids, &self.head, &self.chunks, &self.series, &self.expiry, &self.meta];
-        for keyspace in all {
-            keyspace.rotate_memtable_and_wait().map_err(|e| backend("flush", e))?;
-        }
-        for keyspace in all {
-            keyspace.major_compact().map_err(|e| backend("compact", e))?;
-        }
-        // A rotation deletes the journals whose writes every keyspace has flushed.
-        let seq = self.lock().seq;
-        self.meta.insert(b"seq", seq.to_be_bytes()).map_err(|e| backend("write seq", e))?;
-        self.meta.rotate_memtable_and_wait().map_err(|e| backend("flush", e))?;
-        Ok(())
+    /// The keyspaces other than the head's, for compaction and dropping a tenant.
+    fn keyspaces(&self) -> [(&'static str, &Keyspace); 6] {
+        [
+            ("messages", &self.messages),
+            ("ids", &self.ids),
+            ("chunks", &self.chunks),
+            ("series", &self.series),
+            ("expiry", &self.expiry),
+            ("meta", &self.meta),
+        ]
     }
 }
 

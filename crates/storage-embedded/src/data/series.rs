@@ -6,13 +6,13 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fjall::{OwnedWriteBatch as WriteBatch, PersistMode, Slice};
+use fjall::{Keyspace, OwnedWriteBatch as WriteBatch, PersistMode, Slice};
 use switchyard_series::chunk::Chunk;
 use switchyard_storage::StorageError;
 use switchyard_storage::data::{Block, Point, ResourceKey, SeriesInfo, TimeRange, Value};
 
 use super::codec::{self, KIND_CHUNK, NEVER, backend};
-use super::{CHUNK_MAX, EmbeddedDataStore, Head, SEAL_POINTS, State};
+use super::{CHUNK_MAX, EmbeddedDataStore, SEAL_POINTS, State};
 
 /// A stored chunk: its key, the latest expiry of its points, the chunk.
 struct StoredChunk {
@@ -72,23 +72,29 @@ impl EmbeddedDataStore {
         Ok(out)
     }
 
-    /// The head entries of `resource` in `range`, oldest first: key, timestamp, and the value
-    /// to decode with [`codec::decode_head`]. `floor` is [`head_floor`]: no live entry is
-    /// older, so the scan starts there (and none happens for an empty head) instead of walking
-    /// the deletions that sealing left in the table until compaction removes them.
+    /// The head entries of `resource` in `range`, oldest first. `view` is [`head_view`]: no
+    /// live entry is older than its floor, so the scan starts there (and none happens for an
+    /// empty head) instead of walking the deletions that sealing left in the partitions, and
+    /// only the partitions holding the resource's entries are read.
     fn head_in(
         &self,
         resource: &[u8],
         range: TimeRange,
-        floor: Option<i64>,
-    ) -> Result<Vec<(Slice, i64, Slice)>, StorageError> {
+        view: Option<&HeadView>,
+    ) -> Result<Vec<HeadEntry>, StorageError> {
         let mut out = Vec::new();
-        let Some(floor) = floor else { return Ok(out) };
-        let range = TimeRange { from: Some(range.from.map_or(floor, |from| from.max(floor))), until: range.until };
-        for guard in self.head.range(point_bounds(resource, range)) {
-            let (key, value) = guard.into_inner().map_err(|e| backend("read points", e))?;
-            let ts = codec::ts_at(&key, resource.len())?;
-            out.push((key, ts, value));
+        let Some(view) = view else { return Ok(out) };
+        let range =
+            TimeRange { from: Some(range.from.map_or(view.floor, |from| from.max(view.floor))), until: range.until };
+        for (part, keyspace) in view.parts.iter().enumerate() {
+            for guard in keyspace.range(point_bounds(resource, range)) {
+                let (key, value) = guard.into_inner().map_err(|e| backend("read points", e))?;
+                let ts = codec::ts_at(&key, resource.len())?;
+                out.push(HeadEntry { part, key, ts, value });
+            }
+        }
+        if view.parts.len() > 1 {
+            out.sort_by(|a, b| a.key.cmp(&b.key));
         }
         Ok(out)
     }
@@ -102,8 +108,8 @@ impl EmbeddedDataStore {
         now: i64,
     ) -> Result<Vec<Point>, StorageError> {
         let mut out: Vec<Point> = Vec::new();
-        let floor = head_floor(&self.lock(), resource);
-        for (_, ts, value) in self.head_in(resource, range, floor)? {
+        let view = head_view(&self.lock(), resource);
+        for HeadEntry { ts, value, .. } in self.head_in(resource, range, view.as_ref())? {
             let (expiry, points) = codec::decode_head(&value)?;
             if expiry <= now {
                 continue;
@@ -142,14 +148,14 @@ impl EmbeddedDataStore {
     }
 
     /// The newest point of a series not expired at `now` (of a chunk: its last point).
-    /// `floor` as for [`Self::head_in`].
+    /// `view` as for [`Self::head_in`].
     fn latest(
         &self,
         resource: &[u8],
         metric: &str,
         series: &[u8],
         now: i64,
-        floor: Option<i64>,
+        view: Option<&HeadView>,
     ) -> Result<Option<Point>, StorageError> {
         let mut newest = None;
         for guard in self.chunks.prefix(series).rev() {
@@ -160,18 +166,29 @@ impl EmbeddedDataStore {
                 break;
             }
         }
-        let Some(floor) = floor else { return Ok(newest) };
-        for guard in self.head.range(point_bounds(resource, TimeRange { from: Some(floor), until: None })).rev() {
-            let (key, value) = guard.into_inner().map_err(|e| backend("read points", e))?;
-            let (expiry, points) = codec::decode_head(&value)?;
-            let Some((_, value)) = points.into_iter().rfind(|(name, _)| *name == metric) else { continue };
-            if expiry > now {
-                let ts = codec::ts_at(&key, resource.len())?;
-                if newest.as_ref().is_none_or(|n: &Point| ts >= n.ts) {
-                    newest = Some(Point { ts, value });
+        let Some(view) = view else { return Ok(newest) };
+        // The newest entry with the metric in each partition; the newest of those.
+        let mut in_head: Option<(Slice, Point)> = None;
+        for keyspace in &view.parts {
+            for guard in keyspace.range(point_bounds(resource, TimeRange { from: Some(view.floor), until: None })).rev()
+            {
+                let (key, value) = guard.into_inner().map_err(|e| backend("read points", e))?;
+                if in_head.as_ref().is_some_and(|(newer, _)| *newer > key) {
+                    break;
                 }
-                break;
+                let (expiry, points) = codec::decode_head(&value)?;
+                let Some((_, value)) = points.into_iter().rfind(|(name, _)| *name == metric) else { continue };
+                if expiry > now {
+                    let ts = codec::ts_at(&key, resource.len())?;
+                    in_head = Some((key, Point { ts, value }));
+                    break;
+                }
             }
+        }
+        if let Some((_, point)) = in_head
+            && newest.as_ref().is_none_or(|n: &Point| point.ts >= n.ts)
+        {
+            newest = Some(point);
         }
         Ok(newest)
     }
@@ -179,11 +196,11 @@ impl EmbeddedDataStore {
     pub(super) fn list_series(&self, resource: &ResourceKey, now: i64) -> Result<Vec<SeriesInfo>, StorageError> {
         let prefix = codec::resource_prefix(resource)?;
         let mut out = Vec::new();
-        let floor = head_floor(&self.lock(), &prefix);
+        let view = head_view(&self.lock(), &prefix);
         for guard in self.series.prefix(&prefix) {
             let key = guard.key().map_err(|e| backend("read series", e))?;
             let metric = codec::metric_of(&key, &prefix)?;
-            if let Some(latest) = self.latest(&prefix, &metric, &key, now, floor)? {
+            if let Some(latest) = self.latest(&prefix, &metric, &key, now, view.as_ref())? {
                 out.push(SeriesInfo { metric: metric.into(), latest });
             }
         }
@@ -221,7 +238,9 @@ impl EmbeddedDataStore {
         let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
         // A timestamp written twice (or over a sealed point) is one point: counted once.
         let mut in_head: HashMap<String, HashSet<i64>> = HashMap::new();
-        for (key, ts, value) in self.head_in(&prefix, range, head_floor(&state, &prefix))? {
+        let view = head_view(&state, &prefix);
+        for HeadEntry { part, key, ts, value } in self.head_in(&prefix, range, view.as_ref())? {
+            let head = &view.as_ref().expect("entries come from the view").parts[part];
             let (expiry, points) = codec::decode_head(&value)?;
             let before = points.len();
             let mut kept: Vec<(Arc<str>, Value)> = Vec::with_capacity(before);
@@ -233,10 +252,10 @@ impl EmbeddedDataStore {
                 }
             }
             if kept.is_empty() {
-                writes.remove(&self.head, key);
+                writes.remove(head, key);
             } else if kept.len() < before {
                 let expires_at = (expiry != NEVER).then_some(expiry);
-                writes.insert(&self.head, key, codec::head_value(expires_at, &kept)?);
+                writes.insert(head, key, codec::head_value(expires_at, &kept)?);
             }
         }
         let mut removed: u64 = in_head.values().map(|ts| ts.len() as u64).sum();
@@ -285,7 +304,7 @@ impl EmbeddedDataStore {
             }
             let resource = &series[..codec::resource_len(series)?];
             let metric = codec::metric_of(series, resource)?;
-            if self.latest(resource, &metric, series, i64::MIN, head_floor(state, resource))?.is_none() {
+            if self.latest(resource, &metric, series, i64::MIN, head_view(state, resource).as_ref())?.is_none() {
                 writes.remove(&self.series, series.to_vec());
                 state.series.remove(series);
             }
@@ -299,8 +318,9 @@ impl EmbeddedDataStore {
         let mut writes = self.db.batch();
         // Per metric: points by timestamp (the later write wins) and their latest expiry.
         let mut by_metric: BTreeMap<String, (BTreeMap<i64, Value>, i64)> = BTreeMap::new();
-        for (key, ts, value) in self.head_in(resource, TimeRange::default(), head_floor(state, resource))? {
-            writes.remove(&self.head, key);
+        let view = head_view(state, resource);
+        for HeadEntry { part, key, ts, value } in self.head_in(resource, TimeRange::default(), view.as_ref())? {
+            writes.remove(&view.as_ref().expect("entries come from the view").parts[part], key);
             let (expiry, points) = codec::decode_head(&value)?;
             if expiry <= now {
                 continue;
@@ -317,7 +337,7 @@ impl EmbeddedDataStore {
             self.seal_series(&mut writes, &series, live, expiry, now)?;
         }
         writes.commit().map_err(|e| backend("seal", e))?;
-        state.heads.insert(resource.to_vec(), Head::empty());
+        state.clear_head(resource);
         Ok(())
     }
 
@@ -370,9 +390,26 @@ impl EmbeddedDataStore {
     }
 }
 
-/// Where the live head entries of `resource` start (`None`: it has none), from the in-memory
-/// head state: every entry written since the last seal is counted there with its timestamp, and
-/// a seal moves them all.
-fn head_floor(state: &State, resource: &[u8]) -> Option<i64> {
-    state.heads.get(resource).filter(|head| head.count > 0).map(|head| head.oldest)
+/// A head entry: the index of its partition in the [`HeadView`], its key, timestamp, and the
+/// value to decode with [`codec::decode_head`].
+struct HeadEntry {
+    part: usize,
+    key: Slice,
+    ts: i64,
+    value: Slice,
+}
+
+/// Where the live head entries of a resource are: no older than `floor`, in `parts`.
+pub(super) struct HeadView {
+    floor: i64,
+    parts: Vec<Keyspace>,
+}
+
+/// The [`HeadView`] of `resource` (`None`: it has no live entry), from the in-memory head
+/// state: every entry written since the last seal is counted there with its timestamp and
+/// partition, and a seal moves them all.
+fn head_view(state: &State, resource: &[u8]) -> Option<HeadView> {
+    let head = state.heads.get(resource).filter(|head| head.count > 0)?;
+    let parts = head.parts.iter().filter_map(|n| state.partitions.get(*n).cloned()).collect();
+    Some(HeadView { floor: head.oldest, parts })
 }

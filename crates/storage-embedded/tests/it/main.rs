@@ -4,6 +4,7 @@
 
 mod data;
 mod lifecycle;
+mod space;
 
 use bytes::Bytes;
 use redb::TableDefinition;
