@@ -179,10 +179,18 @@ pub async fn run(plan: IngestPlan, ctx: &Arc<Ctx>, progress: &Progress) -> Resul
                 metric: events::CHECKED_METRIC,
                 from_ms: start_ms,
                 until_ms: start_ms + first.sent as i64 * STEP_MS,
-                expected: first.acked,
+                acknowledged: first.acked,
             };
             match verify::count_points(http, &check).await {
-                Ok(v) => Some(v),
+                Ok(v) => {
+                    if v.stored < v.acknowledged {
+                        errors.push(format!(
+                            "verification: only {} of {} acknowledged points stored",
+                            v.stored, v.acknowledged
+                        ));
+                    }
+                    Some(v)
+                }
                 Err(e) => {
                     errors.push(format!("verification: {}", error_chain(&e)));
                     None
@@ -440,7 +448,7 @@ pub fn write_text(f: &mut std::fmt::Formatter<'_>, s: &IngestStats) -> std::fmt:
         writeln!(
             f,
             "  {:<14} {} {}: {} points stored of {} acknowledged",
-            "stored", v.resource, v.metric, v.stored, v.expected
+            "stored", v.resource, v.metric, v.stored, v.acknowledged
         )?;
     }
     Ok(())

@@ -1,6 +1,6 @@
 //! After an `ingest` run: ask the broker's HTTP API how many points of one metric one device has
 //! stored (`GET /resources/{id}/series/{metric}?aggregates=count` with the tenant's API key) and
-//! compare with the events that device had acknowledged. One HTTP/1.0 request on a plain socket
+//! compare with the events that device had acknowledged (every acknowledged point must be there). One HTTP/1.0 request on a plain socket
 //! to the loopback target, so the load tool needs no HTTP client library.
 
 use std::net::SocketAddr;
@@ -39,7 +39,7 @@ pub struct Check {
     pub from_ms: i64,
     pub until_ms: i64,
     /// Events the device had acknowledged.
-    pub expected: u64,
+    pub acknowledged: u64,
 }
 
 /// The outcome, for the report.
@@ -47,9 +47,10 @@ pub struct Check {
 pub struct Verified {
     pub resource: String,
     pub metric: &'static str,
-    /// Points acknowledged for that metric.
-    pub expected: u64,
-    /// Points the API counts.
+    /// Points of that metric acknowledged to the device: every one must be stored.
+    pub acknowledged: u64,
+    /// Points the API counts: at least `acknowledged`; more when events still unacknowledged
+    /// at the end of the run were stored after it.
     pub stored: u64,
 }
 
@@ -90,7 +91,7 @@ pub async fn count_points(http: &HttpTarget, check: &Check) -> Result<Verified, 
     .await
     .map_err(|_| VerifyError::Timeout(TIMEOUT))??;
     let stored = parse_count(&response)?;
-    Ok(Verified { resource: check.resource.clone(), metric: check.metric, expected: check.expected, stored })
+    Ok(Verified { resource: check.resource.clone(), metric: check.metric, acknowledged: check.acknowledged, stored })
 }
 
 /// The sum of the count column of a series response (no rows: zero).
