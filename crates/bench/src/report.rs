@@ -145,15 +145,20 @@ fn latency_line(f: &mut fmt::Formatter<'_>, what: &str, l: &Option<LatencySummar
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rate = self.rate.map_or_else(|| "unlimited".to_string(), |r| format!("{r} msg/s"));
-        let backlog = self.backlog.map_or_else(|| "open loop".to_string(), |b| format!("backlog {b}"));
+        let mut backlog = self.backlog.map_or_else(|| "open loop".to_string(), |b| format!("backlog {b}"));
+        let mut payload = format!("{} B payload", self.payload_bytes);
+        if let Some(s) = &self.ingest {
+            // Devices publish generated events and wait for no subscriber.
+            (payload, backlog) = (format!("events of {} metrics", s.metrics_per_message), "durable acks".into());
+        }
         writeln!(
             f,
-            "{}  MQTT {} at {}  QoS {}  {} B payload  N={}  rate {}  inflight {}  {}{}{}",
+            "{}  MQTT {} at {}  QoS {}  {}  N={}  rate {}  inflight {}  {}{}{}",
             self.scenario,
             self.protocol,
             self.target,
             self.qos,
-            self.payload_bytes,
+            payload,
             self.clients,
             rate,
             self.inflight,

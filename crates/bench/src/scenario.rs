@@ -129,6 +129,9 @@ pub fn find(name: &str) -> Option<&'static ScenarioSpec> {
 }
 
 fn ingest(o: &Options, _: &Names) -> Result<Workload, BenchError> {
+    if o.qos != switchyard_codec::QoS::AtLeastOnce {
+        return Err(BenchError::Options("ingest publishes at QoS 1: every acknowledgement is a durable write".into()));
+    }
     match &o.credentials {
         Some(Credentials::DeviceKey { domain, .. }) => {
             Ok(Workload::Ingest(IngestPlan { devices: o.clients, domain: domain.to_string() }))
