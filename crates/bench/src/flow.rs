@@ -62,7 +62,8 @@ impl Clock {
         Clock { origin, measure_from: origin + o.warmup, end: origin + o.warmup + o.duration }
     }
 
-    fn ns(&self, at: Instant) -> u64 {
+    /// Nanoseconds from `origin` to `at`.
+    pub fn ns(&self, at: Instant) -> u64 {
         u64::try_from(at.duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 

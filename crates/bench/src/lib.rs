@@ -10,6 +10,8 @@
 //! - [`scenario`]: the scenario table; each row turns options into a [`scenario::Workload`].
 //! - `flow`: the runner of publish/subscribe workloads (rates, flow control, latency, drain).
 //! - `conns`: the idle-connections and connection-rate runners, and parallel connect.
+//! - `ingest`: the durable-ingest runner (devices publishing events to the data pipeline),
+//!   with `events` (what they publish) and `verify` (the stored-points check over HTTP).
 //! - `client`: the minimal MQTT client: one stream, two buffers, encoded-once packets.
 //! - `stats`: latency histograms and what `/proc` says about the broker.
 //! - [`report`]: the report, as JSON or text.
@@ -19,12 +21,15 @@
 mod client;
 mod conns;
 pub mod error;
+mod events;
 mod flow;
+mod ingest;
 pub mod options;
 mod progress;
 pub mod report;
 pub mod scenario;
 mod stats;
+mod verify;
 
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -62,6 +67,7 @@ pub async fn run_scenario(options: Options, show_progress: bool) -> Result<Repor
         Workload::Flow(plan) => flow::run(plan, &ctx, &progress).await.map(Figures::Flow),
         Workload::Idle { connections } => conns::idle(connections, &ctx, &progress).await.map(Figures::Idle),
         Workload::ConnectRate { workers } => conns::connect_rate(workers, &ctx, &progress).await.map(Figures::Connect),
+        Workload::Ingest(plan) => ingest::run(plan, &ctx, &progress).await.map(Figures::Ingest),
     };
     progress.finish();
     Ok(Report::new(&ctx.options, figures?))

@@ -13,6 +13,7 @@ use switchyard_identity::{Domain, MasterKey};
 use crate::client::{Credentials, STAMP_LEN};
 use crate::error::BenchError;
 use crate::scenario::{self, ScenarioSpec};
+use crate::verify::HttpTarget;
 
 /// Longest measured phase accepted, so a run always ends by itself.
 const MAX_DURATION: Duration = Duration::from_secs(3600);
@@ -53,10 +54,11 @@ pub struct Args {
     /// Total publish rate in messages per second over all publishers; 0 = as fast as flow control allows.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// QoS 1/2 publishes each publisher may have unacknowledged; under 5.0 at most the server's
-    /// receive maximum. 3.1.1 has none: `--protocol 3 --inflight 100` is a typical device client.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=65000))]
-    pub inflight: u16,
+    /// QoS 1/2 publishes each publisher may have unacknowledged (default 32; 100 for ingest, like
+    /// a typical device client library); under 5.0 at most the server's receive maximum.
+    /// 3.1.1 has none: `--protocol 3 --inflight 100` is a typical device client.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=65000))]
+    pub inflight: Option<u16>,
     /// Closed loop: publishers wait while this many messages are published but not yet received
     /// by every subscriber; 0 = open loop (only --inflight and TCP hold publishers back, and an
     /// overloaded broker must queue, drop or disconnect).
@@ -94,6 +96,12 @@ pub struct Args {
     /// domain (e.g. `localhost/bench`).
     #[arg(long, default_value = "bench")]
     pub topic_prefix: String,
+    /// ingest: the broker's HTTP port, to count one device's stored points at the end (with --api-key).
+    #[arg(long, requires = "api_key")]
+    pub http_port: Option<u16>,
+    /// ingest: an application key of --tenant as `apiKey:apiSecret`, for --http-port.
+    #[arg(long, requires = "http_port", env = "SWITCHYARD_BENCH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// The broker's process id: its resident memory and CPU time are reported.
     #[arg(long)]
     pub broker_pid: Option<u32>,
@@ -133,6 +141,8 @@ pub struct Options {
     pub credentials: Option<Credentials>,
     /// First level(s) of every topic.
     pub topic_prefix: String,
+    /// The HTTP API for the ingest check.
+    pub http: Option<HttpTarget>,
     pub broker_pid: Option<u32>,
     pub label: Option<String>,
     pub json: bool,
@@ -177,6 +187,13 @@ impl Options {
             (None, None, Some(username)) => Some(Credentials::Password { username, password: args.password }),
             _ => None,
         };
+        let http = match (args.http_port, args.api_key) {
+            (Some(port), Some(api_key)) if api_key.contains(':') => {
+                Some(HttpTarget { addr: SocketAddr::new(target.ip(), port), api_key })
+            }
+            (Some(_), Some(_)) => return Err(BenchError::Options("--api-key must be apiKey:apiSecret".into())),
+            _ => None,
+        };
         if args.count == Some(0) {
             return Err(BenchError::Options("--count must be at least 1".into()));
         }
@@ -190,7 +207,7 @@ impl Options {
             publishers: args.publishers,
             topics: args.topics,
             rate: (args.rate > 0).then_some(args.rate),
-            inflight: args.inflight,
+            inflight: args.inflight.unwrap_or(scenario.default_inflight()),
             backlog: (args.backlog > 0).then_some(args.backlog),
             count: args.count,
             duration,
@@ -198,6 +215,7 @@ impl Options {
             persistent: args.persistent.then_some(args.session_expiry),
             credentials,
             topic_prefix: args.topic_prefix,
+            http,
             broker_pid: args.broker_pid,
             label: args.label,
             json: args.json,

@@ -8,6 +8,7 @@ use switchyard_codec::Protocol;
 
 use crate::conns::{ConnectStats, IdleStats};
 use crate::flow::FlowStats;
+use crate::ingest::IngestStats;
 use crate::options::Options;
 use crate::stats::{BrokerUsage, LatencySummary};
 
@@ -22,7 +23,7 @@ pub struct Measured<T> {
     pub broker: Option<BrokerUsage>,
 }
 
-/// The figures of one scenario run, one of `flow`, `idle` or `connect` set.
+/// The figures of one scenario run, one of `flow`, `idle`, `connect` or `ingest` set.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub tool: &'static str,
@@ -52,6 +53,8 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connect: Option<ConnectStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<IngestStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<BrokerUsage>,
     /// Distinct client errors with their counts.
     pub errors: Vec<String>,
@@ -63,16 +66,19 @@ pub enum Figures {
     Flow(Measured<FlowStats>),
     Idle(IdleStats),
     Connect(Measured<ConnectStats>),
+    Ingest(Measured<IngestStats>),
 }
 
 impl Report {
     /// Assemble the report of a run of `o`.
     pub fn new(o: &Options, figures: Figures) -> Report {
         let (mut flow, mut idle, mut connect, mut broker, mut errors) = (None, None, None, None, Vec::new());
+        let mut ingest = None;
         match figures {
             Figures::Flow(m) => (flow, broker, errors) = (Some(m.stats), m.broker, m.errors),
             Figures::Idle(stats) => idle = Some(stats),
             Figures::Connect(m) => (connect, broker, errors) = (Some(m.stats), m.broker, m.errors),
+            Figures::Ingest(m) => (ingest, broker, errors) = (Some(m.stats), m.broker, m.errors),
         }
         Report {
             tool: "switchyard-bench",
@@ -97,6 +103,7 @@ impl Report {
             flow,
             idle,
             connect,
+            ingest,
             broker,
             errors: tally(errors),
         }
@@ -138,15 +145,20 @@ fn latency_line(f: &mut fmt::Formatter<'_>, what: &str, l: &Option<LatencySummar
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let rate = self.rate.map_or_else(|| "unlimited".to_string(), |r| format!("{r} msg/s"));
-        let backlog = self.backlog.map_or_else(|| "open loop".to_string(), |b| format!("backlog {b}"));
+        let mut backlog = self.backlog.map_or_else(|| "open loop".to_string(), |b| format!("backlog {b}"));
+        let mut payload = format!("{} B payload", self.payload_bytes);
+        if let Some(s) = &self.ingest {
+            // Devices publish generated events and wait for no subscriber.
+            (payload, backlog) = (format!("events of {} metrics", s.metrics_per_message), "durable acks".into());
+        }
         writeln!(
             f,
-            "{}  MQTT {} at {}  QoS {}  {} B payload  N={}  rate {}  inflight {}  {}{}{}",
+            "{}  MQTT {} at {}  QoS {}  {}  N={}  rate {}  inflight {}  {}{}{}",
             self.scenario,
             self.protocol,
             self.target,
             self.qos,
-            self.payload_bytes,
+            payload,
             self.clients,
             rate,
             self.inflight,
@@ -184,6 +196,9 @@ impl fmt::Display for Report {
                 "connects", s.connects_per_s, s.workers, s.connects, s.failures
             )?;
             latency_line(f, "CONNACK after", &s.latency)?;
+        }
+        if let Some(s) = &self.ingest {
+            crate::ingest::write_text(f, s)?;
         }
         if let Some(b) = &self.broker {
             writeln!(

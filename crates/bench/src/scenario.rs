@@ -4,7 +4,9 @@
 //! produce a [`FlowPlan`]; a new kind of load (HTTP ingest, queries) adds a `Workload` variant
 //! and its runner, and its rows here.
 
+use crate::client::Credentials;
 use crate::error::BenchError;
+pub use crate::ingest::IngestPlan;
 use crate::options::Options;
 
 /// One row of the table.
@@ -26,6 +28,15 @@ pub enum Workload {
     Idle { connections: usize },
     /// Connect, CONNACK, DISCONNECT in a loop, by this many concurrent workers.
     ConnectRate { workers: usize },
+    /// Devices publishing events of ten metrics to their events topics, stored by the pipeline.
+    Ingest(IngestPlan),
+}
+
+impl ScenarioSpec {
+    /// `--inflight` when not given: what a typical device client library keeps for ingest.
+    pub fn default_inflight(&self) -> u16 {
+        if self.name == "ingest" { 100 } else { 32 }
+    }
 }
 
 /// Who subscribes to what, and who publishes where.
@@ -104,11 +115,31 @@ pub static SCENARIOS: &[ScenarioSpec] = &[
         default_clients: 8,
         plan: |o, _| Ok(Workload::ConnectRate { workers: o.clients }),
     },
+    ScenarioSpec {
+        name: "ingest",
+        about: "N devices (--master-key-file, --tenant) publishing 10-metric events at QoS 1; durable acks/s",
+        default_clients: 100,
+        plan: ingest,
+    },
 ];
 
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<&'static ScenarioSpec> {
     SCENARIOS.iter().find(|s| s.name == name)
+}
+
+fn ingest(o: &Options, _: &Names) -> Result<Workload, BenchError> {
+    if o.qos != switchyard_codec::QoS::AtLeastOnce {
+        return Err(BenchError::Options("ingest publishes at QoS 1: every acknowledgement is a durable write".into()));
+    }
+    match &o.credentials {
+        Some(Credentials::DeviceKey { domain, .. }) => {
+            Ok(Workload::Ingest(IngestPlan { devices: o.clients, domain: domain.to_string() }))
+        }
+        _ => Err(BenchError::Options(
+            "ingest needs --master-key-file and --tenant: each device publishes to its own events topic".into(),
+        )),
+    }
 }
 
 fn fan_in(o: &Options, n: &Names) -> Result<Workload, BenchError> {
@@ -191,6 +222,15 @@ mod tests {
         let mut subscribed: Vec<&String> = p.subscribers[0].iter().collect();
         subscribed.sort();
         assert_eq!(published, subscribed);
+    }
+
+    #[test]
+    fn ingest_needs_device_keys() {
+        let cli = Cli::try_parse_from("b ingest -n 2 --username u".split_whitespace()).unwrap();
+        let options = Options::from_args(cli.args).unwrap();
+        assert_eq!(options.inflight, 100);
+        let names = Names { topics: "bench/r".into(), clients: "sbr".into() };
+        assert!(matches!((options.scenario.plan)(&options, &names), Err(BenchError::Options(_))));
     }
 
     #[test]

@@ -10,11 +10,13 @@ use std::time::Duration;
 use clap::Parser;
 use serde_json::Value;
 use switchyard_bench::{Args, Options};
-use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, RouterTask};
+use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, DataPath, RouterTask};
 use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, Registry, system_clock};
 use switchyard_identity::{Domain, KeyFile};
+use switchyard_pipeline::{Pipeline, PipelineConfig};
 use switchyard_storage::MemoryStore;
-use switchyard_storage_embedded::EmbeddedStore;
+use switchyard_storage::data::{ResourceKey, SeriesStore};
+use switchyard_storage_embedded::{DataConfig, EmbeddedDataStore, EmbeddedStore};
 use switchyard_transport::ListenerLimits;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -29,9 +31,11 @@ const TENANT: &str = "a.example";
 
 /// The broker in-process on 127.0.0.1:0: plain MQTT for anonymous clients, and the tenant
 /// [`TENANT`], whose master key is in `master.key` and whose API key is `app_username` /
-/// `app_password`; embedded storage in a temporary directory.
+/// `app_password`; embedded storage in a temporary directory, and the data pipeline on the
+/// tenant's events topics.
 struct TestBroker {
     addr: SocketAddr,
+    data: Arc<EmbeddedDataStore>,
     master_key_file: String,
     app_username: String,
     app_password: String,
@@ -59,8 +63,16 @@ impl TestBroker {
         let anonymous = AnonymousAuth { allow_anonymous: true, deny: Vec::new() };
         let hub = Hub::new(Arc::new(registry), HubConfig { anonymous, ..HubConfig::default() });
         let router_stop = CancellationToken::new();
-        let (broker, router) =
-            Broker::start(BrokerConfig::default(), Arc::new(store), hub.clone(), router_stop.clone()).unwrap();
+        let data = Arc::new(EmbeddedDataStore::open(dir.path(), DataConfig::default()).expect("data store opens"));
+        let data_path = DataPath { intake: Arc::new(Pipeline::new(PipelineConfig::default())), store: data.clone() };
+        let (broker, router) = Broker::start_with_data(
+            BrokerConfig::default(),
+            Arc::new(store),
+            hub.clone(),
+            data_path,
+            router_stop.clone(),
+        )
+        .unwrap();
         hub.attach(broker.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -77,6 +89,7 @@ impl TestBroker {
         ));
         TestBroker {
             addr,
+            data,
             master_key_file: master_key_file.display().to_string(),
             app_username: format!("{TENANT}/apikey/{}", tenant.api_key.id.as_str()),
             app_password: tenant.api_secret.expose_base64(),
@@ -107,6 +120,13 @@ struct Cli {
 /// In `line`, `{master_key_file}`, `{app_username}` and `{app_password}` stand for the tenant's.
 async fn bench(line: &str) -> Value {
     let broker = TestBroker::start().await;
+    let json = bench_on(&broker, line).await;
+    broker.stop().await;
+    json
+}
+
+/// [`bench`] against a broker the caller started (and stops).
+async fn bench_on(broker: &TestBroker, line: &str) -> Value {
     let line = line
         .replace("{master_key_file}", &broker.master_key_file)
         .replace("{app_username}", &broker.app_username)
@@ -115,7 +135,6 @@ async fn bench(line: &str) -> Value {
     let args = Cli::try_parse_from(command.split_whitespace()).expect("valid command line").args;
     let options = Options::from_args(args).expect("valid options");
     let report = switchyard_bench::run_scenario(options, false).await.expect("the scenario runs");
-    broker.stop().await;
     let text = serde_json::to_string_pretty(&report).unwrap();
     let json: Value = serde_json::from_str(&text).expect("the report is valid JSON");
     assert_eq!(json["tool"], "switchyard-bench");
@@ -210,4 +229,39 @@ async fn an_application_publishes_under_its_tenant() {
     let json =
         bench("fan-in -n 2 --username {app_username} --password {app_password} --topic-prefix a.example/bench").await;
     assert!(delivered(&json) > 0, "{json}");
+}
+
+/// Devices publish 10-metric events through the pipeline: every acknowledged event is stored,
+/// with its ten metrics, and the broker's memory is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_events_are_stored() {
+    let broker = TestBroker::start().await;
+    let pid = std::process::id();
+    let json = bench_on(
+        &broker,
+        &format!("ingest -n 3 --master-key-file {{master_key_file}} --tenant {TENANT} --broker-pid {pid}"),
+    )
+    .await;
+    let ingest = &json["ingest"];
+    assert!(ingest["acked"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(ingest["refused"], 0, "{json}");
+    assert_eq!(ingest["dropped_devices"], 0, "{json}");
+    assert_eq!(ingest["metrics_per_message"], 10, "{json}");
+    assert!(ingest["puback_latency"]["p99_us"].is_number(), "{json}");
+    assert!(ingest["broker_memory"]["rss_kib_peak"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(json["inflight"], 100, "{json}");
+    // Stored: the first device's resource has the ten series of its events.
+    let now = i64::MAX / 4;
+    let mut stored = 0;
+    for i in 0..3 {
+        let resource = format!("{}{i}", ingest["device_prefix"].as_str().unwrap());
+        let key = ResourceKey { tenant: TENANT.into(), resource: resource.as_str().into() };
+        let series = broker.data.series(&key, now).unwrap();
+        if !series.is_empty() {
+            assert_eq!(series.len(), 10, "{resource}: {series:?}");
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 3, "{json}");
+    broker.stop().await;
 }
