@@ -4,6 +4,7 @@
 
 mod data;
 mod lifecycle;
+mod outbox;
 
 use bytes::Bytes;
 use redb::TableDefinition;
