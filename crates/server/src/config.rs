@@ -25,6 +25,7 @@ struct Raw {
     tenant: RawTenant,
     auth: RawAuth,
     pipeline: RawPipeline,
+    forward: Vec<crate::forward::RawForward>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +262,8 @@ pub struct Settings {
     pub max_body: usize,
     /// Messages and points older than this (by timestamp) are deleted; `None` keeps them.
     pub retention: Option<Duration>,
+    /// The forwarding sinks (`[[forward]]`), in the order written.
+    pub forward: Vec<crate::forward::SinkSettings>,
 }
 
 impl Settings {
@@ -431,6 +434,7 @@ impl Settings {
             idempotency_window,
             max_body: raw.pipeline.max_body,
             retention,
+            forward: crate::forward::check(raw.forward)?,
         })
     }
 }

@@ -7,6 +7,7 @@
 //!   (see `identity.rs`).
 
 mod config;
+mod forward;
 mod identity;
 mod serve;
 

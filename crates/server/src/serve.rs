@@ -75,10 +75,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let window_ms = i64::try_from(settings.idempotency_window.as_millis()).unwrap_or(i64::MAX);
     let retention_ms = settings.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
     let data_config = DataConfig { idempotency_window_ms: window_ms, retention_ms, ..DataConfig::default() };
-    let data: Arc<dyn DataStore> = Arc::new(
+    let embedded = Arc::new(
         EmbeddedDataStore::open(&settings.data_dir, data_config)
             .with_context(|| format!("opening the data store in {}", settings.data_dir.display()))?,
     );
+    let data: Arc<dyn DataStore> = embedded.clone();
     let pipeline = Arc::new(Pipeline::new(settings.pipeline.clone()));
     let tls = match &settings.tls {
         Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate and client CAs")?),
@@ -122,6 +123,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ingest: switchyard_api::IngestConfig { pipeline, max_body: settings.max_body },
     });
 
+    // After the metrics recorder is installed, so the forwarders' lag gauges reach it.
+    let forward_stop = CancellationToken::new();
+    let forward_tasks = TaskTracker::new();
+    let sinks = settings.forward.iter().map(|s| Ok((s.name.clone(), s.sink()?))).collect::<anyhow::Result<_>>()?;
+    let outbox: Arc<dyn switchyard_storage::OutboxStore> = embedded;
+    let _forwarder = switchyard_forward::Forwarder::start(
+        outbox,
+        sinks,
+        switchyard_forward::RunConfig::default(),
+        &forward_tasks,
+        forward_stop.clone(),
+    )
+    .context("starting the forwarders")?;
     listeners.spawn(switchyard_transport::run_listener(
         mqtt,
         None,
@@ -189,6 +203,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     flusher_stop.cancel();
     if tokio::time::timeout(settings.shutdown_timeout, flusher).await.is_err() {
         tracing::error!("device activity was not written before the deadline");
+    }
+    forward_stop.cancel();
+    forward_tasks.close();
+    if tokio::time::timeout(settings.shutdown_timeout, forward_tasks.wait()).await.is_err() {
+        tracing::warn!("forwarders still running at the deadline; unacknowledged records resend");
     }
     router_stop.cancel();
     maintain_stop.cancel();
