@@ -80,7 +80,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .with_context(|| format!("opening the data store in {}", settings.data_dir.display()))?,
     );
     let data: Arc<dyn DataStore> = embedded.clone();
-    let pipeline = Arc::new(Pipeline::new(settings.pipeline.clone()));
+    let mut pipeline = Pipeline::new(settings.pipeline.clone());
+    if !settings.forward.is_empty() {
+        // Checked per request against the outbox's count (no I/O): see docs/forwarding.md.
+        let outbox = Arc::clone(&embedded);
+        let max = settings.max_outbox_bytes;
+        pipeline = pipeline.with_outbox_bound(move |tenant| {
+            switchyard_storage::OutboxStore::pending_bytes(&*outbox, tenant.as_str()) >= max
+        });
+    }
+    let pipeline = Arc::new(pipeline);
     let tls = match &settings.tls {
         Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate and client CAs")?),
         None => None,
