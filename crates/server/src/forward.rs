@@ -1,6 +1,10 @@
-//! The `[[forward]]` blocks of the configuration (SPEC §6) and the sinks they make.
+//! The `[[forward]]` blocks of the configuration (SPEC §6) and the sinks they make; and
+//! `switchyard forward replay --sink NAME --from TIME [--config F] [--data-dir D]`, which moves a
+//! sink's cursor back in the embedded store while the server is stopped (the sink resends from
+//! there when it starts).
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -76,8 +80,69 @@ pub(crate) fn check(raw: Vec<RawForward>) -> anyhow::Result<Vec<SinkSettings>> {
     Ok(sinks)
 }
 
+/// `switchyard forward ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ForwardCommand {
+    /// Send a sink again every record still in the outbox stored at or after a time (offline:
+    /// stop the server first; records every sink acknowledged are kept for an hour).
+    Replay {
+        /// The sink's name (its `name` in `[[forward]]`, default its kind).
+        #[arg(long)]
+        sink: String,
+        /// RFC 3339 time (2026-01-01T00:00:00Z), epoch milliseconds, or an age (15m, 1h).
+        #[arg(long)]
+        from: String,
+        /// TOML configuration file (for server.data_dir).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Runs a `forward` command.
+pub fn command(command: ForwardCommand) -> anyhow::Result<()> {
+    let ForwardCommand::Replay { sink, from, config, data_dir } = command;
+    let flags = crate::config::Overrides { data_dir, ..Default::default() };
+    let settings = crate::config::Settings::load(config.as_deref(), std::env::vars(), &flags)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+    let from_ms = parse_time(&from, now)?;
+    let store = switchyard_storage_embedded::EmbeddedDataStore::open(
+        &settings.data_dir,
+        switchyard_storage_embedded::DataConfig::default(),
+    )
+    .with_context(|| format!("opening the data store in {} (is the server running?)", settings.data_dir.display()))?;
+    let cursor = switchyard_storage::OutboxStore::rewind(&store, &sink, from_ms)
+        .with_context(|| format!("sink {sink:?} (known: the [[forward]] sinks of the last start)"))?;
+    println!("sink {sink}: resends from record {} when the server starts", cursor + 1);
+    Ok(())
+}
+
+/// Epoch ms from an integer, an age before `now` (`15m`, `1h`, `P1D`) or an RFC 3339 time.
+fn parse_time(text: &str, now: i64) -> anyhow::Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(age) = switchyard_pipeline::parse_duration(text) {
+        return Ok(now.saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+    }
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("--from {text:?}: not an RFC 3339 time, epoch milliseconds or an age"))?;
+    Ok(i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn replay_times() {
+        let now = 1_700_000_000_000;
+        assert_eq!(super::parse_time("1234", now).unwrap(), 1234);
+        assert_eq!(super::parse_time("1h", now).unwrap(), now - 3_600_000);
+        assert_eq!(super::parse_time("2023-11-14T22:13:20Z", now).unwrap(), 1_700_000_000_000);
+        assert!(super::parse_time("yesterday", now).is_err());
+    }
+
     use super::*;
 
     fn parse(text: &str) -> anyhow::Result<Vec<SinkSettings>> {
