@@ -186,3 +186,68 @@ def urllib_open(url: str):
     import urllib.request
 
     return urllib.request.urlopen(url, timeout=10)
+
+
+class BoundedBroker(ForwardingBroker):
+    """A broker whose tenants may hold only a few records for the sinks."""
+
+    def __init__(self, workdir, certs, binary, hook_port: int):
+        super().__init__(workdir, certs, binary, hook_port)
+        text = self.config.read_text().replace("[pipeline]\n", "[pipeline]\nmax_outbox_bytes = 2000\n", 1)
+        self.config.write_text(text)
+
+
+def test_a_full_outbox_refuses_intake_over_http_and_mqtt(certs, tmp_path, receiver):
+    import threading as _threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from hubkit import device_key
+
+    b = BoundedBroker(tmp_path / "bounded", certs, switchyard_bin(), receiver.port)
+    b.start()
+    try:
+        tenant = b.credentials()["tenant"]
+        app = basic(tenant["api_key"], tenant["api_secret"])
+        resource = f"f-{uuid.uuid4().hex[:6]}"
+        statuses = []
+        for n in range(100):  # ~100 bytes a record: the bound is reached well before
+            status, _, _ = http(b, "POST", f"/resources/{resource}/events", app, {"seq": n})
+            statuses.append(status)
+            if status == 503:
+                break
+        assert statuses[-1] == 503 and set(statuses[:-1]) == {200}, statuses
+        status, body, _ = http(b, "POST", f"/resources/{resource}/events?forward=false", app, {"seq": -1})
+        assert status == 200, "a message not forwarded is still taken"
+
+        codes: list[int] = []
+        done = _threading.Event()
+
+        def on_publish(_c, _u, _mid, rc, _props):
+            codes.append(rc if isinstance(rc, int) else rc.value)
+            done.set()
+
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bound-{resource}", protocol=paho.MQTTv5)
+        c.username_pw_set(f"{tenant['domain']}/{resource}", device_key(tenant["master_key"], resource))
+        c.on_publish = on_publish
+        c.connect("127.0.0.1", b.mqtt_port, keepalive=30)
+        c.loop_start()
+        try:
+            c.publish(f"{tenant['domain']}/resources/{resource}/events", json.dumps({"seq": 1000}), qos=1)
+            assert done.wait(WAIT), "no PUBACK"
+        finally:
+            c.loop_stop()
+            c.disconnect()
+        assert codes == [0x97], "quota exceeded"
+
+        # Once the receiver takes the records, intake is accepted again.
+        receiver.failing = False
+        poll(
+            "intake accepted again",
+            lambda: http(b, "POST", f"/resources/{resource}/events", app, {"seq": 2000})[0] == 200,
+        )
+        with urllib_open(b.url("/metrics")) as resp:
+            assert "switchyard_forward_refused_total" in resp.read().decode()
+    finally:
+        b.stop()
