@@ -156,7 +156,7 @@ def test_every_event_arrives_through_failures_and_a_crash(hub, receiver):
         assert first[record["id"]] == record
 
 
-def test_forward_false_is_not_forwarded_and_lag_is_a_metric(hub, receiver):
+def test_forward_false_lag_metrics_and_replay(hub, receiver):
     tenant = hub.credentials()["tenant"]
     app = basic(tenant["api_key"], tenant["api_secret"])
     receiver.failing = False
@@ -180,6 +180,18 @@ def test_forward_false_is_not_forwarded_and_lag_is_a_metric(hub, receiver):
     text = poll("lag back to zero", metrics)
     assert 'switchyard_forward_lag_seconds{sink="hook"}' in text
     assert 'switchyard_forward_records_total{sink="hook"}' in text
+
+    # Replay through the admin endpoint: the record arrives again, with the same id.
+    admin = f"Bearer {hub.credentials()['admin_token']}"
+    status, body, _ = http(hub, "POST", "/admin/forward/hook/replay?from=0", admin)
+    assert status == 200 and body["sink"] == "hook", body
+    assert poll("the replayed record", lambda: arrived() == [1, 1] and arrived()) == [1, 1]
+    with receiver.lock:
+        ids = [r["id"] for r in receiver.records if r["resource"] == resource]
+    assert ids[0] == ids[1], "a replayed record keeps its id"
+    assert http(hub, "POST", "/admin/forward/nope/replay?from=0", admin)[0] == 404
+    assert http(hub, "POST", "/admin/forward/hook/replay?from=someday", admin)[0] == 400
+    assert http(hub, "POST", "/admin/forward/hook/replay?from=0", app)[0] == 403, "admin only"
 
 
 def urllib_open(url: str):

@@ -80,6 +80,49 @@ pub(crate) fn check(raw: Vec<RawForward>) -> anyhow::Result<Vec<SinkSettings>> {
     Ok(sinks)
 }
 
+/// `POST /admin/forward/{sink}/replay?from=TIME` (admin token): the running sink resends every
+/// record still in the outbox stored at or after TIME (as `forward replay --from`). Answers
+/// `{"sink", "cursor"}`; 404 for an unknown sink, 400 for a bad time.
+pub fn admin_routes(forwarder: switchyard_forward::Forwarder, state: switchyard_api::ApiState) -> axum::Router {
+    use axum::extract::{Path, Query};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let handler = move |_: switchyard_api::AdminAuth,
+                        Path(sink): Path<String>,
+                        Query(query): Query<std::collections::HashMap<String, String>>| {
+        let forwarder = forwarder.clone();
+        async move {
+            let answer = |status: StatusCode, body: serde_json::Value| (status, axum::Json(body)).into_response();
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
+            let from = match query.get("from").map(|f| parse_time(f, now)) {
+                Some(Ok(from)) => from,
+                Some(Err(e)) => {
+                    return answer(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({"error": "invalid from", "details": [format!("{e:#}")]}),
+                    );
+                }
+                None => {
+                    return answer(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({"error": "from is required", "details": []}),
+                    );
+                }
+            };
+            match forwarder.replay(&sink, from).await {
+                Ok(cursor) => answer(StatusCode::OK, serde_json::json!({"sink": sink, "cursor": cursor})),
+                Err(e @ switchyard_forward::ForwardError::UnknownSink(_)) => {
+                    answer(StatusCode::NOT_FOUND, serde_json::json!({"error": e.to_string(), "details": []}))
+                }
+                Err(e) => {
+                    answer(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"error": e.to_string(), "details": []}))
+                }
+            }
+        }
+    };
+    axum::Router::new().route("/admin/forward/{sink}/replay", axum::routing::post(handler)).with_state(state)
+}
+
 /// `switchyard forward ...`.
 #[derive(Debug, clap::Subcommand)]
 pub enum ForwardCommand {

@@ -122,7 +122,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let tasks = TaskTracker::new();
     let listeners = TaskTracker::new();
-    let app = switchyard_api::router(switchyard_api::ApiState {
+    let api_state = switchyard_api::ApiState {
         broker: broker.clone(),
         limits: limits.clone(),
         shutdown: shutdown.clone(),
@@ -130,14 +130,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         hub,
         metrics: install_metrics(),
         ingest: switchyard_api::IngestConfig { pipeline, max_body: settings.max_body },
-    });
+    };
+    let app = switchyard_api::router(api_state.clone());
 
     // After the metrics recorder is installed, so the forwarders' lag gauges reach it.
     let forward_stop = CancellationToken::new();
     let forward_tasks = TaskTracker::new();
     let sinks = settings.forward.iter().map(|s| Ok((s.name.clone(), s.sink()?))).collect::<anyhow::Result<_>>()?;
     let outbox: Arc<dyn switchyard_storage::OutboxStore> = embedded;
-    let _forwarder = switchyard_forward::Forwarder::start(
+    let forwarder = switchyard_forward::Forwarder::start(
         outbox,
         sinks,
         switchyard_forward::RunConfig::default(),
@@ -145,6 +146,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         forward_stop.clone(),
     )
     .context("starting the forwarders")?;
+    let app = app.merge(crate::forward::admin_routes(forwarder, api_state));
     listeners.spawn(switchyard_transport::run_listener(
         mqtt,
         None,
