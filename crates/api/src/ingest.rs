@@ -157,6 +157,7 @@ fn refused(e: IntakeError) -> ApiError {
     match e.kind {
         ErrorKind::Invalid => ApiError::bad_request(e.error, e.details),
         ErrorKind::TooLarge => ApiError::TooLargeInput { error: e.error, details: e.details },
+        ErrorKind::Unavailable => ApiError::Unavailable,
     }
 }
 

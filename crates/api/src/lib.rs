@@ -50,6 +50,7 @@ use switchyard_transport::ListenerLimits;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use auth::AdminAuth;
 pub use devices::parse_ttl;
 pub use error::ApiError;
 pub use ingest::{DEFAULT_MAX_BODY, IngestConfig};

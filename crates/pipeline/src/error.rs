@@ -12,6 +12,9 @@ pub enum ErrorKind {
     /// More than a limit allows (messages per request, metrics per message): HTTP 413,
     /// MQTT `0x99`.
     TooLarge,
+    /// The tenant's forwarding outbox is full (`max_outbox_bytes`): HTTP 503, MQTT `0x97`
+    /// (quota exceeded). Nothing was taken; the client tries again later.
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -20,6 +23,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Invalid => 400,
             ErrorKind::TooLarge => 413,
+            ErrorKind::Unavailable => 503,
         }
     }
 }

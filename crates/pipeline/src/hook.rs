@@ -25,11 +25,15 @@ use crate::options::Options;
 /// A tenant's own message cache size, when it has one (`None`: the configured default).
 type KeepLookup = dyn Fn(&Domain) -> Option<u32> + Send + Sync;
 
+/// Whether a tenant's forwarding outbox is full.
+type OutboxFull = dyn Fn(&Domain) -> bool + Send + Sync;
+
 /// The configured intake path.
 pub struct Pipeline {
     config: PipelineConfig,
     limits: Limits,
     keep_for: Option<Arc<KeepLookup>>,
+    outbox_full: Option<Arc<OutboxFull>>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -42,13 +46,22 @@ impl Pipeline {
     /// A pipeline with these settings (validate them first with [`PipelineConfig::validate`]).
     pub fn new(config: PipelineConfig) -> Pipeline {
         let limits = config.limits();
-        Pipeline { config, limits, keep_for: None }
+        Pipeline { config, limits, keep_for: None, outbox_full: None }
     }
 
     /// Looks up each tenant's message cache size (a per-tenant setting) through `keep_for`;
     /// tenants for which it answers `None` keep [`PipelineConfig::message_cache`] messages.
     pub fn with_tenant_keep(mut self, keep_for: impl Fn(&Domain) -> Option<u32> + Send + Sync + 'static) -> Pipeline {
         self.keep_for = Some(Arc::new(keep_for));
+        self
+    }
+
+    /// Refuses forwarded messages of tenants for which `full` answers true (their forwarding
+    /// outbox is at its bound): [`ErrorKind::Unavailable`](crate::ErrorKind), HTTP 503 and
+    /// MQTT `0x97`, counted in `switchyard_forward_refused_total`. Messages sent with
+    /// `forward=false` are still taken.
+    pub fn with_outbox_bound(mut self, full: impl Fn(&Domain) -> bool + Send + Sync + 'static) -> Pipeline {
+        self.outbox_full = Some(Arc::new(full));
         self
     }
 
@@ -76,6 +89,14 @@ impl Pipeline {
         options: Options,
         now_ms: i64,
     ) -> Result<Normalized, IntakeError> {
+        if options.forward && self.outbox_full.as_ref().is_some_and(|full| full(tenant)) {
+            metrics::counter!("switchyard_forward_refused_total").increment(1);
+            return Err(IntakeError {
+                kind: crate::error::ErrorKind::Unavailable,
+                error: "forwarding outbox full".into(),
+                details: vec!["the tenant's messages wait for a forwarding sink; try again later".into()],
+            });
+        }
         let ctx = Context { tenant, resource, now_ms, options, keep: self.keep(tenant), limits: &self.limits };
         normalize(body, &ctx)
     }
@@ -106,6 +127,9 @@ impl IntakeHook for Pipeline {
         let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
         match self.http(domain, Some(&resource), payload, Options::default(), now_ms) {
             Ok(n) => Intake::Store { payload: n.payload, data: n.data },
+            Err(e) if e.kind == crate::error::ErrorKind::Unavailable => {
+                Intake::Refuse { reason: reason::QUOTA_EXCEEDED, detail: e.reason_string() }
+            }
             Err(e) => Intake::Refuse { reason: reason::PAYLOAD_FORMAT_INVALID, detail: e.reason_string() },
         }
     }
@@ -215,5 +239,21 @@ mod tests {
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&n.payload).unwrap()["x"], 1);
         let e = p.http_query(&domain(), None, br#"{"x":1}"#, "ttl=never", 5).unwrap_err();
         assert_eq!(e.error, "invalid options");
+    }
+
+    #[test]
+    fn a_full_outbox_refuses_forwarded_messages() {
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = Arc::clone(&full);
+        let p = Pipeline::new(PipelineConfig::default())
+            .with_outbox_bound(move |_| flag.load(std::sync::atomic::Ordering::SeqCst));
+        let r = ResourceId::parse("a").unwrap();
+        let e = p.http_query(&domain(), Some(&r), br#"{"x":1}"#, "", 5).unwrap_err();
+        assert_eq!(e.http_status(), 503);
+        let got = p.intake(&device("a"), "app.example.com/resources/a/events", &Bytes::from_static(b"{}"), 5);
+        assert!(matches!(got, Intake::Refuse { reason: 0x97, .. }), "{got:?}");
+        assert!(p.http_query(&domain(), Some(&r), br#"{"x":1}"#, "forward=false", 5).is_ok(), "not forwarded: taken");
+        full.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(p.http_query(&domain(), Some(&r), br#"{"x":1}"#, "", 5).is_ok());
     }
 }

@@ -25,6 +25,7 @@ struct Raw {
     tenant: RawTenant,
     auth: RawAuth,
     pipeline: RawPipeline,
+    forward: Vec<crate::forward::RawForward>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +198,7 @@ struct RawPipeline {
     max_metric_name: usize,
     max_message_id: usize,
     retention: Option<String>,
+    max_outbox_bytes: u64,
 }
 
 impl Default for RawPipeline {
@@ -212,6 +214,7 @@ impl Default for RawPipeline {
             max_metric_name: p.max_metric_name,
             max_message_id: p.max_message_id,
             retention: None,
+            max_outbox_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -261,6 +264,11 @@ pub struct Settings {
     pub max_body: usize,
     /// Messages and points older than this (by timestamp) are deleted; `None` keeps them.
     pub retention: Option<Duration>,
+    /// Bytes of a tenant's messages not yet with every forwarding sink beyond which its
+    /// forwarded intake is refused (503 / 0x97).
+    pub max_outbox_bytes: u64,
+    /// The forwarding sinks (`[[forward]]`), in the order written.
+    pub forward: Vec<crate::forward::SinkSettings>,
 }
 
 impl Settings {
@@ -431,6 +439,8 @@ impl Settings {
             idempotency_window,
             max_body: raw.pipeline.max_body,
             retention,
+            max_outbox_bytes: raw.pipeline.max_outbox_bytes,
+            forward: crate::forward::check(raw.forward)?,
         })
     }
 }

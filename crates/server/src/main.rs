@@ -7,6 +7,7 @@
 //!   (see `identity.rs`).
 
 mod config;
+mod forward;
 mod identity;
 mod serve;
 
@@ -51,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: identity::DeviceCommand,
     },
+    /// Forwarding to sinks (offline, against the embedded store).
+    Forward {
+        #[command(subcommand)]
+        command: forward::ForwardCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -74,6 +80,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => switchyard_bench::run(*args).map_err(anyhow::Error::from),
         Command::Tenant { command } => identity::tenant(command),
         Command::Device { command } => identity::device(command),
+        Command::Forward { command } => forward::command(command),
         Command::Config { command: ConfigCommand::Example } => {
             print!("{}", config::EXAMPLE);
             Ok(())

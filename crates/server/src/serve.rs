@@ -75,11 +75,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let window_ms = i64::try_from(settings.idempotency_window.as_millis()).unwrap_or(i64::MAX);
     let retention_ms = settings.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
     let data_config = DataConfig { idempotency_window_ms: window_ms, retention_ms, ..DataConfig::default() };
-    let data: Arc<dyn DataStore> = Arc::new(
+    let embedded = Arc::new(
         EmbeddedDataStore::open(&settings.data_dir, data_config)
             .with_context(|| format!("opening the data store in {}", settings.data_dir.display()))?,
     );
-    let pipeline = Arc::new(Pipeline::new(settings.pipeline.clone()));
+    let data: Arc<dyn DataStore> = embedded.clone();
+    let mut pipeline = Pipeline::new(settings.pipeline.clone());
+    if !settings.forward.is_empty() {
+        // Checked per request against the outbox's count (no I/O): see docs/forwarding.md.
+        let outbox = Arc::clone(&embedded);
+        let max = settings.max_outbox_bytes;
+        pipeline = pipeline.with_outbox_bound(move |tenant| {
+            switchyard_storage::OutboxStore::pending_bytes(&*outbox, tenant.as_str()) >= max
+        });
+    }
+    let pipeline = Arc::new(pipeline);
     let tls = match &settings.tls {
         Some(files) => Some(TlsSource::load(files.clone()).context("loading the TLS certificate and client CAs")?),
         None => None,
@@ -112,7 +122,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     };
     let tasks = TaskTracker::new();
     let listeners = TaskTracker::new();
-    let app = switchyard_api::router(switchyard_api::ApiState {
+    let api_state = switchyard_api::ApiState {
         broker: broker.clone(),
         limits: limits.clone(),
         shutdown: shutdown.clone(),
@@ -120,8 +130,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         hub,
         metrics: install_metrics(),
         ingest: switchyard_api::IngestConfig { pipeline, max_body: settings.max_body },
-    });
+    };
+    let app = switchyard_api::router(api_state.clone());
 
+    // After the metrics recorder is installed, so the forwarders' lag gauges reach it.
+    let forward_stop = CancellationToken::new();
+    let forward_tasks = TaskTracker::new();
+    let sinks = settings.forward.iter().map(|s| Ok((s.name.clone(), s.sink()?))).collect::<anyhow::Result<_>>()?;
+    let outbox: Arc<dyn switchyard_storage::OutboxStore> = embedded;
+    let forwarder = switchyard_forward::Forwarder::start(
+        outbox,
+        sinks,
+        switchyard_forward::RunConfig::default(),
+        &forward_tasks,
+        forward_stop.clone(),
+    )
+    .context("starting the forwarders")?;
+    let app = app.merge(crate::forward::admin_routes(forwarder, api_state));
     listeners.spawn(switchyard_transport::run_listener(
         mqtt,
         None,
@@ -189,6 +214,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     flusher_stop.cancel();
     if tokio::time::timeout(settings.shutdown_timeout, flusher).await.is_err() {
         tracing::error!("device activity was not written before the deadline");
+    }
+    forward_stop.cancel();
+    forward_tasks.close();
+    if tokio::time::timeout(settings.shutdown_timeout, forward_tasks.wait()).await.is_err() {
+        tracing::warn!("forwarders still running at the deadline; unacknowledged records resend");
     }
     router_stop.cancel();
     maintain_stop.cancel();

@@ -24,6 +24,8 @@ use crate::data::{
     Block, DataStore, Ingest, MessageStore, Point, ResourceKey, SeriesInfo, SeriesStore, StoredMessage, TimeRange,
     Value, Written,
 };
+use crate::forward::OutboxStore;
+use crate::forward_memory::MemoryOutbox;
 
 /// How long a `messageId` is remembered unless told otherwise: 24 h (SPEC §4.4).
 pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
@@ -33,6 +35,8 @@ pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 pub struct MemoryDataStore {
     state: Arc<Mutex<State>>,
     window_ms: i64,
+    /// The forwarding outbox, appended to by `write`.
+    outbox: MemoryOutbox,
 }
 
 impl Default for MemoryDataStore {
@@ -78,7 +82,7 @@ fn in_range(range: &TimeRange, ts: i64) -> bool {
 impl MemoryDataStore {
     /// An empty store remembering `messageId`s for `idempotency_window_ms`.
     pub fn new(idempotency_window_ms: i64) -> Self {
-        Self { state: Arc::default(), window_ms: idempotency_window_ms }
+        Self { state: Arc::default(), window_ms: idempotency_window_ms, outbox: MemoryOutbox::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -205,6 +209,8 @@ impl DataStore for MemoryDataStore {
                 }
             }
         }
+        drop(state);
+        self.outbox.append(batch, &written, now);
         Ok(written)
     }
 
@@ -226,6 +232,37 @@ impl DataStore for MemoryDataStore {
         }
         state.resources.retain(|_, res| !(res.messages.is_empty() && res.ids.is_empty() && res.series.is_empty()));
         Ok(())
+    }
+}
+
+/// The forwarding outbox ([`MemoryOutbox`]), written by [`DataStore::write`].
+impl OutboxStore for MemoryDataStore {
+    fn set_sinks(&self, sinks: &[&str]) -> Result<(), StorageError> {
+        self.outbox.set_sinks(sinks)
+    }
+    fn sinks(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        self.outbox.sinks()
+    }
+    fn read(&self, after: u64, limit: usize) -> Result<Vec<crate::forward::OutboxRecord>, StorageError> {
+        self.outbox.read(after, limit)
+    }
+    fn cursor(&self, sink: &str) -> Result<Option<u64>, StorageError> {
+        self.outbox.cursor(sink)
+    }
+    fn acknowledge(&self, sink: &str, seq: u64) -> Result<(), StorageError> {
+        self.outbox.acknowledge(sink, seq)
+    }
+    fn rewind(&self, sink: &str, from: i64) -> Result<u64, StorageError> {
+        self.outbox.rewind(sink, from)
+    }
+    fn trim(&self, before: i64) -> Result<u64, StorageError> {
+        self.outbox.trim(before)
+    }
+    fn last(&self) -> u64 {
+        self.outbox.last()
+    }
+    fn pending_bytes(&self, tenant: &str) -> u64 {
+        self.outbox.pending_bytes(tenant)
     }
 }
 
@@ -251,4 +288,8 @@ mod tests {
     }
 
     crate::data_store_conformance!(Memory);
+
+    mod outbox {
+        crate::outbox_conformance!(super::Memory);
+    }
 }

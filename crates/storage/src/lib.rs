@@ -11,7 +11,9 @@
 //! [`RegistryStore`] ([`registry`]), with its own conformance checks.
 //!
 //! The pipeline's data (message cache and metrics) goes through [`DataStore`] ([`data`]), with
-//! [`MemoryDataStore`] as its reference and [`conformance::data`] as its suite.
+//! [`MemoryDataStore`] as its reference and [`conformance::data`] as its suite. The forwarding
+//! outbox the same write appends to is [`OutboxStore`] ([`forward`]), checked by
+//! [`conformance::forward`].
 //!
 //! [`MemoryStore`] keeps state in memory: it is the reference the suite is checked against, and a
 //! stand-in for a real backend in broker tests (its clones share data, as a reopened file would).
@@ -21,11 +23,15 @@ use bytes::Bytes;
 pub mod conformance;
 pub mod data;
 mod data_memory;
+pub mod forward;
+mod forward_memory;
 mod memory;
 pub mod registry;
 
 pub use data::{Channel, DataStore, Ingest, MessageStore, ResourceKey, SeriesStore};
 pub use data_memory::{DEFAULT_IDEMPOTENCY_WINDOW_MS, MemoryDataStore};
+pub use forward::{OutboxRecord, OutboxStore};
+pub use forward_memory::MemoryOutbox;
 pub use memory::MemoryStore;
 pub use registry::{RegistryError, RegistryOp, RegistryStore, Table};
 

@@ -88,7 +88,9 @@ impl EmbeddedDataStore {
             caches.push((resource, cache));
         }
         writes.insert(&self.meta, b"seq".to_vec(), seq.to_be_bytes().to_vec());
+        let forwarded = self.outbox.stage(&mut writes, batch, &written, now);
         writes.commit().map_err(|e| backend("write", e))?;
+        forwarded.applied();
         state.seq = seq;
         state.caches.extend(caches);
         state.series.extend(new_series);

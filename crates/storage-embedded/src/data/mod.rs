@@ -18,6 +18,8 @@
 //! - `expiry`: `at ‖ kind ‖ key` → empty: when a message, a `messageId` or a chunk expires, so
 //!   [`DataStore::maintain`] finds what to drop without reading everything.
 //! - `meta`: `seq` → the next arrival number.
+//! - `outbox`, `outbox_meta`: the forwarding outbox, appended in the same batch as the messages
+//!   (layout in the `outbox` module).
 //!
 //! # Invariants
 //! - A write is one atomic fjall batch, fdatasynced before [`DataStore::write`] returns: one
@@ -51,6 +53,7 @@ mod compact;
 mod head;
 mod maintain;
 mod messages;
+mod outbox;
 mod retention;
 mod series;
 
@@ -110,6 +113,8 @@ pub struct EmbeddedDataStore {
     series: Keyspace,
     expiry: Keyspace,
     meta: Keyspace,
+    /// The forwarding outbox (`outbox`, `outbox_meta`; see the `outbox` module).
+    outbox: outbox::Outbox,
     window_ms: i64,
     retention_ms: Option<i64>,
     state: Mutex<State>,
@@ -202,6 +207,7 @@ impl EmbeddedDataStore {
             series: keyspace("series")?,
             expiry: keyspace("expiry")?,
             meta: keyspace("meta")?,
+            outbox: outbox::Outbox::open(&db)?,
             window_ms: config.idempotency_window_ms,
             retention_ms: config.retention_ms,
             state: Mutex::default(),

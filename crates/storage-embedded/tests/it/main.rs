@@ -4,6 +4,7 @@
 
 mod data;
 mod lifecycle;
+mod outbox;
 mod space;
 
 use bytes::Bytes;
