@@ -41,6 +41,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     echo "all present"
 fi
+# Headless Chromium drives the browser test (tests/interop/test_browser.py).
+if ! installed chromium; then
+    echo "installing: chromium"
+    apt_install chromium >/dev/null
+fi
 
 # -- 2. Python environment for the interoperability suite ---------------------------
 step "python venv .venv (tests/interop/requirements.txt)"

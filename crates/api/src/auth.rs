@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use switchyard_identity::{AppIdentity, Credentials, DeviceIdentity, Identity, ResourceId, parse_authorization};
+use switchyard_identity::{
+    AppIdentity, Credentials, CredentialsError, DeviceIdentity, Identity, ResourceId, parse_authorization,
+};
 use switchyard_storage::ResourceKey;
 
 use crate::ApiState;
@@ -16,7 +18,6 @@ use crate::error::ApiError;
 
 /// Authenticates the request's `Authorization` header (absent: no credentials).
 async fn identify(parts: &Parts, state: &ApiState) -> Result<Identity, ApiError> {
-    let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let presented = match parts.headers.get(AUTHORIZATION) {
         None => Ok(Credentials::Anonymous),
         Some(value) => match value.to_str() {
@@ -24,6 +25,18 @@ async fn identify(parts: &Parts, state: &ApiState) -> Result<Identity, ApiError>
             Err(_) => return Err(ApiError::Unauthorized),
         },
     };
+    authenticate(parts, state, presented, "http").await
+}
+
+/// Authenticates `presented` (from a header or, for WebSockets, the query) through the hub,
+/// rate limited per source address and claimed identity.
+pub async fn authenticate(
+    parts: &Parts,
+    state: &ApiState,
+    presented: Result<Credentials, CredentialsError>,
+    protocol: &'static str,
+) -> Result<Identity, ApiError> {
+    let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     // The per-username limit applies to the claimed key, device or admin.
     let limit_key = match &presented {
         Ok(Credentials::ApiKey { key_id, .. }) => Some(key_id.to_string()),
@@ -34,7 +47,7 @@ async fn identify(parts: &Parts, state: &ApiState) -> Result<Identity, ApiError>
         Ok(Credentials::Admin(_)) => Some("admin".to_owned()),
         _ => None,
     };
-    Ok(state.hub.authenticate(presented, limit_key.as_deref(), ip, "http").await?)
+    Ok(state.hub.authenticate(presented, limit_key.as_deref(), ip, protocol).await?)
 }
 
 /// The server administrator (`Authorization: Bearer ADMIN_TOKEN`).

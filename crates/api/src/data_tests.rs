@@ -57,6 +57,36 @@ pub async fn start_with(store: Arc<dyn DataStore>) -> TestApp {
 /// An app over `store` whose core asks `intake` about every PUBLISH and whose ingest routes
 /// use `ingest`.
 pub async fn start_app(store: Arc<dyn DataStore>, intake: Arc<dyn IntakeHook>, ingest: IngestConfig) -> TestApp {
+    start_full(store, intake, ingest, crate::StreamLimits::default(), crate::WsLimits::default()).await
+}
+
+/// [`start_app`] with these stream limits.
+pub async fn start_streams(
+    store: Arc<dyn DataStore>,
+    intake: Arc<dyn IntakeHook>,
+    ingest: IngestConfig,
+    streams: crate::StreamLimits,
+) -> TestApp {
+    start_full(store, intake, ingest, streams, crate::WsLimits::default()).await
+}
+
+/// [`start_app`] with `ws` bounding the data WebSockets.
+pub async fn start_app_ws(
+    store: Arc<dyn DataStore>,
+    intake: Arc<dyn IntakeHook>,
+    ingest: IngestConfig,
+    ws: crate::WsLimits,
+) -> TestApp {
+    start_full(store, intake, ingest, crate::StreamLimits::default(), ws).await
+}
+
+async fn start_full(
+    store: Arc<dyn DataStore>,
+    intake: Arc<dyn IntakeHook>,
+    ingest: IngestConfig,
+    streams: crate::StreamLimits,
+    ws: crate::WsLimits,
+) -> TestApp {
     let registry = Arc::new(
         Registry::open(Arc::new(MemoryStore::default()), KeyFile::generate().unwrap(), system_clock(), 100).unwrap(),
     );
@@ -81,6 +111,8 @@ pub async fn start_app(store: Arc<dyn DataStore>, intake: Arc<dyn IntakeHook>, i
         hub,
         metrics: None,
         ingest,
+        ws,
+        streams,
     };
     let b = creds.pop().unwrap();
     let a = creds.pop().unwrap();

@@ -36,6 +36,8 @@ pub enum ApiError {
     Forbidden(String),
     /// 404.
     NotFound(String),
+    /// 406: a stream-only route asked for a format it does not serve.
+    NotAcceptable(String),
     /// 409.
     Conflict(String),
     /// 413.
@@ -66,6 +68,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "bad or missing credentials".into(), vec![]),
             ApiError::Forbidden(e) => (StatusCode::FORBIDDEN, e, vec![]),
             ApiError::NotFound(e) => (StatusCode::NOT_FOUND, e, vec![]),
+            ApiError::NotAcceptable(e) => (StatusCode::NOT_ACCEPTABLE, e, vec![]),
             ApiError::Conflict(e) => (StatusCode::CONFLICT, e, vec![]),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body is too large".into(), vec![]),
             ApiError::TooLargeInput { error, details } => (StatusCode::PAYLOAD_TOO_LARGE, error, details),

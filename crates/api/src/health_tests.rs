@@ -68,6 +68,8 @@ async fn health_reports_failing_and_dead_storage() {
         hub,
         metrics: None,
         ingest: crate::IngestConfig::default(),
+        ws: crate::WsLimits::default(),
+        streams: Default::default(),
     };
     let app = crate::router(state);
     assert_eq!(health(&app).await.0, StatusCode::OK);

@@ -153,7 +153,7 @@ fn writer<'a>(caller: &'a DataAuth, resource: Option<&ResourceId>) -> Result<&'a
 }
 
 /// Input the pipeline refused, as the client is told.
-fn refused(e: IntakeError) -> ApiError {
+pub(crate) fn refused(e: IntakeError) -> ApiError {
     match e.kind {
         ErrorKind::Invalid => ApiError::bad_request(e.error, e.details),
         ErrorKind::TooLarge => ApiError::TooLargeInput { error: e.error, details: e.details },
@@ -168,12 +168,23 @@ async fn ingest(
     live: Vec<(Arc<str>, Bytes)>,
     normalized: Normalized,
 ) -> Result<Response, ApiError> {
+    ingest_expiring(state, domain, live, None, normalized).await
+}
+
+/// [`ingest`] with live messages expiring at `expires_at_ms` (a command's `ttl`).
+pub(crate) async fn ingest_expiring(
+    state: &ApiState,
+    domain: &Domain,
+    live: Vec<(Arc<str>, Bytes)>,
+    expires_at_ms: Option<u64>,
+    normalized: Normalized,
+) -> Result<Response, ApiError> {
     // Fail fast rather than wait behind commits being retried.
     if state.broker.storage_status() != StorageStatus::Ok {
         return Err(ApiError::Unavailable);
     }
     let Normalized { payload, data, count, .. } = normalized;
-    let written = match state.broker.ingest(Namespace::tenant(domain), live, data).await {
+    let written = match state.broker.ingest_expiring(Namespace::tenant(domain), live, expires_at_ms, data).await {
         Ok(written) => written,
         Err(IngestError::Unavailable) => return Err(ApiError::Unavailable),
     };

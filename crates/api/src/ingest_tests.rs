@@ -21,14 +21,14 @@ use crate::IngestConfig;
 use crate::data_tests::{A, B, TestApp, start_app};
 
 /// An app with the pipeline (at most 3 messages per request) over a memory data store.
-async fn start(max_body: usize) -> TestApp {
+pub(crate) async fn start(max_body: usize) -> TestApp {
     let pipeline = Arc::new(Pipeline::new(PipelineConfig { max_messages_per_request: 3, ..PipelineConfig::default() }));
     let store = Arc::new(MemoryDataStore::default());
     start_app(store, pipeline.clone(), IngestConfig { pipeline, max_body }).await
 }
 
 impl TestApp {
-    async fn post(&self, uri: &str, auth: &str, body: &str) -> (StatusCode, Json) {
+    pub(crate) async fn post(&self, uri: &str, auth: &str, body: &str) -> (StatusCode, Json) {
         let request = Request::builder()
             .method(Method::POST)
             .uri(uri)
@@ -42,7 +42,7 @@ impl TestApp {
         (status, serde_json::from_slice(&bytes).unwrap_or(Json::Null))
     }
 
-    fn stored(&self, tenant: &str, resource: &str) -> Vec<Json> {
+    pub(crate) fn stored(&self, tenant: &str, resource: &str) -> Vec<Json> {
         let key = ResourceKey { tenant: tenant.into(), resource: resource.into() };
         let now = switchyard_broker::now_ms() as i64;
         let messages = self.store.messages(&key, TimeRange::default(), 100, now).unwrap();
@@ -50,7 +50,7 @@ impl TestApp {
     }
 
     /// An MQTT session of tenant `domain` subscribed to `filter`, as the core sees one.
-    async fn subscriber(&self, domain: &str, filter: &str) -> Arc<Outbox> {
+    pub(crate) async fn subscriber(&self, domain: &str, filter: &str) -> Arc<Outbox> {
         let outbox = Arc::new(Outbox::new(1 << 20));
         let conn = self.broker.next_conn_id();
         let namespace = Namespace::tenant(&Domain::parse(domain).unwrap());
@@ -91,7 +91,7 @@ impl TestApp {
 }
 
 /// Payloads delivered to `outbox` so far.
-fn delivered(outbox: &Outbox) -> Vec<(String, Json)> {
+pub(crate) fn delivered(outbox: &Outbox) -> Vec<(String, Json)> {
     let mut items = Vec::new();
     outbox.drain(&mut items);
     items

@@ -11,12 +11,22 @@
 //! - `data`: the message cache (`/resources/{id}/current`, `.../messages`, `/messages/query`);
 //!   `series`: the metrics (`/resources/{id}/series...`, `/series/query`, `DELETE
 //!   /resources/{id}`); `timearg`: instants in query parameters; `openapi`: `/openapi.json`.
+//! - `ws_stream`: the data WebSockets (`/resources/{id}/{events|commands}/{subscribe|publish}`,
+//!   `/socket`) and their credentials; `ws_publish`: frames in, through the pipeline and the
+//!   core; `demo`: `GET /demo`, a page that bridges a browser to MQTT devices over them.
+//! - `commands`: `POST`/`GET /resources/{id}/commands` (send, history); `stream`: SSE and NDJSON
+//!   of a resource's events or commands and of the tenant (`GET /messages`), fed by the core's
+//!   listeners.
 
 mod admin;
 mod auth;
+mod commands;
+#[cfg(test)]
+mod commands_tests;
 mod data;
 #[cfg(test)]
 mod data_tests;
+mod demo;
 mod devices;
 mod error;
 #[cfg(test)]
@@ -30,8 +40,15 @@ mod series;
 #[cfg(test)]
 mod series_tests;
 mod serving;
+mod stream;
+#[cfg(test)]
+mod stream_tests;
 mod timearg;
 mod ws_io;
+mod ws_publish;
+mod ws_stream;
+#[cfg(test)]
+mod ws_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,7 +72,9 @@ pub use devices::parse_ttl;
 pub use error::ApiError;
 pub use ingest::{DEFAULT_MAX_BODY, IngestConfig};
 pub use serving::{HttpLimits, serve};
+pub use stream::{DEFAULT_MAX_STREAMS, DEFAULT_QUEUE, StreamLimits};
 pub use ws_io::WsIo;
+pub use ws_stream::WsLimits;
 
 /// Largest JSON body the admin and Device Hub APIs accept.
 const MAX_HUB_BODY: usize = 64 * 1024;
@@ -75,6 +94,10 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// The pipeline and body limit of `POST /resources/{id}/events` and `POST /messages`.
     pub ingest: IngestConfig,
+    /// Bounds of the data WebSockets (`/resources/{id}/.../subscribe|publish`, `/socket`).
+    pub ws: WsLimits,
+    /// How many SSE/NDJSON streams may be open and how far each may fall behind.
+    pub streams: StreamLimits,
 }
 
 /// The router with every route.
@@ -87,8 +110,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi.json", get(openapi::openapi))
         .merge(reads)
         .merge(ingest::routes(state.ingest.max_body))
+        .merge(commands::routes(state.ingest.max_body))
         .route("/metrics", get(metrics::metrics))
         .route("/mqtt", get(mqtt_ws))
+        .merge(ws_stream::routes())
+        .route("/demo", get(demo::page))
         .merge(hub)
         .with_state(state)
 }

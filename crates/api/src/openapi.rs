@@ -6,7 +6,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::{data, ingest, series};
+use crate::{commands, data, ingest, series, stream};
 
 /// The document.
 #[derive(OpenApi)]
@@ -27,6 +27,10 @@ use crate::{data, ingest, series};
         series::latest,
         series::multi,
         series::delete,
+        commands::send,
+        commands::history,
+        commands::events,
+        stream::firehose,
     ),
     components(schemas(ErrorBody)),
     modifiers(&Credentials),

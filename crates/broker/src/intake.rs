@@ -95,7 +95,7 @@ impl SeriesStore for NoData {
 
 impl DataStore for NoData {
     fn write(&self, batch: &[Ingest], _now: i64) -> Result<Vec<Written>, StorageError> {
-        Ok(vec![Written::Stored; batch.len()])
+        Ok(vec![Written::Stored { seq: 0 }; batch.len()])
     }
     fn drop_tenant(&self, _tenant: &str) -> Result<(), StorageError> {
         Ok(())

@@ -5,6 +5,7 @@
 //!
 //! - [`auth`]: the authentication hook and the plain-MQTT policy.
 //! - [`intake`]: the pipeline hook, asked about every PUBLISH, and where its data is stored.
+//! - [`listen`]: live listeners of committed data (streams), fed by the committer.
 //! - [`message`]: messages, deliveries and the event vocabulary.
 //! - [`outbox`]: the bounded, non-blocking path from the core to a connection.
 //! - `router`: the state owner and its event loop; `session`, `subtree`, `retained`, `trie`,
@@ -14,6 +15,7 @@ pub mod auth;
 mod config;
 mod escaped;
 pub mod intake;
+pub mod listen;
 pub mod message;
 pub mod outbox;
 mod persist;
@@ -44,6 +46,7 @@ pub use auth::{AnonymousAuth, Authenticator, DenyRule, Namespace, Principal, Ref
 pub use config::{BrokerConfig, QueueFullPolicy};
 pub use escaped::Escaped;
 pub use intake::{DataPath, Intake, IntakeHook, NoData, NoIntake};
+pub use listen::{Committed, Heard, Listener, Scope};
 pub use message::{ConnId, ConnectRequest, Delivery, Event, IngestRequest, Message, WillAction, now_ms};
 pub use outbox::{AckKind, Outbox, Outgoing};
 pub use router::StorageStatus;
@@ -102,6 +105,7 @@ struct Shared {
     data: DataPath,
     stats: Arc<Stats>,
     storage: Arc<router::StorageHealth>,
+    listeners: Arc<listen::Listeners>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -170,9 +174,10 @@ impl Broker {
         router.restore(snapshot);
         tracing::info!(sessions = restored, "broker state loaded");
         let storage = Arc::clone(router.storage_health());
+        let listeners = Arc::clone(router.listeners());
         let (tx, rx) = mpsc::channel(config.event_queue);
         let task = tokio::spawn(router.run(rx, shutdown));
-        let shared = Shared { events: tx, next_conn: AtomicU64::new(1), config, auth, data, stats, storage };
+        let shared = Shared { events: tx, next_conn: AtomicU64::new(1), config, auth, data, stats, storage, listeners };
         let broker = Broker(Arc::new(shared));
         Ok((broker, RouterTask(task)))
     }
@@ -210,10 +215,37 @@ impl Broker {
         live: Vec<(Arc<str>, Bytes)>,
         data: Vec<Ingest>,
     ) -> Result<Vec<Written>, IngestError> {
+        self.ingest_expiring(namespace, live, None, data).await
+    }
+
+    /// [`Broker::ingest`] with live messages that expire at `expires_at_ms` (epoch ms; a
+    /// command's `ttl`): 5.0 subscribers see the remaining message expiry interval, and a
+    /// session offline until then never gets them.
+    pub async fn ingest_expiring(
+        &self,
+        namespace: Namespace,
+        live: Vec<(Arc<str>, Bytes)>,
+        expires_at_ms: Option<u64>,
+        data: Vec<Ingest>,
+    ) -> Result<Vec<Written>, IngestError> {
         let (reply, written) = tokio::sync::oneshot::channel();
-        let request = IngestRequest { namespace, live, data, reply };
+        let request = IngestRequest { namespace, live, expires_at_ms, data, reply };
         self.send(Event::Ingest(Box::new(request))).await.map_err(|_| IngestError::Unavailable)?;
         written.await.map_err(|_| IngestError::Unavailable)
+    }
+
+    /// Listen to the messages of `scope` as commits make them durable (see [`listen`]): events
+    /// and commands, each with its per-resource sequence, stored data only. The listener's queue
+    /// holds `capacity` messages; a listener that falls behind by more is told how many it
+    /// missed ([`Heard::Missed`]) and never slows intake or other listeners. Dropping the
+    /// listener unregisters it; it ends (`None`) at shutdown or when its tenant is deleted.
+    pub fn listen(&self, scope: Scope, capacity: usize) -> Listener {
+        self.0.listeners.listen(scope, capacity)
+    }
+
+    /// How many listeners are registered.
+    pub fn listener_count(&self) -> usize {
+        self.0.listeners.count()
     }
 
     /// Whether storage keeps up: commits failing (and retried) or the committer gone.

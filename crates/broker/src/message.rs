@@ -214,6 +214,9 @@ pub struct IngestRequest {
     /// Messages for the subscribers of `namespace`, each a topic and its payload, routed in
     /// order as QoS 1 messages from no session, not retained.
     pub live: Vec<(Arc<str>, Bytes)>,
+    /// When the live messages expire (epoch ms, from the request's `ttl`): sent as the 5.0
+    /// message expiry interval, and dropped from offline sessions' queues once past.
+    pub expires_at_ms: Option<u64>,
     pub data: Vec<Ingest>,
     /// Told, once `data` is durable, what was stored (one answer per record, in order);
     /// dropped unanswered if it never will be.

@@ -2,11 +2,13 @@
 //! the broker (as its [`IntakeHook`]) and the HTTP API ([`Pipeline::http`]), so both protocols
 //! run the same [`normalize`] with the same limits.
 //!
-//! Over MQTT, only a PUBLISH of a tenant's device or application to
-//! `{domain}/resources/{id}/events` is pipeline data; it is normalized with that resource and
-//! the default [`Options`] (MQTT has no per-message options). Everything else (the anonymous
-//! namespace, commands, other topics of a tenant) passes through unchanged. Authorization
-//! happened before the hook is asked, so a device only reaches its own events topic.
+//! Over MQTT, a PUBLISH of a tenant's device or application to
+//! `{domain}/resources/{id}/events` or `{domain}/resources/{id}/commands` is pipeline data; it
+//! is normalized with that resource, channel and the default [`Options`] (MQTT has no
+//! per-message options; a 5.0 message expiry still applies to its delivery). Everything else
+//! (the anonymous namespace, other topics of a tenant) passes through unchanged. Authorization
+//! happened before the hook is asked, so a device only reaches its own events topic and only
+//! applications publish commands.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,12 +16,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use switchyard_broker::{Intake, IntakeHook, Principal};
 use switchyard_codec::reason;
-use switchyard_identity::topic::{Channel, TenantTopic};
+use switchyard_identity::topic::{Channel as TopicChannel, TenantTopic};
 use switchyard_identity::{Domain, ResourceId};
 
 use crate::config::PipelineConfig;
 use crate::error::IntakeError;
-use crate::normalize::{Context, Limits, Normalized, normalize};
+use crate::normalize::{Channel, Context, Limits, Normalized, normalize};
 use crate::options::Options;
 
 /// A tenant's own message cache size, when it has one (`None`: the configured default).
@@ -89,6 +91,20 @@ impl Pipeline {
         options: Options,
         now_ms: i64,
     ) -> Result<Normalized, IntakeError> {
+        self.http_on(Channel::Events, tenant, resource, body, options, now_ms)
+    }
+
+    /// [`Pipeline::http`] for `channel`: `POST /resources/{id}/commands` passes
+    /// [`Channel::Commands`] (normalized alike, no metrics, stored in the commands history).
+    pub fn http_on(
+        &self,
+        channel: Channel,
+        tenant: &Domain,
+        resource: Option<&ResourceId>,
+        body: &[u8],
+        options: Options,
+        now_ms: i64,
+    ) -> Result<Normalized, IntakeError> {
         if options.forward && self.outbox_full.as_ref().is_some_and(|full| full(tenant)) {
             metrics::counter!("switchyard_forward_refused_total").increment(1);
             return Err(IntakeError {
@@ -97,7 +113,7 @@ impl Pipeline {
                 details: vec!["the tenant's messages wait for a forwarding sink; try again later".into()],
             });
         }
-        let ctx = Context { tenant, resource, now_ms, options, keep: self.keep(tenant), limits: &self.limits };
+        let ctx = Context { tenant, resource, now_ms, options, keep: self.keep(tenant), limits: &self.limits, channel };
         normalize(body, &ctx)
     }
 
@@ -120,12 +136,15 @@ impl IntakeHook for Pipeline {
         let Some(domain) = who.identity.domain() else {
             return Intake::Pass;
         };
-        let Some((resource, Channel::Events)) = TenantTopic::strip(domain, topic).and_then(|t| t.resource_channel())
-        else {
+        let Some((resource, channel)) = TenantTopic::strip(domain, topic).and_then(|t| t.resource_channel()) else {
             return Intake::Pass;
         };
+        let channel = match channel {
+            TopicChannel::Events => Channel::Events,
+            TopicChannel::Commands => Channel::Commands,
+        };
         let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
-        match self.http(domain, Some(&resource), payload, Options::default(), now_ms) {
+        match self.http_on(channel, domain, Some(&resource), payload, Options::default(), now_ms) {
             Ok(n) => Intake::Store { payload: n.payload, data: n.data },
             Err(e) if e.kind == crate::error::ErrorKind::Unavailable => {
                 Intake::Refuse { reason: reason::QUOTA_EXCEEDED, detail: e.reason_string() }
@@ -206,18 +225,43 @@ mod tests {
         for (who, topic) in [
             (&anonymous, "app.example.com/resources/dev-1/events"),
             (&anonymous, "anything"),
-            (&app(), "app.example.com/resources/dev-1/commands"),
             (&app(), "app.example.com/resources/dev-1/events/extra"),
             (&app(), "app.example.com/resources/dev-1"),
             (&app(), "app.example.com/other/topic"),
             (&app(), "app.example.com/resources/bad id/events"),
             (&app(), "other.example.com/resources/dev-1/events"),
-            (&device("dev-1"), "app.example.com/resources/dev-1/commands"),
         ] {
             assert!(matches!(p.intake(who, topic, &junk, 1), Intake::Pass), "{topic}");
         }
         let admin = Principal::new(Identity::Admin);
         assert!(matches!(p.intake(&admin, "app.example.com/resources/d/events", &junk, 1), Intake::Pass));
+    }
+
+    #[test]
+    fn commands_are_normalized_without_metrics() {
+        let p = Pipeline::new(PipelineConfig::default());
+        let payload = Bytes::from_static(br#"{"led": "on", "level": 3}"#);
+        let got = p.intake(&app(), "app.example.com/resources/dev-1/commands", &payload, 1_000);
+        assert_eq!(body(&got)["resource"], "dev-1");
+        let Intake::Store { data, .. } = got else { unreachable!() };
+        assert_eq!(data[0].channel, Channel::Commands);
+        assert!(data[0].points.is_empty(), "commands are never metrics");
+        let got = p.intake(&app(), "app.example.com/resources/dev-1/commands", &Bytes::from_static(b"x"), 1);
+        assert!(matches!(got, Intake::Refuse { reason: 0x99, .. }));
+        let n = p
+            .http_on(
+                Channel::Commands,
+                &domain(),
+                Some(&ResourceId::parse("d").unwrap()),
+                &payload,
+                Options::from_query("ttl=10s").unwrap(),
+                5,
+            )
+            .unwrap();
+        assert_eq!(
+            (n.data[0].channel, n.data[0].points.len(), n.data[0].expires_at),
+            (Channel::Commands, 0, Some(10_005))
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! - [`normalize()`]: the rules, for a body and a [`Context`]; [`Normalized`] out.
 //! - [`Pipeline`]: the configured entry point. [`Pipeline::http`] for the HTTP and WebSocket
 //!   endpoints, and the broker's [`IntakeHook`](switchyard_broker::IntakeHook) for MQTT
-//!   PUBLISHes to `{domain}/resources/{id}/events`. Both call [`normalize()`].
+//!   PUBLISHes to `{domain}/resources/{id}/events` and (from applications) `.../commands`.
+//!   Both call [`normalize()`]; [`Pipeline::http_on`] names the channel (commands yield no
+//!   metrics and go to the commands history).
 //! - [`Options`]: `store`, `forward`, `ttl` from a query string; [`parse_duration`] for the
 //!   duration syntax (also fit for config values such as `idempotency_window`).
 //! - [`IntakeError`]: `{"error","details"}` with an HTTP status (400/413), or MQTT `0x99`.
@@ -20,5 +22,5 @@ pub mod timestamp;
 pub use config::{ConfigError, PipelineConfig};
 pub use error::{ErrorKind, IntakeError, MAX_DETAILS};
 pub use hook::Pipeline;
-pub use normalize::{Context, DEPTH_CEILING, Limits, Normalized, RESERVED, normalize};
+pub use normalize::{Channel, Context, DEPTH_CEILING, Limits, Normalized, RESERVED, normalize};
 pub use options::{DurationError, MAX_TTL, Options, parse_duration, parse_ttl};

@@ -28,6 +28,9 @@
 //!   keeps the exact digits), integers beyond the `u64`/`i64` range are read as floats by the
 //!   JSON parser in both.
 //!
+//! A command ([`Context::channel`] is [`Channel::Commands`]) follows the same rules but yields
+//! no metrics: the commands history is a message cache, never a series.
+//!
 //! The normalized message is the input object with `timestamp` (epoch ms) and `resource` set;
 //! its keys come out in the JSON library's map order. The delivered payload is that object, or
 //! an array of them when the input was an array.
@@ -37,6 +40,7 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Map, Value as Json};
 use switchyard_identity::{Domain, ResourceId};
+pub use switchyard_storage::data::Channel;
 use switchyard_storage::data::{Ingest, ResourceKey, Value};
 
 use crate::error::{Details, IntakeError};
@@ -86,6 +90,8 @@ pub struct Context<'a> {
     /// Messages the resource's cache keeps (the tenant's setting).
     pub keep: u32,
     pub limits: &'a Limits,
+    /// Events or commands: a command is normalized the same way but yields no metrics.
+    pub channel: Channel,
 }
 
 /// The outcome of a valid request.
@@ -136,7 +142,7 @@ pub fn normalize(input: &[u8], ctx: &Context<'_>) -> Result<Normalized, IntakeEr
                 expires_at,
                 keep: ctx.keep,
                 points: one.points,
-                channel: switchyard_storage::data::Channel::Events,
+                channel: ctx.channel,
                 forward: ctx.options.forward,
             }),
             Err(problems) => {
@@ -300,7 +306,10 @@ fn normalize_one(
     };
     let message_id = message_id.map_err(|e| problem("messageId", e)).ok().flatten();
 
-    let points = extract_metrics(&map, ctx.limits).map_err(|p| problems.push(p)).ok();
+    let points = match ctx.channel {
+        Channel::Events => extract_metrics(&map, ctx.limits).map_err(|p| problems.push(p)).ok(),
+        Channel::Commands => Some(Vec::new()),
+    };
 
     match (resource, ts, points) {
         (Some(resource), Some(ts), Some(points)) if problems.is_empty() => {

@@ -27,7 +27,15 @@ fn run_with(
 ) -> Result<Normalized, IntakeError> {
     let tenant = tenant();
     let resource = resource.map(rid);
-    let ctx = Context { tenant: &tenant, resource: resource.as_ref(), now_ms: NOW, options, keep: 100, limits };
+    let ctx = Context {
+        tenant: &tenant,
+        resource: resource.as_ref(),
+        now_ms: NOW,
+        options,
+        keep: 100,
+        limits,
+        channel: Channel::Events,
+    };
     normalize(input, &ctx)
 }
 

@@ -139,11 +139,19 @@ struct RawHttp {
     listen: String,
     tls_listen: String,
     max_connections: usize,
+    max_websockets: usize,
+    max_streams: usize,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
-        RawHttp { listen: "0.0.0.0:8080".into(), tls_listen: "0.0.0.0:8443".into(), max_connections: 10_000 }
+        RawHttp {
+            listen: "0.0.0.0:8080".into(),
+            tls_listen: "0.0.0.0:8443".into(),
+            max_connections: 10_000,
+            max_websockets: 10_000,
+            max_streams: switchyard_api::DEFAULT_MAX_STREAMS,
+        }
     }
 }
 
@@ -244,6 +252,10 @@ pub struct Settings {
     pub http_tls_listen: SocketAddr,
     /// Open HTTP and HTTPS connections at most (together); beyond, new ones are closed.
     pub http_max_connections: usize,
+    /// Open data WebSockets at most (subscribe, publish, `/socket`); beyond, upgrades get 503.
+    pub http_max_websockets: usize,
+    /// Open SSE/NDJSON streams at most; beyond, 503.
+    pub http_max_streams: usize,
     pub tls: Option<TlsFiles>,
     pub allow_anonymous: bool,
     pub anonymous_deny: Vec<DenyRule>,
@@ -372,8 +384,11 @@ impl Settings {
                  auth.max_tracked must be at least 1"
             );
         }
-        if raw.http.max_connections == 0 {
-            bail!("http.max_connections must be at least 1");
+        if raw.http.max_connections == 0 || raw.http.max_streams == 0 {
+            bail!("http.max_connections and http.max_streams must be at least 1");
+        }
+        if raw.http.max_websockets == 0 {
+            bail!("http.max_websockets must be at least 1");
         }
         let rule = |max_failures| LimitRule {
             max_failures,
@@ -426,6 +441,8 @@ impl Settings {
             http_listen: addr("http.listen", &raw.http.listen)?,
             http_tls_listen: addr("http.tls_listen", &raw.http.tls_listen)?,
             http_max_connections: raw.http.max_connections,
+            http_max_websockets: raw.http.max_websockets,
+            http_max_streams: raw.http.max_streams,
             tls: raw.tls.map(tls_files).transpose()?,
             allow_anonymous: m.allow_anonymous,
             anonymous_deny: deny,
@@ -510,6 +527,7 @@ mod tests {
         // The example runs as printed: TLS stays off until its files exist.
         assert!(s.tls.is_none());
         assert_eq!(s.http_max_connections, 10_000);
+        assert_eq!(s.http_max_websockets, 10_000);
         assert_eq!(s.auth_limits, LimiterConfig::default());
         assert_eq!(s.rotation_grace, switchyard_identity::DEFAULT_ROTATION_GRACE);
         assert_eq!(s.tenant_domain.as_str(), "localhost");
@@ -565,6 +583,7 @@ mod tests {
             ("[auth]\nmax_tracked = 0\n", "max_tracked"),
             ("[auth]\nmax_failures_per_username = 5\n", "max_failures_per_username"),
             ("[http]\nmax_connections = 0\n", "http.max_connections"),
+            ("[http]\nmax_websockets = 0\n", "http.max_websockets"),
             ("[pipeline]\nmessage_cache = 0\n", "pipeline.message_cache"),
             ("[pipeline]\nidempotency_window = \"soon\"\n", "pipeline.idempotency_window"),
             ("[pipeline]\nmax_body = 10\n", "pipeline.max_body"),

@@ -130,6 +130,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         hub,
         metrics: install_metrics(),
         ingest: switchyard_api::IngestConfig { pipeline, max_body: settings.max_body },
+        ws: switchyard_api::WsLimits::new(settings.http_max_websockets),
+        streams: switchyard_api::StreamLimits::new(settings.http_max_streams, switchyard_api::DEFAULT_QUEUE),
     };
     let app = switchyard_api::router(api_state.clone());
 

@@ -66,10 +66,31 @@ impl Channel {
     }
 }
 
+impl ResourceKey {
+    /// The key under which the message cache keeps `channel` of this resource: the resource
+    /// itself for events, `{id}/commands` for its commands history (`/` is never in a resource
+    /// id, so no resource's events share it). Stores file a record's cache entry under
+    /// `record.resource.of_channel(record.channel)`; readers ask for the same key.
+    pub fn of_channel(&self, channel: Channel) -> ResourceKey {
+        match channel {
+            Channel::Events => self.clone(),
+            Channel::Commands => ResourceKey {
+                tenant: Arc::clone(&self.tenant),
+                resource: Arc::from(format!("{}/{}", self.resource, channel.as_str())),
+            },
+        }
+    }
+}
+
 /// Whether [`DataStore::write`] stored a message or recognized it as a repeat of a `messageId`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
-    Stored,
+    /// Stored with sequence number `seq`: unique in the store and increasing in write order, so
+    /// a resource's messages are numbered in the order they were stored (not densely). Served
+    /// as [`StoredMessage::seq`]; SSE streams use it as the event id.
+    Stored {
+        seq: u64,
+    },
     Duplicate,
 }
 
@@ -77,6 +98,8 @@ pub enum Written {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
     pub ts: i64,
+    /// The sequence number [`DataStore::write`] gave it ([`Written::Stored`]).
+    pub seq: u64,
     pub body: Bytes,
 }
 

@@ -11,6 +11,9 @@
 //! - the cache keeps the newest `keep` messages by timestamp, ties broken by arrival (the later
 //!   one is newer), counting messages whose TTL has passed until they are removed; a batch is
 //!   trimmed once, to the `keep` of the resource's last message in it;
+//! - a command is kept under [`ResourceKey::of_channel`] (its own cache, `keep` and
+//!   `messageId`s); sequence numbers count stored messages (1, 2, ... across all resources), so
+//!   a resource's are increasing but not dense;
 //! - a point or message is expired at `now` when `expires_at <= now`;
 //! - [`SeriesStore::scan`] returns one [`Block::Raw`] with the range's unexpired points.
 
@@ -107,7 +110,7 @@ impl MessageStore for MemoryDataStore {
             .rev()
             .filter(|((ts, _), m)| in_range(&range, *ts) && live(m.expires_at, now))
             .take(limit)
-            .map(|((ts, _), m)| StoredMessage { ts: *ts, body: m.body.clone() })
+            .map(|((ts, seq), m)| StoredMessage { ts: *ts, seq: *seq, body: m.body.clone() })
             .collect())
     }
 
@@ -185,9 +188,8 @@ impl DataStore for MemoryDataStore {
         let mut written = Vec::with_capacity(batch.len());
         let mut keeps = BTreeMap::new();
         for ingest in batch {
-            state.seq += 1;
-            let seq = state.seq;
-            let res = state.resources.entry(ingest.resource.clone()).or_default();
+            let key = ingest.resource.of_channel(ingest.channel);
+            let res = state.resources.entry(key.clone()).or_default();
             if let Some(id) = &ingest.message_id {
                 if res.ids.get(id).is_some_and(|stored_at| now < stored_at.saturating_add(self.window_ms)) {
                     written.push(Written::Duplicate);
@@ -195,12 +197,15 @@ impl DataStore for MemoryDataStore {
                 }
                 res.ids.insert(id.clone(), now);
             }
+            state.seq += 1;
+            let seq = state.seq;
+            let res = state.resources.entry(key.clone()).or_default();
             res.messages.insert((ingest.ts, seq), Stored { body: ingest.body.clone(), expires_at: ingest.expires_at });
-            keeps.insert(ingest.resource.clone(), ingest.keep);
+            keeps.insert(key, ingest.keep);
             for (metric, value) in &ingest.points {
                 res.series.entry(metric.clone()).or_default().insert(ingest.ts, (value.clone(), ingest.expires_at));
             }
-            written.push(Written::Stored);
+            written.push(Written::Stored { seq });
         }
         for (resource, keep) in keeps {
             if let Some(res) = state.resources.get_mut(&resource) {

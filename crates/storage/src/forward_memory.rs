@@ -55,7 +55,7 @@ impl MemoryOutbox {
         if state.cursors.is_empty() {
             return;
         }
-        for (ingest, _) in batch.iter().zip(written).filter(|(i, w)| i.forward && **w == Written::Stored) {
+        for (ingest, _) in batch.iter().zip(written).filter(|(i, w)| i.forward && matches!(w, Written::Stored { .. })) {
             state.last += 1;
             let record = OutboxRecord {
                 seq: state.last,

@@ -56,6 +56,8 @@ async fn start(max_connections: usize) -> Running {
         hub,
         metrics: None,
         ingest: switchyard_api::IngestConfig::default(),
+        ws: switchyard_api::WsLimits::default(),
+        streams: Default::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

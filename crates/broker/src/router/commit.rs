@@ -5,6 +5,9 @@
 //! Order per connection is kept: once any batch is with the committer, every later batch goes
 //! through it too, even one with nothing to store.
 //!
+//! Once a commit is durable, the records it stored go to the live listeners
+//! ([`Listeners::publish`], never waiting for one), then the batches' packets are released.
+//!
 //! A commit has three steps, each durable before the next: the pipeline data
 //! ([`DataStore::write`]), the data of deleted tenants ([`DataStore::drop_tenant`]), then the
 //! session ops. Data goes first so that a QoS 2 packet id is never recorded as received (and a
@@ -31,6 +34,7 @@ use tokio::sync::mpsc::{Receiver, Sender, error::TrySendError};
 use tokio::sync::oneshot;
 
 use crate::Stats;
+use crate::listen::Listeners;
 use crate::message::now_ms;
 use crate::outbox::{Outbox, Outgoing};
 
@@ -136,6 +140,7 @@ pub(super) struct Committer {
     stats: Arc<Stats>,
     health: Arc<StorageHealth>,
     stopping: Arc<AtomicBool>,
+    listeners: Arc<Listeners>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -149,23 +154,30 @@ impl Committer {
         let pending = Arc::new(AtomicUsize::new(0));
         let health = Arc::new(StorageHealth::default());
         let stopping = Arc::new(AtomicBool::new(false));
+        let listeners = Arc::new(Listeners::default());
         let thread = {
             let shared = Shared {
                 pending: Arc::clone(&pending),
                 stats: Arc::clone(&stats),
                 health: Arc::clone(&health),
                 stopping: Arc::clone(&stopping),
+                listeners: Arc::clone(&listeners),
             };
             std::thread::Builder::new().name("switchyard-commit".into()).spawn(move || {
                 let _watch = DeathWatch(Arc::clone(&shared.health));
                 run(&*store, &*data, &mut rx, &shared);
             })?
         };
-        Ok(Committer { tx: Some(tx), pending, stats, health, stopping, thread: Some(thread) })
+        Ok(Committer { tx: Some(tx), pending, stats, health, stopping, listeners, thread: Some(thread) })
     }
 
     pub fn health(&self) -> &Arc<StorageHealth> {
         &self.health
+    }
+
+    /// The live listeners this committer feeds after each commit.
+    pub fn listeners(&self) -> &Arc<Listeners> {
+        &self.listeners
     }
 
     /// Hand a batch over; with nothing to store and nothing in flight, release it at once.
@@ -213,6 +225,7 @@ struct Shared {
     stats: Arc<Stats>,
     health: Arc<StorageHealth>,
     stopping: Arc<AtomicBool>,
+    listeners: Arc<Listeners>,
 }
 
 fn run(store: &dyn SessionStore, data: &dyn DataStore, rx: &mut Receiver<Batch>, shared: &Shared) {
@@ -235,6 +248,10 @@ fn run(store: &dyn SessionStore, data: &dyn DataStore, rx: &mut Receiver<Batch>,
         // waiting on a batch hears it is lost.
         let _watch = DeathWatch(Arc::clone(&shared.health));
         let written = commit_until_stored(store, data, &ops, &records, &drops, shared);
+        if let Some(written) = &written {
+            shared.listeners.publish(&records, written);
+            drops.iter().for_each(|tenant| shared.listeners.close_tenant(tenant));
+        }
         for (batch, offset) in batches.into_iter().zip(offsets) {
             match &written {
                 Some(written) => release(batch, written.get(offset..).unwrap_or_default(), &shared.stats),
@@ -243,6 +260,7 @@ fn run(store: &dyn SessionStore, data: &dyn DataStore, rx: &mut Receiver<Batch>,
             shared.pending.fetch_sub(1, Ordering::AcqRel);
         }
     }
+    shared.listeners.close_all();
 }
 
 /// Store `records`, drop `drops`' data, then commit `ops`, each step retried with back-off

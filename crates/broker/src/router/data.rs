@@ -76,7 +76,7 @@ impl Router {
     /// Route each live message to the namespace's subscribers of its topic (QoS 1, from no
     /// session, not retained) and store `data` in this batch; the reply waits for the commit.
     pub(super) fn ingest(&mut self, request: IngestRequest) {
-        let IngestRequest { namespace, live, data, reply } = request;
+        let IngestRequest { namespace, live, expires_at_ms, data, reply } = request;
         for (topic, payload) in live {
             self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
             if let Some(space) = self.spaces.get_mut(&namespace) {
@@ -87,7 +87,7 @@ impl Router {
                 payload,
                 qos: QoS::AtLeastOnce,
                 retain: false,
-                expires_at_ms: None,
+                expires_at_ms,
                 properties: Properties::default(),
             };
             self.route(&namespace, &Arc::new(message), None);

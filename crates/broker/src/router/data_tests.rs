@@ -67,7 +67,7 @@ impl DataStore for Recording {
                 written.push(Written::Duplicate);
             } else {
                 stored.push(record.clone());
-                written.push(Written::Stored);
+                written.push(Written::Stored { seq: stored.len() as u64 });
             }
         }
         Ok(written)
@@ -270,6 +270,7 @@ async fn ingested_data_goes_live_and_each_caller_hears_about_its_own_records_aft
         r.handle(Event::Ingest(Box::new(IngestRequest {
             namespace: Namespace::from_stored("t.example"),
             live: vec![(Arc::from("t.example/resources/d1/events"), Bytes::from_static(b"[live]"))],
+            expires_at_ms: None,
             data: records,
             reply,
         })));
@@ -278,8 +279,9 @@ async fn ingested_data_goes_live_and_each_caller_hears_about_its_own_records_aft
     // Another namespace's subscribers never see it.
     let other = connect(&mut r, 2, "u.example", "app", Protocol::V5).await;
     r.finish_batch().await;
-    assert_eq!(answers.remove(0).await.unwrap(), [Written::Stored, Written::Stored]);
-    assert_eq!(answers.remove(0).await.unwrap(), [Written::Stored, Written::Duplicate], "its own slice of the batch");
+    let stored = |seq| Written::Stored { seq };
+    assert_eq!(answers.remove(0).await.unwrap(), [stored(1), stored(2)]);
+    assert_eq!(answers.remove(0).await.unwrap(), [stored(3), Written::Duplicate], "its own slice of the batch");
     assert_eq!(data.stored.lock().unwrap().len(), 3);
     let mut items = Vec::new();
     sub.drain(&mut items);
@@ -299,6 +301,7 @@ async fn dropping_a_namespace_deletes_its_tenant_data_before_answering() {
     let request = IngestRequest {
         namespace: ns.clone(),
         live: vec![],
+        expires_at_ms: None,
         data: vec![record("t.example", "{}", None), record("u.example", "{}", None)],
         reply,
     };
@@ -318,4 +321,53 @@ async fn dropping_a_namespace_deletes_its_tenant_data_before_answering() {
 #[test]
 fn events_stay_small() {
     assert!(size_of::<Event>() <= 48, "{}", size_of::<Event>());
+}
+
+#[tokio::test]
+async fn listeners_hear_what_a_commit_stored_before_its_answer() {
+    use crate::listen::{Heard, Scope};
+    use switchyard_storage::data::Channel;
+
+    let data = Arc::new(Recording::default());
+    let mut r = router(Arc::clone(&data));
+    let resource = ResourceKey { tenant: Arc::from("t.example"), resource: Arc::from("d1") };
+    let mut events = r.listeners().listen(Scope::Resource { resource: resource.clone(), channel: Channel::Events }, 8);
+    let mut commands = r.listeners().listen(Scope::Resource { resource, channel: Channel::Commands }, 8);
+    let mut firehose = r.listeners().listen(Scope::Tenant(Arc::from("t.example")), 8);
+    let mut other = r.listeners().listen(Scope::Tenant(Arc::from("u.example")), 8);
+    let command = Ingest { channel: Channel::Commands, ..record("t.example", "{\"c\":1}", None) };
+    let records =
+        vec![record("t.example", "{\"a\":1}", Some("m1")), record("t.example", "{\"a\":1}", Some("m1")), command];
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    r.handle(Event::Ingest(Box::new(IngestRequest {
+        namespace: Namespace::from_stored("t.example"),
+        live: vec![],
+        expires_at_ms: None,
+        data: records,
+        reply,
+    })));
+    r.finish_batch().await;
+    answer.await.unwrap();
+    let heard = |l: &mut crate::listen::Listener| {
+        std::iter::from_fn(|| l.try_recv().unwrap())
+            .map(|h| match h {
+                Heard::Message(m) => (m.seq, m.channel, m.body.clone()),
+                Heard::Missed(n) => panic!("missed {n}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let event = (1, Channel::Events, Bytes::from_static(b"{\"a\":1}"));
+    let command = (2, Channel::Commands, Bytes::from_static(b"{\"c\":1}"));
+    assert_eq!(heard(&mut events), std::slice::from_ref(&event), "the duplicate is not heard");
+    assert_eq!(heard(&mut commands), std::slice::from_ref(&command));
+    assert_eq!(heard(&mut firehose), [event, command]);
+    assert!(heard(&mut other).is_empty());
+    drop(other);
+    assert_eq!(r.listeners().count(), 3, "a dropped listener unregisters");
+
+    let (done, durable) = tokio::sync::oneshot::channel();
+    r.handle(Event::DropNamespace { namespace: Namespace::from_stored("t.example"), done });
+    r.finish_batch().await;
+    durable.await.unwrap();
+    assert!(events.recv().await.is_none(), "a deleted tenant's listeners end");
 }

@@ -190,6 +190,10 @@ impl Router {
         self.committer.health()
     }
 
+    pub fn listeners(&self) -> &Arc<crate::listen::Listeners> {
+        self.committer.listeners()
+    }
+
     /// Rebuild state from storage: offline sessions with their queues, and retained messages.
     pub fn restore(&mut self, snapshot: Snapshot) {
         let now = now_ms();

@@ -32,6 +32,13 @@ fn message_bounds(resource: &[u8], range: TimeRange) -> (Bound<Vec<u8>>, Bound<V
     (lower, upper)
 }
 
+/// The arrival number of a message key (`R ‖ ts ‖ seq`) whose resource prefix is `at` long.
+fn seq_at(key: &[u8], at: usize) -> Result<u64, StorageError> {
+    let bytes: [u8; 8] =
+        key.get(at + 8..at + 16).and_then(|b| b.try_into().ok()).ok_or_else(|| codec::corrupt("message key"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 impl EmbeddedDataStore {
     pub(super) fn write_batch(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
         if batch.is_empty() {
@@ -48,7 +55,8 @@ impl EmbeddedDataStore {
         let (part, head) = state.partitions.current();
         let head = head.clone();
         for ingest in batch {
-            let resource = codec::resource_prefix(&ingest.resource)?;
+            // A command goes to its resource's commands history, a cache of its own.
+            let resource = codec::resource_prefix(&ingest.resource.of_channel(ingest.channel))?;
             if let Some(id) = &ingest.message_id {
                 let key = codec::id_key(&resource, id);
                 if ids.contains(&key) || self.id_is_live(&key, now)? {
@@ -80,7 +88,7 @@ impl EmbeddedDataStore {
                 pending.entry(resource).or_insert_with(|| Pending { keep: ingest.keep, messages: BTreeMap::new() });
             cache.keep = ingest.keep;
             cache.messages.insert(key, (value, ingest.expires_at));
-            written.push(Written::Stored);
+            written.push(Written::Stored { seq });
         }
         let mut caches = Vec::with_capacity(pending.len());
         for (resource, adds) in pending {
@@ -177,7 +185,7 @@ impl EmbeddedDataStore {
                 continue;
             }
             let ts = codec::ts_at(&key, prefix.len())?;
-            out.push(StoredMessage { ts, body: Bytes::copy_from_slice(&value[8..]) });
+            out.push(StoredMessage { ts, seq: seq_at(&key, prefix.len())?, body: Bytes::copy_from_slice(&value[8..]) });
             if out.len() == limit {
                 break;
             }

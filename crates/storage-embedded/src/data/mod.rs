@@ -5,7 +5,9 @@
 //! Names are length-prefixed parts and timestamps order-preserving bytes ([`codec`]); `R` below is
 //! `tenant ‖ resource`, `S` is `R ‖ metric`, `ts` 8 bytes. Keyspaces:
 //! - `messages`: `R ‖ ts ‖ u64 arrival` → `expiry ‖ body`. The cache of a resource is one prefix
-//!   in time order; [`DataStore::write`] trims it to the newest `keep`.
+//!   in time order; [`DataStore::write`] trims it to the newest `keep`. The arrival number is the
+//!   message's sequence number (`Written::Stored`); a resource's commands history is the cache of
+//!   `ResourceKey::of_channel` (resource `{id}/commands`).
 //! - `ids`: `R ‖ messageId` (its SHA-256 when over 1 KiB) → `now` of the write that stored it.
 //! - `head.N` (time partitions, see the `head` module): `R ‖ ts ‖ u64 arrival` → `expiry ‖
 //!   points` (each `u16 BE length ‖ metric ‖ value`): the points of one message not yet sealed,

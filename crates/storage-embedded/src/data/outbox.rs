@@ -155,7 +155,7 @@ impl Outbox {
         if staged.state.cursors.is_empty() {
             return staged;
         }
-        for (ingest, _) in batch.iter().zip(written).filter(|(i, w)| i.forward && **w == Written::Stored) {
+        for (ingest, _) in batch.iter().zip(written).filter(|(i, w)| i.forward && matches!(w, Written::Stored { .. })) {
             staged.last += 1;
             let value = encode(now, ingest);
             let size = (ingest.body.len() + ingest.resource.tenant.len() + ingest.resource.resource.len()) as u64

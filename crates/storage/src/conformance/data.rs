@@ -22,9 +22,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::data::{
-    Block, DataStore, Ingest, MessageStore, Point, ResourceKey, SeriesStore, StoredMessage, TimeRange, Value, Written,
-};
+use crate::data::{Block, DataStore, Ingest, MessageStore, Point, ResourceKey, SeriesStore, TimeRange, Value, Written};
+
+pub use super::data_channels::{commands_are_kept_apart, sequence_numbers_increase};
 
 /// The idempotency window stores under test are opened with: one minute.
 pub const WINDOW_MS: i64 = 60_000;
@@ -66,6 +66,8 @@ macro_rules! data_store_conformance {
                 delete_messages_by_range,
                 drop_tenant_touches_no_other,
                 odd_keys_are_exact,
+                sequence_numbers_increase,
+                commands_are_kept_apart,
             ]
             $backend
         );
@@ -85,7 +87,7 @@ macro_rules! __data_store_tests {
     };
 }
 
-fn key(tenant: &str, resource: &str) -> ResourceKey {
+pub(super) fn key(tenant: &str, resource: &str) -> ResourceKey {
     ResourceKey { tenant: tenant.into(), resource: resource.into() }
 }
 
@@ -98,7 +100,7 @@ fn text(s: &str) -> Value {
 }
 
 /// A message at `ts` with body `{"n":ts}` and the given points, kept 100 deep.
-fn msg(res: &ResourceKey, ts: i64, points: &[(&str, Value)]) -> Ingest {
+pub(super) fn msg(res: &ResourceKey, ts: i64, points: &[(&str, Value)]) -> Ingest {
     Ingest {
         resource: res.clone(),
         ts,
@@ -112,7 +114,18 @@ fn msg(res: &ResourceKey, ts: i64, points: &[(&str, Value)]) -> Ingest {
     }
 }
 
-fn write<S: DataStore>(store: &S, batch: &[Ingest], now: i64) -> Vec<Written> {
+/// [`Written::Stored`] as [`write`] reports it (sequence numbers are checked on their own).
+pub(super) const STORED: Written = Written::Stored { seq: 0 };
+
+/// What became of each message, sequence numbers left out.
+pub(super) fn write<S: DataStore>(store: &S, batch: &[Ingest], now: i64) -> Vec<Written> {
+    write_seq(store, batch, now)
+        .into_iter()
+        .map(|w| if matches!(w, Written::Stored { .. }) { STORED } else { w })
+        .collect()
+}
+
+pub(super) fn write_seq<S: DataStore>(store: &S, batch: &[Ingest], now: i64) -> Vec<Written> {
     match store.write(batch, now) {
         Ok(written) => {
             assert_eq!(written.len(), batch.len(), "write returns one outcome per message");
@@ -126,7 +139,7 @@ fn maintain<S: DataStore>(store: &S, now: i64) {
     store.maintain(now).unwrap_or_else(|e| panic!("maintain failed: {e}"));
 }
 
-fn all() -> TimeRange {
+pub(super) fn all() -> TimeRange {
     TimeRange::default()
 }
 
@@ -135,7 +148,13 @@ fn range(from: i64, until: i64) -> TimeRange {
 }
 
 /// Timestamps of the cached messages in `range`, newest first.
-fn message_ts<S: DataStore>(store: &S, res: &ResourceKey, range: TimeRange, limit: usize, now: i64) -> Vec<i64> {
+pub(super) fn message_ts<S: DataStore>(
+    store: &S,
+    res: &ResourceKey,
+    range: TimeRange,
+    limit: usize,
+    now: i64,
+) -> Vec<i64> {
     let messages = store.messages(res, range, limit, now).unwrap_or_else(|e| panic!("messages failed: {e}"));
     messages.iter().map(|m| m.ts).collect()
 }
@@ -165,7 +184,7 @@ fn ts_of(points: &[Point]) -> Vec<i64> {
 }
 
 /// The metric names listed by `series`, with their latest points.
-fn listed<S: DataStore>(store: &S, res: &ResourceKey, now: i64) -> Vec<(String, Point)> {
+pub(super) fn listed<S: DataStore>(store: &S, res: &ResourceKey, now: i64) -> Vec<(String, Point)> {
     let series = store.series(res, now).unwrap_or_else(|e| panic!("series failed: {e}"));
     series.into_iter().map(|s| (s.metric.to_string(), s.latest)).collect()
 }
@@ -206,7 +225,8 @@ pub fn data_survives_reopen<B: DataBackend>(backend: &B) {
     assert_eq!(points(&store, &res, "x", all(), BASE), expected, "points after maintain and reopen");
     let messages = store.messages(&res, all(), 2, BASE).unwrap();
     let newest = BASE + 2_999 * 1000;
-    let expected = [newest, newest - 1000].map(|ts| StoredMessage { ts, body: Bytes::from(format!("{{\"n\":{ts}}}")) });
+    let messages: Vec<_> = messages.into_iter().map(|m| (m.ts, m.body)).collect();
+    let expected = [newest, newest - 1000].map(|ts| (ts, Bytes::from(format!("{{\"n\":{ts}}}"))));
     assert_eq!(messages, expected, "messages after reopen");
     assert_eq!(message_ts(&store, &res, all(), 1_000, BASE).len(), 100, "the cache is capped across reopens");
 }
@@ -262,7 +282,7 @@ pub fn current_is_the_newest_timestamp<B: DataBackend>(backend: &B) {
     let res = key("t", "r");
     write(&store, &[msg(&res, BASE + 10, &[]), msg(&res, BASE + 5, &[])], BASE);
     let current = store.current(&res, BASE).unwrap().expect("a current message");
-    assert_eq!(current, StoredMessage { ts: BASE + 10, body: Bytes::from(format!("{{\"n\":{}}}", BASE + 10)) });
+    assert_eq!((current.ts, current.body), (BASE + 10, Bytes::from(format!("{{\"n\":{}}}", BASE + 10))));
     assert_eq!(store.current(&key("t", "other"), BASE).unwrap(), None);
 }
 
@@ -311,7 +331,7 @@ pub fn message_id_is_stored_once_per_window<B: DataBackend>(backend: &B) {
     };
     let out =
         write(&store, &[with_id(&res, BASE, "m1"), with_id(&res, BASE + 1, "m1"), with_id(&other, BASE, "m1")], BASE);
-    assert_eq!(out, [Written::Stored, Written::Duplicate, Written::Stored]);
+    assert_eq!(out, [STORED, Written::Duplicate, STORED]);
     drop(store);
     let store = backend.open(&place);
     let out = write(
@@ -319,7 +339,7 @@ pub fn message_id_is_stored_once_per_window<B: DataBackend>(backend: &B) {
         &[with_id(&res, BASE + 2, "m1"), with_id(&res, BASE + 3, "m2"), msg(&res, BASE + 4, &[])],
         BASE + WINDOW_MS - 1,
     );
-    assert_eq!(out, [Written::Duplicate, Written::Stored, Written::Stored]);
+    assert_eq!(out, [Written::Duplicate, STORED, STORED]);
     assert_eq!(message_ts(&store, &res, all(), 10, BASE), [BASE + 4, BASE + 3, BASE]);
     assert_eq!(ts_of(&points(&store, &res, "x", all(), BASE)), [BASE, BASE + 3], "a duplicate stores no points");
     maintain(&store, BASE + WINDOW_MS - 1);
@@ -328,18 +348,14 @@ pub fn message_id_is_stored_once_per_window<B: DataBackend>(backend: &B) {
         [Written::Duplicate],
         "after maintain"
     );
-    assert_eq!(
-        write(&store, &[with_id(&res, BASE + 6, "m1")], BASE + WINDOW_MS),
-        [Written::Stored],
-        "after the window"
-    );
+    assert_eq!(write(&store, &[with_id(&res, BASE + 6, "m1")], BASE + WINDOW_MS), [STORED], "after the window");
     assert_eq!(
         write(&store, &[with_id(&res, BASE + 7, "m1")], BASE + WINDOW_MS + 1),
         [Written::Duplicate],
         "a new window"
     );
     maintain(&store, BASE + 3 * WINDOW_MS);
-    assert_eq!(write(&store, &[with_id(&res, BASE + 8, "m1")], BASE + 3 * WINDOW_MS), [Written::Stored]);
+    assert_eq!(write(&store, &[with_id(&res, BASE + 8, "m1")], BASE + 3 * WINDOW_MS), [STORED]);
 }
 
 /// `series` lists every metric of the resource by name with its newest point, text included.
@@ -522,7 +538,7 @@ pub fn drop_tenant_touches_no_other<B: DataBackend>(backend: &B) {
         assert_eq!(listed(&store, &res, BASE).len(), 1, "tenant {tenant}");
     }
     let again = Ingest { message_id: Some("id0".into()), ..msg(&gone, BASE, &[("x", num(2.0))]) };
-    assert_eq!(write(&store, &[again], BASE), [Written::Stored], "its message ids are forgotten");
+    assert_eq!(write(&store, &[again], BASE), [STORED], "its message ids are forgotten");
     assert_eq!(points(&store, &gone, "x", all(), BASE), [Point { ts: BASE, value: num(2.0) }]);
     drop(store);
     let store = backend.open(&place);
@@ -548,7 +564,7 @@ pub fn odd_keys_are_exact<B: DataBackend>(backend: &B) {
             });
         }
     }
-    assert!(write(&store, &batch, BASE).iter().all(|w| *w == Written::Stored));
+    assert!(write(&store, &batch, BASE).iter().all(|w| *w == STORED));
     let check = |store: &B::Store, context: &str| {
         for (i, tenant) in ODD.iter().enumerate() {
             for (j, resource) in ODD.iter().enumerate() {

@@ -27,6 +27,7 @@ use crate::SessionStore;
 
 mod checks;
 pub mod data;
+mod data_channels;
 pub mod forward;
 pub mod registry;
 mod support;

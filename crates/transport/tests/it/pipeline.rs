@@ -70,7 +70,7 @@ impl SeriesStore for Bodies {
 impl DataStore for Bodies {
     fn write(&self, batch: &[Ingest], _now: i64) -> Result<Vec<Written>, StorageError> {
         self.0.lock().unwrap().extend(batch.iter().map(|i| i.body.clone()));
-        Ok(vec![Written::Stored; batch.len()])
+        Ok(vec![Written::Stored { seq: 0 }; batch.len()])
     }
     fn drop_tenant(&self, _tenant: &str) -> Result<(), StorageError> {
         Ok(())
