@@ -78,6 +78,12 @@ cargo fmt --all --check
 
 step "cargo clippy --workspace --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ -f fuzz/Cargo.toml ]; then
+    # The fuzz targets live in their own workspace: lint them here so an API change that
+    # breaks one fails in seconds, not after the whole suite.
+    step "cargo clippy fuzz targets -D warnings"
+    cargo clippy --manifest-path fuzz/Cargo.toml --bins --locked -- -D warnings
+fi
 
 if cargo nextest --version >/dev/null 2>&1; then
     step "cargo nextest run --workspace"

@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use switchyard_identity::{Domain, ResourceId};
 use switchyard_pipeline::timestamp::{MAX_TS, MIN_TS};
-use switchyard_pipeline::{Context, Limits, Options, normalize};
+use switchyard_pipeline::{Channel, Context, Limits, Options, normalize};
 use switchyard_series::Value as PointValue;
 
 /// The limits and context the fuzzer picks, then the body.
@@ -36,7 +36,8 @@ fuzz_target!(|input: Input<'_>| {
     };
     // The receive time is a real clock's: always a valid timestamp.
     let now_ms = (now % (MAX_TS as u64 + 1)) as i64;
-    let ctx = Context { tenant: &tenant, resource, now_ms, options, keep: 100, limits: &limits };
+    let channel = if flags & 16 == 16 { Channel::Commands } else { Channel::Events };
+    let ctx = Context { tenant: &tenant, resource, now_ms, options, keep: 100, limits: &limits, channel };
     let Ok(n) = normalize(body, &ctx) else { return };
 
     assert!(n.count >= 1 && n.count <= limits.max_messages.max(1));
@@ -60,6 +61,9 @@ fuzz_target!(|input: Input<'_>| {
         assert_eq!(body["timestamp"].as_i64(), Some(record.ts));
         assert_eq!(body["resource"].as_str(), Some(&*record.resource.resource));
         assert!(record.points.len() <= limits.max_metrics);
+        if channel == Channel::Commands {
+            assert!(record.points.is_empty(), "a command yields no metrics");
+        }
         for (name, _) in &record.points {
             assert!(!name.is_empty() && name.len() <= limits.max_metric_name);
         }
