@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # A NATS server with JetStream for the tests, on a free port of 127.0.0.1.
-#   bash scripts/nats.sh start DIR   installs the Debian package nats-server when missing, starts
+#   bash scripts/nats.sh start DIR [PORT]
+#                                    installs the Debian package nats-server when missing, starts
 #                                    it in the background (store DIR/js, pid DIR/nats.pid, log
 #                                    DIR/nats.log), waits until it accepts connections and prints
-#                                    `export SWITCHYARD_TEST_NATS_URL=nats://127.0.0.1:PORT`
+#                                    `export SWITCHYARD_TEST_NATS_URL=nats://127.0.0.1:PORT`;
+#                                    on PORT if given (a restart on the same store), else a free one
 #   bash scripts/nats.sh stop DIR    stops the server started in DIR
 # Usage from a script: eval "$(bash scripts/nats.sh start "$dir")"
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
-[ $# -eq 2 ] || usage
+usage() { echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2; }
+[ $# -eq 2 ] || [ $# -eq 3 ] || usage
 action=$1
 dir=$2
+port=${3:-}
 pidfile=$dir/nats.pid
 
 case $action in
@@ -29,7 +32,7 @@ start)
         echo "nats-server already running in $dir (pid $(cat "$pidfile"))" >&2
         exit 1
     fi
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    [ -n "$port" ] || port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     nats-server -a 127.0.0.1 -p "$port" -js -sd "$dir/js" >"$dir/nats.log" 2>&1 &
     echo $! > "$pidfile"
     for _ in $(seq 100); do
