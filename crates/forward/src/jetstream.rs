@@ -194,9 +194,16 @@ impl JetStreamSink {
     async fn publish_in_order(&self, context: &Context, records: &[&OutboxRecord]) -> Outcome {
         for record in records {
             let message = PublishMessage::build().message_id(record.id()).payload(record_json(record).into());
-            let published = match context.send_publish(self.subject(record), message).await {
-                Ok(ack) => ack.await,
-                Err(e) => Err(e),
+            // The whole of it, waiting for a free ack slot included, within one timeout.
+            let publish = async {
+                match context.send_publish(self.subject(record), message).await {
+                    Ok(ack) => ack.await,
+                    Err(e) => Err(e),
+                }
+            };
+            let Ok(published) = tokio::time::timeout(self.config.timeout, publish).await else {
+                let reason = format!("no PubAck for {} within {:?}", record.id(), self.config.timeout);
+                return Outcome::Retry { after: None, reason };
             };
             if let Err(e) = published {
                 let reason = format!("publish of {} failed: {e}", record.id());
