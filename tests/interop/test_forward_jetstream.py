@@ -6,7 +6,8 @@ publishes events; nats-server is stopped, more events are published, the broker 
 restarted on the same data directory, more events, then nats-server is started again on the same
 port and store. Every event must then be in the stream exactly once per `id` (the stream drops
 resends by `Nats-Msg-Id`), in order per resource, on `{prefix}.{escaped domain}.{resource}.events`.
-The stream is read with nats-py, independently of the broker's code.
+The stream is read with nats-py, independently of the broker's code; then the sink's lag in
+`/metrics` is back to zero and its retries counted.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import re
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import nats
@@ -159,3 +161,12 @@ def test_every_event_arrives_once_through_a_nats_outage_and_a_crash(hub, nats_se
         mine = [record for _, _, record in stored if record["resource"] == resource]
         assert [r["message"]["seq"] for r in mine] == list(range(90)), f"{resource}: every event, in order"
         assert [r["id"] for r in mine] == sorted(r["id"] for r in mine), "ids grow with the order of storing"
+
+    def caught_up():
+        with urllib.request.urlopen(hub.url("/metrics"), timeout=10) as resp:
+            text = resp.read().decode()
+        return 'switchyard_forward_lag_records{sink="js"} 0' in text and text
+
+    text = poll("lag back to zero", caught_up)
+    assert 'switchyard_forward_lag_seconds{sink="js"}' in text
+    assert 'switchyard_forward_retries_total{sink="js"}' in text, "the outage was retried"
