@@ -17,7 +17,8 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n==> %s  (t=%ds)\n' "$*" "$SECONDS"; }
-trap 'status=$?; [ $status -eq 0 ] || printf "\n==> FAILED (exit %d) after %ds\n" $status $SECONDS' EXIT
+trap 'status=$?; [ -z "${NATS_DIR:-}" ] || bash scripts/nats.sh stop "$NATS_DIR"
+      [ $status -eq 0 ] || printf "\n==> FAILED (exit %d) after %ds\n" $status $SECONDS' EXIT
 
 # -- 1. system packages -------------------------------------------------------------
 step "system packages: mosquitto, mosquitto-clients, openssl"
@@ -84,6 +85,12 @@ if [ -f fuzz/Cargo.toml ]; then
     step "cargo clippy fuzz targets -D warnings"
     cargo clippy --manifest-path fuzz/Cargo.toml --bins --locked -- -D warnings
 fi
+
+# The JetStream sink's tests need a nats-server (SWITCHYARD_TEST_NATS_URL); the interop suite's
+# JetStream test starts its own through the same script.
+step "nats-server with JetStream (scripts/nats.sh)"
+NATS_DIR=$(mktemp -d)
+eval "$(bash scripts/nats.sh start "$NATS_DIR")"
 
 if cargo nextest --version >/dev/null 2>&1; then
     step "cargo nextest run --workspace"

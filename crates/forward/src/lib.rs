@@ -8,10 +8,12 @@
 //! cursor then moves to the last record below which every record is done, durably. A crash
 //! resends what was sent after the cursor last moved: receivers drop duplicates by `id`.
 //!
-//! Sinks: [`webhook`] (batched, signed HTTP POST). Lag per sink (records and seconds), delivered,
+//! Sinks: [`webhook`] (batched, signed HTTP POST) and [`jetstream`] (one NATS JetStream publish
+//! per record, deduplicated by `Nats-Msg-Id`, acknowledged by PubAck). Lag per sink (records and seconds), delivered,
 //! parked and retried counts go to the `metrics` recorder (`switchyard_forward_*`).
 
 pub mod backoff;
+pub mod jetstream;
 pub mod record;
 pub mod runner;
 pub mod sign;
@@ -27,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use jetstream::{JetStreamConfig, JetStreamSink, NatsAuth};
 pub use runner::RunConfig;
 pub use webhook::WebhookSink;
 
@@ -98,6 +101,9 @@ impl Forwarder {
                 SinkKind::Webhook(sink) => {
                     tasks.spawn(runner::run(name, outbox, Arc::<WebhookSink>::from(sink), config, rx, shutdown));
                 }
+                SinkKind::JetStream(sink) => {
+                    tasks.spawn(runner::run(name, outbox, Arc::<JetStreamSink>::from(sink), config, rx, shutdown));
+                }
                 SinkKind::Custom(sink) => {
                     tasks.spawn(runner::run(name, outbox, Arc::new(sink), config, rx, shutdown));
                 }
@@ -130,6 +136,7 @@ impl Forwarder {
 #[derive(Debug)]
 pub enum SinkKind {
     Webhook(Box<WebhookSink>),
+    JetStream(Box<JetStreamSink>),
     /// Any other [`Sink`] (tests, embedders).
     Custom(Box<dyn DynSink>),
 }

@@ -8,72 +8,145 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
-use switchyard_forward::{SinkKind, WebhookSink};
+use switchyard_forward::{JetStreamConfig, JetStreamSink, NatsAuth, SinkKind, WebhookSink};
 use switchyard_storage::forward::valid_sink_name;
 
 /// One `[[forward]]` block as written.
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawForward {
-    /// `"webhook"` (NATS JetStream is not built yet).
+    /// `"webhook"` or `"jetstream"` (also written `"nats"`).
     kind: String,
     /// The sink's name (its cursor in the outbox, its metrics label); *default* the kind.
     name: Option<String>,
     url: String,
-    /// Signing secret (Standard Webhooks v1).
-    secret: Option<String>,
-    /// A second secret, valid alongside `secret` while rotating: both signatures are sent.
-    next_secret: Option<String>,
-    /// Seconds before a request is given up and retried; *default* 10.
+    /// Seconds before a request (webhook) or a connection, stream request or PubAck (JetStream)
+    /// is given up and retried; *default* 10.
     timeout_secs: Option<u64>,
+    /// Webhook: signing secret (Standard Webhooks v1).
+    secret: Option<String>,
+    /// Webhook: a second secret, valid alongside `secret` while rotating: both signatures are sent.
+    next_secret: Option<String>,
+    /// JetStream: the subjects' first tokens; *default* `"switchyard"`.
+    #[serde(alias = "subject")]
+    subject_prefix: Option<String>,
+    /// JetStream: the stream's name; *default* `"SWITCHYARD"`.
+    stream: Option<String>,
+    /// JetStream: create the stream (subjects `{subject_prefix}.>`) when missing; *default* true.
+    create_stream: Option<bool>,
+    /// JetStream: publish acks awaited at once; *default* 256.
+    max_in_flight: Option<usize>,
+    /// JetStream: user name, with the password in the environment variable `password_env`.
+    user: Option<String>,
+    password_env: Option<String>,
+    /// JetStream: the environment variable holding an authentication token.
+    token_env: Option<String>,
 }
 
 /// A checked sink.
 #[derive(Clone)]
 pub struct SinkSettings {
     pub name: String,
-    url: String,
-    secrets: Vec<String>,
-    timeout: Duration,
+    target: Target,
+}
+
+/// Where a checked sink sends.
+#[derive(Clone)]
+enum Target {
+    Webhook { url: String, secrets: Vec<String>, timeout: Duration },
+    JetStream(JetStreamConfig),
 }
 
 impl std::fmt::Debug for SinkSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Secrets are never printed.
-        f.debug_struct("SinkSettings").field("name", &self.name).field("url", &self.url).finish_non_exhaustive()
+        let mut out = f.debug_struct("SinkSettings");
+        out.field("name", &self.name);
+        match &self.target {
+            Target::Webhook { url, .. } => out.field("webhook", url),
+            Target::JetStream(config) => out.field("jetstream", config),
+        };
+        out.finish_non_exhaustive()
     }
 }
 
 impl SinkSettings {
-    /// The sink to hand the forwarder.
+    /// The sink to hand the forwarder (nothing is connected yet).
     pub fn sink(&self) -> anyhow::Result<SinkKind> {
-        let sink = WebhookSink::new(&self.url, &self.secrets, self.timeout)?;
-        Ok(SinkKind::Webhook(Box::new(sink)))
+        Ok(match &self.target {
+            Target::Webhook { url, secrets, timeout } => {
+                SinkKind::Webhook(Box::new(WebhookSink::new(url, secrets, *timeout)?))
+            }
+            Target::JetStream(config) => SinkKind::JetStream(Box::new(JetStreamSink::new(config.clone())?)),
+        })
     }
 }
 
-/// Checks the `[[forward]]` blocks: known kinds, valid and distinct names, usable URLs.
+/// The value of the environment variable `name`, named by `[[forward]] key`.
+fn from_env(key: &str, name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{key} = {name:?}: that environment variable is not set"))
+}
+
+/// The target of one block, refusing settings of the other kind.
+fn target(block: RawForward, timeout: Duration) -> anyhow::Result<Target> {
+    let foreign = |given: &[(&str, bool)]| -> anyhow::Result<()> {
+        match given.iter().find(|(_, set)| *set) {
+            Some((key, _)) => bail!("{key} does not apply to kind = {:?}", block.kind),
+            None => Ok(()),
+        }
+    };
+    match block.kind.as_str() {
+        "webhook" => {
+            foreign(&[
+                ("subject_prefix", block.subject_prefix.is_some()),
+                ("stream", block.stream.is_some()),
+                ("create_stream", block.create_stream.is_some()),
+                ("max_in_flight", block.max_in_flight.is_some()),
+                ("user", block.user.is_some()),
+                ("password_env", block.password_env.is_some()),
+                ("token_env", block.token_env.is_some()),
+            ])?;
+            let secrets = block.secret.into_iter().chain(block.next_secret).filter(|s| !s.is_empty()).collect();
+            Ok(Target::Webhook { url: block.url, secrets, timeout })
+        }
+        "jetstream" | "nats" => {
+            foreign(&[("secret", block.secret.is_some()), ("next_secret", block.next_secret.is_some())])?;
+            let auth = match (block.user, block.password_env, block.token_env) {
+                (None, None, None) => NatsAuth::None,
+                (Some(user), Some(password_env), None) => {
+                    NatsAuth::UserPassword { user, password: from_env("password_env", &password_env)? }
+                }
+                (None, None, Some(token_env)) => NatsAuth::Token(from_env("token_env", &token_env)?),
+                _ => bail!("give user with password_env, or token_env alone"),
+            };
+            Ok(Target::JetStream(JetStreamConfig {
+                url: block.url,
+                auth,
+                subject_prefix: block.subject_prefix.unwrap_or_else(|| "switchyard".into()),
+                stream: block.stream.unwrap_or_else(|| "SWITCHYARD".into()),
+                create_stream: block.create_stream.unwrap_or(true),
+                max_in_flight: block.max_in_flight.unwrap_or(256),
+                timeout,
+            }))
+        }
+        other => bail!("kind = {other:?}: expected \"webhook\" or \"jetstream\""),
+    }
+}
+
+/// Checks the `[[forward]]` blocks: known kinds, valid and distinct names, usable settings.
 pub(crate) fn check(raw: Vec<RawForward>) -> anyhow::Result<Vec<SinkSettings>> {
     let mut sinks: Vec<SinkSettings> = Vec::new();
     for block in raw {
-        if block.kind != "webhook" {
-            bail!("[[forward]] kind = {:?}: only \"webhook\" is supported", block.kind);
-        }
-        let name = block.name.unwrap_or_else(|| block.kind.clone());
+        let name = block.name.clone().unwrap_or_else(|| block.kind.clone());
         if !valid_sink_name(&name) {
             bail!("[[forward]] name = {name:?}: 1 to 64 letters, digits, '-' or '_'");
         }
         if sinks.iter().any(|s| s.name == name) {
             bail!("[[forward]] name = {name:?} is used twice; give each sink its own name");
         }
-        let secrets: Vec<String> =
-            block.secret.into_iter().chain(block.next_secret).filter(|s| !s.is_empty()).collect();
-        let settings = SinkSettings {
-            name,
-            url: block.url,
-            secrets,
-            timeout: Duration::from_secs(block.timeout_secs.unwrap_or(10).max(1)),
-        };
+        let timeout = Duration::from_secs(block.timeout_secs.unwrap_or(10).max(1));
+        let target = target(block, timeout).with_context(|| format!("[[forward]] {name}"))?;
+        let settings = SinkSettings { name, target };
         settings.sink().with_context(|| format!("[[forward]] {}", settings.name))?;
         sinks.push(settings);
     }
@@ -204,7 +277,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["webhook", "audit"]);
-        assert_eq!(sinks[0].secrets.len(), 2);
+        assert!(matches!(&sinks[0].target, Target::Webhook { secrets, .. } if secrets.len() == 2));
         assert!(!format!("{:?}", sinks[0]).contains("\"s\""), "secrets are not printed");
     }
 
@@ -218,5 +291,32 @@ mod tests {
         );
         assert!(parse("[[forward]]\nkind = \"webhook\"\nurl = \"ftp://x/\"").is_err());
         assert!(parse(&format!("[[forward]]\nkind = \"webhook\"\n{url}\ncolour = 1")).is_err());
+        assert!(parse(&format!("[[forward]]\nkind = \"webhook\"\n{url}\nstream = \"S\"")).is_err());
+    }
+
+    #[test]
+    fn jetstream_blocks() {
+        let sinks = parse(
+            "[[forward]]\nkind = \"jetstream\"\nurl = \"nats://127.0.0.1:4222\"\n\
+             [[forward]]\nkind = \"nats\"\nname = \"rules\"\nurl = \"nats://127.0.0.1:4222\"\n\
+             subject = \"switchyard.events\"\nstream = \"EVENTS\"\ncreate_stream = false\nmax_in_flight = 8\n",
+        )
+        .unwrap();
+        let Target::JetStream(first) = &sinks[0].target else { panic!("a JetStream sink") };
+        assert_eq!(sinks[0].name, "jetstream");
+        assert_eq!((first.subject_prefix.as_str(), first.stream.as_str()), ("switchyard", "SWITCHYARD"));
+        assert!(first.create_stream && first.max_in_flight == 256);
+        let Target::JetStream(second) = &sinks[1].target else { panic!("a JetStream sink") };
+        assert_eq!((second.subject_prefix.as_str(), second.stream.as_str()), ("switchyard.events", "EVENTS"));
+        assert!(!second.create_stream && second.max_in_flight == 8);
+
+        let nats = "[[forward]]\nkind = \"jetstream\"\nurl = \"nats://127.0.0.1:4222\"\n";
+        assert!(parse(&format!("{nats}secret = \"s\"")).is_err(), "webhook settings are refused");
+        assert!(parse(&format!("{nats}subject_prefix = \"a.*\"")).is_err());
+        assert!(parse(&format!("{nats}max_in_flight = 0")).is_err());
+        assert!(parse(&format!("{nats}user = \"u\"")).is_err(), "a user needs password_env");
+        assert!(parse(&format!("{nats}token_env = \"SWITCHYARD_TEST_UNSET_TOKEN\"")).is_err());
+        let with_path = parse(&format!("{nats}user = \"u\"\npassword_env = \"PATH\"")).unwrap();
+        assert!(!format!("{:?}", with_path[0]).contains(&std::env::var("PATH").unwrap()), "secrets are not printed");
     }
 }
