@@ -79,6 +79,13 @@ cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "PostgreSQL for the storage-postgres tests (scripts/postgres.sh)"
+PG_DIR=$(mktemp -d)
+trap 'status=$?; bash "$ROOT/scripts/postgres.sh" stop "$PG_DIR" || true; rm -rf "$PG_DIR"; [ $status -eq 0 ] || printf "\n==> FAILED (exit %d) after %ds\n" $status $SECONDS' EXIT
+PG_ENV=$(bash scripts/postgres.sh start "$PG_DIR")
+eval "$PG_ENV"
+export SWITCHYARD_TEST_PG_URL
+
 if cargo nextest --version >/dev/null 2>&1; then
     step "cargo nextest run --workspace"
     cargo nextest run --workspace --locked --no-tests=warn
