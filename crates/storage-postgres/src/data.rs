@@ -1,5 +1,5 @@
-//! [`PgDataStore`]: the message cache and the metrics ([`DataStore`]) and, in [`outbox`]
-//! (crate::outbox), the forwarding outbox, written by one transaction per [`DataStore::write`].
+//! [`PgDataStore`]: the message cache and the metrics ([`DataStore`]) and, in the `outbox`
+//! module, the forwarding outbox, written by one transaction per [`DataStore::write`].
 //!
 //! A write locks the two counters first (message and outbox sequence), so writers of every node
 //! take turns and numbers follow commit order; it then decides duplicates against the stored

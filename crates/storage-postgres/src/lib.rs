@@ -14,9 +14,9 @@
 //! a runtime thread and panics).
 //!
 //! Tables live in one schema ([`PgConfig::schema`]), created with its tables at open by
-//! versioned migrations ([`schema`](crate::schema)). Keys are `bytea`, so ordering is byte order
-//! whatever the database's collation, and U+0000 in data keys is stored as it is. All SQL is in
-//! `schema` (tables) and `sql` (statements), parameterised throughout.
+//! versioned migrations (module `schema`, up to [`LATEST_VERSION`]). Keys are `bytea`, so
+//! ordering is byte order whatever the database's collation, and U+0000 in data keys is stored
+//! as it is. All SQL is in `schema` (tables) and `sql` (statements), parameterised throughout.
 //!
 //! Simplified for now: metric points are one table (`points`, indexed by resource, metric and
 //! time, expiry by an index on `expires_at`), not time partitions dropped whole; `maintain`
