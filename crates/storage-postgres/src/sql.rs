@@ -110,12 +110,12 @@ pub(crate) const PUT_POINTS: &str = "INSERT INTO points (tenant, resource, metri
      SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bigint[], $5::float8[], $6::bytea[], \
      $7::bigint[]) ON CONFLICT (tenant, resource, metric, ts) DO UPDATE \
      SET num = EXCLUDED.num, txt = EXCLUDED.txt, expires_at = EXCLUDED.expires_at";
-/// Deletes every message of each resource beyond its newest `keep` (ties: the higher seq is newer).
-pub(crate) const TRIM_MESSAGES: &str = "DELETE FROM messages m USING ( \
-     SELECT u.tenant, u.resource, c.ts, c.seq FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) \
-     AS u(tenant, resource, keep) CROSS JOIN LATERAL (SELECT ts, seq FROM messages x \
-     WHERE x.tenant = u.tenant AND x.resource = u.resource ORDER BY ts DESC, seq DESC OFFSET u.keep LIMIT 1) c \
-     ) cut WHERE m.tenant = cut.tenant AND m.resource = cut.resource AND (m.ts, m.seq) <= (cut.ts, cut.seq)";
+/// Deletes every message of each resource beyond its newest `keep` (ties: the higher seq is newer),
+/// walking each resource's index from its newest message and deleting by row address.
+pub(crate) const TRIM_MESSAGES: &str = "DELETE FROM messages WHERE ctid = ANY(ARRAY( \
+     SELECT c.ctid FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS u(tenant, resource, keep) \
+     CROSS JOIN LATERAL (SELECT ctid FROM messages x WHERE x.tenant = u.tenant AND x.resource = u.resource \
+     ORDER BY ts DESC, seq DESC OFFSET u.keep) c))";
 pub(crate) const APPEND_OUTBOX: &str = "INSERT INTO outbox (seq, at, tenant, resource, channel, body) \
      SELECT s, $2, t, r, c, b FROM unnest($1::bigint[], $3::bytea[], $4::bytea[], $5::smallint[], $6::bytea[]) \
      AS u(s, t, r, c, b)";
