@@ -92,6 +92,13 @@ step "nats-server with JetStream (scripts/nats.sh)"
 NATS_DIR=$(mktemp -d)
 eval "$(bash scripts/nats.sh start "$NATS_DIR")"
 
+step "PostgreSQL for the storage-postgres tests (scripts/postgres.sh)"
+PG_DIR=$(mktemp -d)
+trap 'status=$?; bash "$ROOT/scripts/postgres.sh" stop "$PG_DIR" || true; rm -rf "$PG_DIR"; [ $status -eq 0 ] || printf "\n==> FAILED (exit %d) after %ds\n" $status $SECONDS' EXIT
+PG_ENV=$(bash scripts/postgres.sh start "$PG_DIR")
+eval "$PG_ENV"
+export SWITCHYARD_TEST_PG_URL
+
 if cargo nextest --version >/dev/null 2>&1; then
     step "cargo nextest run --workspace"
     cargo nextest run --workspace --locked --no-tests=warn
