@@ -17,8 +17,20 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step() { printf '\n==> %s  (t=%ds)\n' "$*" "$SECONDS"; }
-trap 'status=$?; [ -z "${NATS_DIR:-}" ] || bash scripts/nats.sh stop "$NATS_DIR"
-      [ $status -eq 0 ] || printf "\n==> FAILED (exit %d) after %ds\n" $status $SECONDS' EXIT
+# On any exit: stop the services this script started, then say how it ended.
+cleanup() {
+    local status=$?
+    if [ -n "${NATS_DIR:-}" ]; then
+        bash "$ROOT/scripts/nats.sh" stop "$NATS_DIR" || true
+        rm -rf "$NATS_DIR"
+    fi
+    if [ -n "${PG_DIR:-}" ]; then
+        bash "$ROOT/scripts/postgres.sh" stop "$PG_DIR" || true
+        rm -rf "$PG_DIR"
+    fi
+    [ $status -eq 0 ] || printf '\n==> FAILED (exit %d) after %ds\n' $status $SECONDS
+}
+trap cleanup EXIT
 
 # -- 1. system packages -------------------------------------------------------------
 step "system packages: mosquitto, mosquitto-clients, openssl"
@@ -94,7 +106,6 @@ eval "$(bash scripts/nats.sh start "$NATS_DIR")"
 
 step "PostgreSQL for the storage-postgres tests (scripts/postgres.sh)"
 PG_DIR=$(mktemp -d)
-trap 'status=$?; bash "$ROOT/scripts/postgres.sh" stop "$PG_DIR" || true; rm -rf "$PG_DIR"; [ $status -eq 0 ] || printf "\n==> FAILED (exit %d) after %ds\n" $status $SECONDS' EXIT
 PG_ENV=$(bash scripts/postgres.sh start "$PG_DIR")
 eval "$PG_ENV"
 export SWITCHYARD_TEST_PG_URL

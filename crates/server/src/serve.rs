@@ -61,6 +61,9 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Before any listener answers: a SIGTERM that follows a successful health check must
+    // start a clean shutdown, never the default action (death without a flush).
+    let mut signals = Signals::register().context("registering signal handlers")?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     // Secrets first: a file others can read refuses the start before anything is opened.
@@ -190,7 +193,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // The core ending on its own (a panic) leaves nothing worth serving: stop, and say so.
     let mut core = tokio::spawn(router.join());
     let core_failed = tokio::select! {
-        () = wait_for_signal() => false,
+        () = signals.recv() => false,
         _ = &mut core => true,
     };
     if core_failed {
@@ -320,15 +323,25 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
     Ok(listener)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM and SIGINT, both of which ask for a clean shutdown.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Replaces the default actions from now on; a signal that arrives before [`Self::recv`]
+    /// is polled is kept, not lost.
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self { term: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
     }
 }
 
