@@ -162,6 +162,18 @@ pub trait DataStore: MessageStore + SeriesStore {
     /// Stores `batch` in order, messages and points, durably before returning; a message whose
     /// `messageId` was stored for its resource within the idempotency window is not stored again.
     fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError>;
+    /// Stores `batch` as [`write`](Self::write) does, but durably only once a later
+    /// [`sync`](Self::sync) returns: the committer writes one commit while the previous one syncs.
+    /// Until then readers may see it, and a crash may lose it (it was never acknowledged). A failed
+    /// call stored nothing. Backends whose writes are durable when they return keep the default.
+    fn write_unsynced(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
+        self.write(batch, now)
+    }
+    /// Makes every [`write_unsynced`](Self::write_unsynced) that returned before this call
+    /// durable. After a failure nothing new is known to be durable; calling again retries.
+    fn sync(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Deletes everything of a tenant.
     fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError>;
     /// Background work a backend needs (sealing chunks, expiring TTL and retention, freeing

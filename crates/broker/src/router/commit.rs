@@ -1,6 +1,12 @@
-//! The committer: a thread that makes the router's batches durable and only then releases the
+//! The committer: two threads that make the router's batches durable and only then release the
 //! packets each batch held back, in batch order. The router keeps routing while a commit is in
 //! flight; batches that queue up meanwhile are merged into the next commit (group commit).
+//!
+//! The commit is pipelined: the first stage (`switchyard-commit`) writes a commit's data
+//! ([`DataStore::write_unsynced`]) and passes it to the second (`switchyard-sync`), which syncs
+//! ([`DataStore::sync`], once for every commit waiting) and only then releases them, in order;
+//! meanwhile the first stage writes the next commit. A commit with session ops or tenant drops
+//! syncs the data written so far itself before them, so they never reach the disk ahead of it.
 //!
 //! Order per connection is kept: once any batch is with the committer, every later batch goes
 //! through it too, even one with nothing to store.
@@ -19,12 +25,13 @@
 //! write stored nothing (backends write a batch atomically), so retrying never stores a message
 //! twice. Meanwhile every acknowledgement waits (publishers slow down
 //! as their windows fill, then the router waits for the committer) and [`StorageHealth`] says
-//! storage is failing. If the thread dies, the router closes every connection and refuses new
+//! storage is failing. If either thread dies, the router closes every connection and refuses new
 //! ones (see `Router::storage_died`). At shutdown a failing commit is given up: its
 //! publishers were never acknowledged and resend to the next start.
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver as SyncReceiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,6 +47,8 @@ use crate::outbox::{Outbox, Outgoing};
 
 /// Batches the committer may hold before the router waits for it.
 const QUEUED_BATCHES: usize = 64;
+/// Commits written and waiting for their sync before the first stage waits for the second.
+const QUEUED_COMMITS: usize = 2;
 /// First wait before a failed commit is retried; it doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -155,19 +164,30 @@ impl Committer {
         let health = Arc::new(StorageHealth::default());
         let stopping = Arc::new(AtomicBool::new(false));
         let listeners = Arc::new(Listeners::default());
-        let thread = {
-            let shared = Shared {
-                pending: Arc::clone(&pending),
-                stats: Arc::clone(&stats),
-                health: Arc::clone(&health),
-                stopping: Arc::clone(&stopping),
-                listeners: Arc::clone(&listeners),
-            };
-            std::thread::Builder::new().name("switchyard-commit".into()).spawn(move || {
+        let shared = Shared {
+            pending: Arc::clone(&pending),
+            stats: Arc::clone(&stats),
+            health: Arc::clone(&health),
+            stopping: Arc::clone(&stopping),
+            listeners: Arc::clone(&listeners),
+        };
+        let (commits, written) = std::sync::mpsc::sync_channel(QUEUED_COMMITS);
+        let syncer = {
+            let (data, shared) = (Arc::clone(&data), shared.clone());
+            std::thread::Builder::new().name("switchyard-sync".into()).spawn(move || {
                 let _watch = DeathWatch(Arc::clone(&shared.health));
-                run(&*store, &*data, &mut rx, &shared);
+                sync_and_release(&*data, &written, &shared);
             })?
         };
+        let thread = std::thread::Builder::new().name("switchyard-commit".into()).spawn(move || {
+            let _watch = DeathWatch(Arc::clone(&shared.health));
+            run(&*store, &*data, &mut rx, &commits, &shared);
+            // The second stage releases what is left, then ends.
+            drop(commits);
+            if syncer.join().is_err() {
+                tracing::error!("sync stage of the committer panicked");
+            }
+        })?;
         Ok(Committer { tx: Some(tx), pending, stats, health, stopping, listeners, thread: Some(thread) })
     }
 
@@ -219,7 +239,8 @@ impl Committer {
     }
 }
 
-/// What the committer thread shares with the router.
+/// What the committer's threads share with the router.
+#[derive(Clone)]
 struct Shared {
     pending: Arc<AtomicUsize>,
     stats: Arc<Stats>,
@@ -228,7 +249,30 @@ struct Shared {
     listeners: Arc<Listeners>,
 }
 
-fn run(store: &dyn SessionStore, data: &dyn DataStore, rx: &mut Receiver<Batch>, shared: &Shared) {
+/// A commit written by the first stage, on its way to the second.
+struct Commit {
+    batches: Vec<Batch>,
+    /// Where each batch's data starts in `records`.
+    offsets: Vec<usize>,
+    records: Vec<Ingest>,
+    drops: Vec<Arc<str>>,
+    /// What each record became; `None` when the server is stopping and the commit was given up.
+    written: Option<Vec<Written>>,
+    /// Its data is written but not yet known to be durable.
+    unsynced: bool,
+}
+
+/// The first stage: merges the batches waiting, writes their data unsynced (syncing first only
+/// when session ops or tenant drops follow it) and passes the commit on, in order.
+fn run(
+    store: &dyn SessionStore,
+    data: &dyn DataStore,
+    rx: &mut Receiver<Batch>,
+    commits: &SyncSender<Commit>,
+    shared: &Shared,
+) {
+    // Data written unsynced since this stage last synced itself.
+    let mut dirty = false;
     while let Some(first) = rx.blocking_recv() {
         let mut batches = vec![first];
         while let Ok(more) = rx.try_recv() {
@@ -247,36 +291,69 @@ fn run(store: &dyn SessionStore, data: &dyn DataStore, rx: &mut Receiver<Batch>,
         // Dropped before the batches if a commit panics: the state reads dead before anyone
         // waiting on a batch hears it is lost.
         let _watch = DeathWatch(Arc::clone(&shared.health));
-        let written = commit_until_stored(store, data, &ops, &records, &drops, shared);
-        if let Some(written) = &written {
-            shared.listeners.publish(&records, written);
-            drops.iter().for_each(|tenant| shared.listeners.close_tenant(tenant));
+        let written = write_until_stored(store, data, &ops, &records, &drops, &mut dirty, shared);
+        let unsynced = dirty && !records.is_empty();
+        let commit = Commit { batches, offsets, records, drops, written, unsynced };
+        if commits.send(commit).is_err() {
+            return;
         }
-        for (batch, offset) in batches.into_iter().zip(offsets) {
-            match &written {
-                Some(written) => release(batch, written.get(offset..).unwrap_or_default(), &shared.stats),
-                None => drop(batch),
+    }
+}
+
+/// The second stage: syncs everything the first stage wrote (one sync for all the commits
+/// waiting), then feeds the listeners and releases each commit's batches, in commit order.
+fn sync_and_release(data: &dyn DataStore, commits: &SyncReceiver<Commit>, shared: &Shared) {
+    while let Ok(first) = commits.recv() {
+        let mut ready = vec![first];
+        ready.extend(commits.try_iter());
+        let _watch = DeathWatch(Arc::clone(&shared.health));
+        let size = ready.iter().map(|c| c.records.len()).sum();
+        let synced = !ready.iter().any(|c| c.unsynced) || retry(shared, size, || data.sync()).is_some();
+        for commit in ready {
+            let written = commit.written.filter(|_| synced);
+            if let Some(written) = &written {
+                shared.listeners.publish(&commit.records, written);
+                commit.drops.iter().for_each(|tenant| shared.listeners.close_tenant(tenant));
             }
-            shared.pending.fetch_sub(1, Ordering::AcqRel);
+            for (batch, offset) in commit.batches.into_iter().zip(commit.offsets) {
+                match &written {
+                    Some(written) => release(batch, written.get(offset..).unwrap_or_default(), &shared.stats),
+                    None => drop(batch),
+                }
+                shared.pending.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
     shared.listeners.close_all();
 }
 
-/// Store `records`, drop `drops`' data, then commit `ops`, each step retried with back-off
-/// while it fails and never repeated once it succeeded. What each record became, or `None`
-/// only when the server is stopping.
-fn commit_until_stored(
+/// Store `records` unsynced, then, syncing them first, drop `drops`' data and commit `ops`,
+/// each step retried with back-off while it fails and never repeated once it succeeded.
+/// `dirty` says whether data written unsynced may not be durable yet. What each record became,
+/// or `None` only when the server is stopping.
+fn write_until_stored(
     store: &dyn SessionStore,
     data: &dyn DataStore,
     ops: &[SessionOp],
     records: &[Ingest],
     drops: &[Arc<str>],
+    dirty: &mut bool,
     shared: &Shared,
 ) -> Option<Vec<Written>> {
     let size = ops.len() + records.len();
-    let written =
-        if records.is_empty() { Vec::new() } else { retry(shared, size, || data.write(records, now_ms() as i64))? };
+    let mut written = Vec::new();
+    if !records.is_empty() {
+        written = retry(shared, size, || data.write_unsynced(records, now_ms() as i64))?;
+        *dirty = true;
+    }
+    if drops.is_empty() && ops.is_empty() {
+        return Some(written);
+    }
+    // Nothing after the data may reach the disk before it (and every earlier commit's data).
+    if *dirty {
+        retry(shared, size, || data.sync())?;
+        *dirty = false;
+    }
     for tenant in drops {
         retry(shared, size, || data.drop_tenant(tenant))?;
     }

@@ -1,10 +1,12 @@
 //! Pipeline data through the router and the real committer: stored before its acknowledgement
-//! and only once however often the write is retried, refused data acknowledged per protocol,
+//! and only once however often the write or its sync is retried, never acknowledged before the
+//! sync that covers it (while the next commit is written), refused data acknowledged per protocol,
 //! data from outside MQTT delivered live and answered after its commit, a dropped namespace's
 //! data deleted.
 
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -20,12 +22,40 @@ use crate::message::{ConnId, ConnectRequest, Event, IngestRequest};
 use crate::outbox::{AckKind, Outbox, Outgoing};
 
 /// Records what is written; fails the first `failures` writes (storing nothing, as a real
-/// backend's atomic write would); a repeated `messageId` is a duplicate.
+/// backend's atomic write would) and the first `sync_failures` syncs; a repeated `messageId` is
+/// a duplicate. A write is durable (`stored`) once a sync that began after it returned.
 #[derive(Default)]
 struct Recording {
     stored: Mutex<Vec<Ingest>>,
+    unsynced: Mutex<Vec<Ingest>>,
     dropped: Mutex<Vec<String>>,
     failures: AtomicUsize,
+    sync_failures: AtomicUsize,
+    gate: Option<Gate>,
+}
+
+/// What the committer did, in order.
+#[derive(Debug, PartialEq)]
+enum Step {
+    Write,
+    Sync,
+}
+
+/// Reports each step to the test; every sync then waits for the test's permit.
+struct Gate {
+    steps: Mutex<Sender<Step>>,
+    permits: Mutex<Receiver<()>>,
+}
+
+impl Recording {
+    fn step(&self, step: Step) {
+        let Some(gate) = &self.gate else { return };
+        let wait = step == Step::Sync;
+        gate.steps.lock().unwrap().send(step).unwrap();
+        if wait {
+            gate.permits.lock().unwrap().recv().unwrap();
+        }
+    }
 }
 
 impl MessageStore for Recording {
@@ -53,26 +83,49 @@ impl SeriesStore for Recording {
 }
 
 impl DataStore for Recording {
-    fn write(&self, batch: &[Ingest], _now: i64) -> Result<Vec<Written>, StorageError> {
+    fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
+        let written = self.write_unsynced(batch, now)?;
+        self.sync()?;
+        Ok(written)
+    }
+    fn write_unsynced(&self, batch: &[Ingest], _now: i64) -> Result<Vec<Written>, StorageError> {
         if self.failures.load(Ordering::SeqCst) > 0 {
             self.failures.fetch_sub(1, Ordering::SeqCst);
             return Err(StorageError::Backend("disk on fire".into()));
         }
-        let mut stored = self.stored.lock().unwrap();
+        let stored = self.stored.lock().unwrap();
+        let mut unsynced = self.unsynced.lock().unwrap();
         let mut written = Vec::new();
         for record in batch {
             let seen = record.message_id.is_some()
-                && stored.iter().any(|s| s.resource == record.resource && s.message_id == record.message_id);
+                && stored
+                    .iter()
+                    .chain(unsynced.iter())
+                    .any(|s| s.resource == record.resource && s.message_id == record.message_id);
             if seen {
                 written.push(Written::Duplicate);
             } else {
-                stored.push(record.clone());
-                written.push(Written::Stored { seq: stored.len() as u64 });
+                unsynced.push(record.clone());
+                written.push(Written::Stored { seq: (stored.len() + unsynced.len()) as u64 });
             }
         }
+        drop((stored, unsynced));
+        self.step(Step::Write);
         Ok(written)
     }
+    fn sync(&self) -> Result<(), StorageError> {
+        let covered = self.unsynced.lock().unwrap().len();
+        self.step(Step::Sync);
+        if self.sync_failures.load(Ordering::SeqCst) > 0 {
+            self.sync_failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(StorageError::Backend("sync on fire".into()));
+        }
+        let synced: Vec<Ingest> = self.unsynced.lock().unwrap().drain(..covered).collect();
+        self.stored.lock().unwrap().extend(synced);
+        Ok(())
+    }
     fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError> {
+        assert!(self.unsynced.lock().unwrap().is_empty(), "data is synced before a tenant is dropped");
         self.dropped.lock().unwrap().push(tenant.to_owned());
         self.stored.lock().unwrap().retain(|s| &*s.resource.tenant != tenant);
         Ok(())
@@ -158,6 +211,7 @@ async fn data_is_on_disk_before_its_acknowledgement_and_stored_once_across_retri
     let mut r = router(Arc::clone(&data));
     let outbox = connect(&mut r, 1, "t.example", "d1", Protocol::V5).await;
     data.failures.store(2, Ordering::SeqCst);
+    data.sync_failures.store(2, Ordering::SeqCst);
     let body = r#"{"t":1}"#;
     r.handle(Event::Publish {
         conn: 1,
@@ -168,8 +222,12 @@ async fn data_is_on_disk_before_its_acknowledgement_and_stored_once_across_retri
     let ack = next(&outbox).await;
     // No subscriber, but stored: a plain success, not 0x10.
     assert!(matches!(ack, Outgoing::Ack(AckKind::PubAck, 7, reason::SUCCESS)), "{ack:?}");
-    assert_eq!(data.stored.lock().unwrap().len(), 1, "on disk when acknowledged, once despite two failed writes");
-    assert_eq!(r.stats.storage_errors.load(Ordering::Relaxed), 2);
+    assert_eq!(
+        data.stored.lock().unwrap().len(),
+        1,
+        "on disk when acknowledged, once despite two failed writes and two failed syncs"
+    );
+    assert_eq!(r.stats.storage_errors.load(Ordering::Relaxed), 4);
 
     // QoS 0 data is stored too; a QoS 2 resend of an accepted packet id is not stored again.
     r.handle(Event::Publish {
@@ -187,6 +245,39 @@ async fn data_is_on_disk_before_its_acknowledgement_and_stored_once_across_retri
         assert!(matches!(next(&outbox).await, Outgoing::Ack(AckKind::PubRec, 9, reason::SUCCESS)));
     }
     assert_eq!(data.stored.lock().unwrap().len(), 3, "one QoS 1, one QoS 0, one QoS 2");
+}
+
+#[tokio::test]
+async fn an_acknowledgement_waits_for_the_sync_that_covers_it_while_the_next_commit_is_written() {
+    let (steps_tx, steps) = std::sync::mpsc::channel();
+    let (permit, permits) = std::sync::mpsc::channel();
+    let gate = Gate { steps: Mutex::new(steps_tx), permits: Mutex::new(permits) };
+    let data = Arc::new(Recording { gate: Some(gate), ..Recording::default() });
+    let mut r = router(Arc::clone(&data));
+    let outbox = connect(&mut r, 1, "t.example", "d1", Protocol::V5).await;
+    let body = r#"{"t":1}"#;
+    let send = |r: &mut Router, packet_id| {
+        let data = vec![record("t.example", body, None)];
+        r.handle(Event::Publish { conn: 1, publish: publish(QoS::AtLeastOnce, packet_id, body), data });
+    };
+    send(&mut r, 1);
+    r.finish_batch().await;
+    assert_eq!(steps.recv().unwrap(), Step::Write);
+    assert_eq!(steps.recv().unwrap(), Step::Sync, "the first commit syncs, held by the test");
+    send(&mut r, 2);
+    r.finish_batch().await;
+    assert_eq!(steps.recv().unwrap(), Step::Write, "the next commit is written while the first syncs");
+    assert!(outbox.is_empty(), "nothing is acknowledged before its sync returns");
+    assert!(data.stored.lock().unwrap().is_empty());
+
+    permit.send(()).unwrap();
+    assert!(matches!(next(&outbox).await, Outgoing::Ack(AckKind::PubAck, 1, reason::SUCCESS)));
+    assert_eq!(data.stored.lock().unwrap().len(), 1, "the first sync covers only what was written before it");
+    assert_eq!(steps.recv().unwrap(), Step::Sync, "the second commit syncs on its own");
+    assert!(outbox.is_empty(), "and its acknowledgement waits for it");
+    permit.send(()).unwrap();
+    assert!(matches!(next(&outbox).await, Outgoing::Ack(AckKind::PubAck, 2, reason::SUCCESS)));
+    assert_eq!(data.stored.lock().unwrap().len(), 2);
 }
 
 #[tokio::test]

@@ -47,9 +47,15 @@ pub fn resource_prefix(key: &ResourceKey) -> Result<Vec<u8>, StorageError> {
 /// `tenant ‖ resource ‖ metric`: the key of one series in `series`, the prefix of its points.
 pub fn series_prefix(resource: &[u8], metric: &str) -> Result<Vec<u8>, StorageError> {
     let mut out = Vec::with_capacity(resource.len() + 2 + metric.len() + 8);
-    out.extend_from_slice(resource);
-    push_part(&mut out, metric)?;
+    series_prefix_into(&mut out, resource, metric)?;
     Ok(out)
+}
+
+/// [`series_prefix`] into `out`, replacing what it held (the write path reuses one buffer).
+pub fn series_prefix_into(out: &mut Vec<u8>, resource: &[u8], metric: &str) -> Result<(), StorageError> {
+    out.clear();
+    out.extend_from_slice(resource);
+    push_part(out, metric)
 }
 
 /// The `tenant ‖ resource` prefix a message, point or series key starts with.

@@ -1,11 +1,12 @@
 //! The write path (messages, their ids and points in one batch, the cache trimmed to `keep`) and
 //! the message cache's reads and deletions.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
 use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
+use foldhash::HashSet;
 use switchyard_storage::StorageError;
 use switchyard_storage::data::{Ingest, ResourceKey, StoredMessage, TimeRange, Written};
 
@@ -40,17 +41,24 @@ fn seq_at(key: &[u8], at: usize) -> Result<u64, StorageError> {
 }
 
 impl EmbeddedDataStore {
-    pub(super) fn write_batch(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
+    /// Stores `batch` in one atomic fjall batch, synced as `durability` says.
+    pub(super) fn write_batch(
+        &self,
+        batch: &[Ingest],
+        now: i64,
+        durability: Option<PersistMode>,
+    ) -> Result<Vec<Written>, StorageError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         let mut state = self.lock();
-        let mut writes = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut writes = self.db.batch().durability(durability);
         let mut written = Vec::with_capacity(batch.len());
-        let mut ids = HashSet::new();
+        let mut ids = HashSet::default();
         let mut pending: BTreeMap<Vec<u8>, Pending> = BTreeMap::new();
         let mut heads: Vec<(Vec<u8>, i64, i64)> = Vec::new();
-        let mut new_series = HashSet::new();
+        let mut new_series = HashSet::default();
+        let mut series = Vec::new();
         let mut seq = state.seq;
         let (part, head) = state.partitions.current();
         let head = head.clone();
@@ -75,15 +83,15 @@ impl EmbeddedDataStore {
             let key = codec::message_key(&resource, ingest.ts, seq);
             if !ingest.points.is_empty() {
                 for (metric, _) in &ingest.points {
-                    let series = codec::series_prefix(&resource, metric)?;
-                    if !state.series.contains(&series) && new_series.insert(series.clone()) {
-                        writes.insert(&self.series, series, Vec::new());
+                    codec::series_prefix_into(&mut series, &resource, metric)?;
+                    if !state.series.contains(&series) && !new_series.contains(&series) {
+                        new_series.insert(series.clone());
+                        writes.insert(&self.series, series.clone(), Vec::new());
                     }
                 }
                 writes.insert(&head, key.clone(), codec::head_value(ingest.expires_at, &ingest.points)?);
                 heads.push((resource.clone(), ingest.ts, ingest.expires_at.unwrap_or(NEVER)));
             }
-            let key = codec::message_key(&resource, ingest.ts, seq);
             let cache =
                 pending.entry(resource).or_insert_with(|| Pending { keep: ingest.keep, messages: BTreeMap::new() });
             cache.keep = ingest.keep;

@@ -26,6 +26,10 @@
 //! # Invariants
 //! - A write is one atomic fjall batch, fdatasynced before [`DataStore::write`] returns: one
 //!   sync per call, however many messages it holds. Writes are serialized by one lock.
+//!   [`DataStore::write_unsynced`] commits the batch without the sync and [`DataStore::sync`]
+//!   fdatasyncs the journal (everything committed before it), so the committer prepares and
+//!   writes one commit while the previous one syncs. A failed sync poisons fjall's database:
+//!   every later write and sync fails until a restart recovers from the journal.
 //! - A point written later is in `head` or in a later chunk rewrite, so `scan` returns chunks then
 //!   `head`, and the later block wins a shared timestamp.
 //! - Sealing ([`DataStore::maintain`]) moves a resource's `head` into its series' chunks once
@@ -59,11 +63,12 @@ mod outbox;
 mod retention;
 mod series;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use foldhash::{HashMap, HashSet};
 use switchyard_storage::data::{
     Block, DataStore, Ingest, MessageStore, ResourceKey, SeriesInfo, SeriesStore, StoredMessage, TimeRange, Written,
 };
@@ -175,7 +180,10 @@ impl State {
     /// Counts a message of `resource` whose points, at `ts` in head partition `part`, expire at
     /// `expires`.
     fn add_head(&mut self, resource: &[u8], part: u64, ts: i64, expires: i64) {
-        let head = self.heads.entry(resource.to_vec()).or_insert_with(Head::empty);
+        let head = match self.heads.get_mut(resource) {
+            Some(head) => head,
+            None => self.heads.entry(resource.to_vec()).or_insert_with(Head::empty),
+        };
         if head.parts.insert(part) {
             self.partitions.enter(part);
         }
@@ -343,7 +351,15 @@ impl SeriesStore for EmbeddedDataStore {
 
 impl DataStore for EmbeddedDataStore {
     fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
-        self.write_batch(batch, now)
+        self.write_batch(batch, now, Some(PersistMode::SyncData))
+    }
+
+    fn write_unsynced(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
+        self.write_batch(batch, now, None)
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.db.persist(PersistMode::SyncData).map_err(|e| backend("sync", e))
     }
 
     fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError> {
