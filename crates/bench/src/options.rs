@@ -55,7 +55,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// QoS 1/2 publishes each publisher may have unacknowledged (default 32; 100 for ingest, like
-    /// a typical device client library); under 5.0 at most the server's receive maximum.
+    /// a typical device client library; 128 for bridge, where it is also the number of HTTP
+    /// connections, one request in flight each); under 5.0 at most the server's receive maximum.
     /// 3.1.1 has none: `--protocol 3 --inflight 100` is a typical device client.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=65000))]
     pub inflight: Option<u16>,

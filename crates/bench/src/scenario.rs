@@ -36,9 +36,15 @@ pub enum Workload {
 }
 
 impl ScenarioSpec {
-    /// `--inflight` when not given: what a typical device client library keeps for ingest.
+    /// `--inflight` when not given: what a typical device client library keeps for ingest; for
+    /// a bridge, enough HTTP requests in flight for 10k msg/s when each answer waits for a
+    /// durable commit of several milliseconds.
     pub fn default_inflight(&self) -> u16 {
-        if self.name == "ingest" { 100 } else { 32 }
+        match self.name {
+            "ingest" => 100,
+            "bridge" => 128,
+            _ => 32,
+        }
     }
 }
 
