@@ -175,7 +175,9 @@ pub async fn run(plan: BridgePlan, ctx: &Arc<Ctx>, progress: &Progress) -> Resul
                         http::open_stream(&plan.http, &format!("/resources/{id}/events"), "text/event-stream").await?,
                     )
                 } else {
-                    Listener::Ws(http::open_websocket(&plan.http, &format!("/resources/{id}/events/subscribe")).await?)
+                    Listener::Ws(Box::new(
+                        http::open_websocket(&plan.http, &format!("/resources/{id}/events/subscribe")).await?,
+                    ))
                 });
             }
             let clock = Clock::start(o);
@@ -184,7 +186,7 @@ pub async fn run(plan: BridgePlan, ctx: &Arc<Ctx>, progress: &Progress) -> Resul
                 async move {
                     match listener {
                         Listener::Sse(open) => bridge_ends::sse_receiver(open, clock, live, stop).await,
-                        Listener::Ws(socket) => bridge_ends::ws_receiver(socket, clock, live, stop).await,
+                        Listener::Ws(socket) => bridge_ends::ws_receiver(*socket, clock, live, stop).await,
                     }
                 }
             });
@@ -239,7 +241,7 @@ pub async fn run(plan: BridgePlan, ctx: &Arc<Ctx>, progress: &Progress) -> Resul
 /// A listening end of `mqtt-sse` or `mqtt-ws`, open before the clock starts.
 enum Listener {
     Sse(http::OpenStream),
-    Ws(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>),
+    Ws(Box<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>>),
 }
 
 /// Spawn `task` for every item.
