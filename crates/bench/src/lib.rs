@@ -12,17 +12,23 @@
 //! - `conns`: the idle-connections and connection-rate runners, and parallel connect.
 //! - `ingest`: the durable-ingest runner (devices publishing events to the data pipeline),
 //!   with `events` (what they publish) and `verify` (the stored-points check over HTTP).
+//! - `bridge`: messages crossing protocols (HTTP → MQTT, MQTT → SSE, MQTT → WebSocket) with
+//!   their end-to-end latency, with `bridge_ends` (senders and receivers) and `http` (a
+//!   keep-alive HTTP/1.1 client and the opening of streams).
 //! - `client`: the minimal MQTT client: one stream, two buffers, encoded-once packets.
 //! - `stats`: latency histograms and what `/proc` says about the broker.
 //! - [`report`]: the report, as JSON or text.
 //! - `progress`: the progress bar on stderr.
 //! - [`error`]: why a run could not produce a report.
 
+mod bridge;
+mod bridge_ends;
 mod client;
 mod conns;
 pub mod error;
 mod events;
 mod flow;
+mod http;
 mod ingest;
 pub mod options;
 mod progress;
@@ -68,6 +74,7 @@ pub async fn run_scenario(options: Options, show_progress: bool) -> Result<Repor
         Workload::Idle { connections } => conns::idle(connections, &ctx, &progress).await.map(Figures::Idle),
         Workload::ConnectRate { workers } => conns::connect_rate(workers, &ctx, &progress).await.map(Figures::Connect),
         Workload::Ingest(plan) => ingest::run(plan, &ctx, &progress).await.map(Figures::Ingest),
+        Workload::Bridge(plan) => bridge::run(plan, &ctx, &progress).await.map(Figures::Bridge),
     };
     progress.finish();
     Ok(Report::new(&ctx.options, figures?))

@@ -12,7 +12,7 @@ use switchyard_identity::{Domain, MasterKey};
 
 use crate::client::{Credentials, STAMP_LEN};
 use crate::error::BenchError;
-use crate::scenario::{self, ScenarioSpec};
+use crate::scenario::{self, BridgePath, ScenarioSpec};
 use crate::verify::HttpTarget;
 
 /// Longest measured phase accepted, so a run always ends by itself.
@@ -55,7 +55,8 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
     /// QoS 1/2 publishes each publisher may have unacknowledged (default 32; 100 for ingest, like
-    /// a typical device client library); under 5.0 at most the server's receive maximum.
+    /// a typical device client library; 128 for bridge, where it is also the number of HTTP
+    /// connections, one request in flight each); under 5.0 at most the server's receive maximum.
     /// 3.1.1 has none: `--protocol 3 --inflight 100` is a typical device client.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=65000))]
     pub inflight: Option<u16>,
@@ -96,10 +97,16 @@ pub struct Args {
     /// domain (e.g. `localhost/bench`).
     #[arg(long, default_value = "bench")]
     pub topic_prefix: String,
-    /// ingest: the broker's HTTP port, to count one device's stored points at the end (with --api-key).
+    /// bridge: which way messages cross. http-mqtt: commands POSTed over HTTP (--inflight
+    /// keep-alive connections) to devices subscribed over MQTT; mqtt-sse / mqtt-ws: devices
+    /// publishing events at QoS 1, followed over Server-Sent Events / WebSockets.
+    #[arg(long, value_enum)]
+    pub path: Option<BridgePath>,
+    /// The broker's HTTP port (with --api-key): bridge sends or listens there; ingest counts one
+    /// device's stored points there at the end.
     #[arg(long, requires = "api_key")]
     pub http_port: Option<u16>,
-    /// ingest: an application key of --tenant as `apiKey:apiSecret`, for --http-port.
+    /// An application key of --tenant as `apiKey:apiSecret`, for --http-port.
     #[arg(long, requires = "http_port", env = "SWITCHYARD_BENCH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// The broker's process id: its resident memory and CPU time are reported.
@@ -141,8 +148,10 @@ pub struct Options {
     pub credentials: Option<Credentials>,
     /// First level(s) of every topic.
     pub topic_prefix: String,
-    /// The HTTP API for the ingest check.
+    /// The HTTP API: the ingest check, the application side of a bridge.
     pub http: Option<HttpTarget>,
+    /// The bridge's direction.
+    pub path: Option<BridgePath>,
     pub broker_pid: Option<u32>,
     pub label: Option<String>,
     pub json: bool,
@@ -216,6 +225,7 @@ impl Options {
             credentials,
             topic_prefix: args.topic_prefix,
             http,
+            path: args.path,
             broker_pid: args.broker_pid,
             label: args.label,
             json: args.json,

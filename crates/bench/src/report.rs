@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use switchyard_codec::Protocol;
 
+use crate::bridge::BridgeStats;
 use crate::conns::{ConnectStats, IdleStats};
 use crate::flow::FlowStats;
 use crate::ingest::IngestStats;
@@ -23,7 +24,7 @@ pub struct Measured<T> {
     pub broker: Option<BrokerUsage>,
 }
 
-/// The figures of one scenario run, one of `flow`, `idle`, `connect` or `ingest` set.
+/// The figures of one scenario run, one of `flow`, `idle`, `connect`, `ingest` or `bridge` set.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub tool: &'static str,
@@ -55,6 +56,8 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingest: Option<IngestStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub bridge: Option<BridgeStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<BrokerUsage>,
     /// Distinct client errors with their counts.
     pub errors: Vec<String>,
@@ -67,18 +70,20 @@ pub enum Figures {
     Idle(IdleStats),
     Connect(Measured<ConnectStats>),
     Ingest(Measured<IngestStats>),
+    Bridge(Measured<BridgeStats>),
 }
 
 impl Report {
     /// Assemble the report of a run of `o`.
     pub fn new(o: &Options, figures: Figures) -> Report {
         let (mut flow, mut idle, mut connect, mut broker, mut errors) = (None, None, None, None, Vec::new());
-        let mut ingest = None;
+        let (mut ingest, mut bridge) = (None, None);
         match figures {
             Figures::Flow(m) => (flow, broker, errors) = (Some(m.stats), m.broker, m.errors),
             Figures::Idle(stats) => idle = Some(stats),
             Figures::Connect(m) => (connect, broker, errors) = (Some(m.stats), m.broker, m.errors),
             Figures::Ingest(m) => (ingest, broker, errors) = (Some(m.stats), m.broker, m.errors),
+            Figures::Bridge(m) => (bridge, broker, errors) = (Some(m.stats), m.broker, m.errors),
         }
         Report {
             tool: "switchyard-bench",
@@ -104,6 +109,7 @@ impl Report {
             idle,
             connect,
             ingest,
+            bridge,
             broker,
             errors: tally(errors),
         }
@@ -150,6 +156,10 @@ impl fmt::Display for Report {
         if let Some(s) = &self.ingest {
             // Devices publish generated events and wait for no subscriber.
             (payload, backlog) = (format!("events of {} metrics", s.metrics_per_message), "durable acks".into());
+        }
+        if self.bridge.is_some() {
+            // Small JSON messages on an open-loop schedule.
+            (payload, backlog) = ("JSON messages".into(), "open loop".into());
         }
         writeln!(
             f,
@@ -199,6 +209,9 @@ impl fmt::Display for Report {
         }
         if let Some(s) = &self.ingest {
             crate::ingest::write_text(f, s)?;
+        }
+        if let Some(s) = &self.bridge {
+            crate::bridge::write_text(f, s)?;
         }
         if let Some(b) = &self.broker {
             writeln!(

@@ -4,6 +4,7 @@
 //! produce a [`FlowPlan`]; a new kind of load (HTTP ingest, queries) adds a `Workload` variant
 //! and its runner, and its rows here.
 
+pub use crate::bridge::{BridgePath, BridgePlan};
 use crate::client::Credentials;
 use crate::error::BenchError;
 pub use crate::ingest::IngestPlan;
@@ -30,12 +31,20 @@ pub enum Workload {
     ConnectRate { workers: usize },
     /// Devices publishing events of ten metrics to their events topics, stored by the pipeline.
     Ingest(IngestPlan),
+    /// Messages crossing from HTTP to MQTT or from MQTT to SSE/WebSocket, with their latency.
+    Bridge(BridgePlan),
 }
 
 impl ScenarioSpec {
-    /// `--inflight` when not given: what a typical device client library keeps for ingest.
+    /// `--inflight` when not given: what a typical device client library keeps for ingest; for
+    /// a bridge, enough HTTP requests in flight for 10k msg/s when each answer waits for a
+    /// durable commit of several milliseconds.
     pub fn default_inflight(&self) -> u16 {
-        if self.name == "ingest" { 100 } else { 32 }
+        match self.name {
+            "ingest" => 100,
+            "bridge" => 128,
+            _ => 32,
+        }
     }
 }
 
@@ -121,6 +130,13 @@ pub static SCENARIOS: &[ScenarioSpec] = &[
         default_clients: 100,
         plan: ingest,
     },
+    ScenarioSpec {
+        name: "bridge",
+        about: "--path http-mqtt|mqtt-sse|mqtt-ws across protocols for N devices (--master-key-file, --tenant, \
+                --http-port, --api-key); end-to-end latency",
+        default_clients: 10,
+        plan: bridge,
+    },
 ];
 
 /// The scenario called `name`.
@@ -140,6 +156,22 @@ fn ingest(o: &Options, _: &Names) -> Result<Workload, BenchError> {
             "ingest needs --master-key-file and --tenant: each device publishes to its own events topic".into(),
         )),
     }
+}
+
+fn bridge(o: &Options, _: &Names) -> Result<Workload, BenchError> {
+    let Some(path) = o.path else {
+        return Err(BenchError::Options("bridge needs --path: http-mqtt, mqtt-sse or mqtt-ws".into()));
+    };
+    let (Some(Credentials::DeviceKey { domain, .. }), Some(http)) = (&o.credentials, &o.http) else {
+        return Err(BenchError::Options(
+            "bridge needs --master-key-file and --tenant (the devices) and --http-port and --api-key (the application)"
+                .into(),
+        ));
+    };
+    if o.qos != switchyard_codec::QoS::AtLeastOnce {
+        return Err(BenchError::Options("bridge runs at QoS 1: devices publish and receive commands at QoS 1".into()));
+    }
+    Ok(Workload::Bridge(BridgePlan { path, devices: o.clients, domain: domain.to_string(), http: http.clone() }))
 }
 
 fn fan_in(o: &Options, n: &Names) -> Result<Workload, BenchError> {
@@ -231,6 +263,36 @@ mod tests {
         assert_eq!(options.inflight, 100);
         let names = Names { topics: "bench/r".into(), clients: "sbr".into() };
         assert!(matches!((options.scenario.plan)(&options, &names), Err(BenchError::Options(_))));
+    }
+
+    #[test]
+    fn bridges_need_a_path_devices_and_an_application() {
+        let names = Names { topics: "bench/r".into(), clients: "sbr".into() };
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("master.key");
+        std::fs::write(&key, "A".repeat(43)).unwrap();
+        let key = key.display();
+        for (line, ok) in [
+            (format!("b bridge --path mqtt-sse --master-key-file {key} --tenant a.example"), false),
+            (format!("b bridge --master-key-file {key} --tenant a.example --http-port 1 --api-key k:s"), false),
+            (
+                format!(
+                    "b bridge --path http-mqtt --qos 0 --master-key-file {key} --tenant a.example --http-port 1 --api-key k:s"
+                ),
+                false,
+            ),
+            (
+                format!(
+                    "b bridge --path mqtt-ws --master-key-file {key} --tenant a.example --http-port 1 --api-key k:s"
+                ),
+                true,
+            ),
+        ] {
+            let cli = Cli::try_parse_from(line.split_whitespace()).unwrap();
+            let options = Options::from_args(cli.args).unwrap();
+            let plan = (options.scenario.plan)(&options, &names);
+            assert_eq!(plan.is_ok(), ok, "{line}");
+        }
     }
 
     #[test]

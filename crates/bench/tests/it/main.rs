@@ -1,5 +1,5 @@
-//! Smoke runs of every scenario against a real broker started in this process (plain MQTT and
-//! one tenant, authenticated by the Device Hub): about a second each, with tiny numbers. They
+//! Smoke runs of every scenario against a real broker started in this process (plain MQTT, the
+//! HTTP API, and one tenant authenticated by the Device Hub): about a second each, with tiny numbers. They
 //! check that messages flow and that the report is well-formed JSON, never how fast anything
 //! is: speed is not a test.
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::Value;
+use switchyard_api::{ApiState, HttpLimits};
 use switchyard_bench::{Args, Options};
 use switchyard_broker::{AnonymousAuth, Broker, BrokerConfig, DataPath, RouterTask};
 use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, Registry, system_clock};
@@ -29,12 +30,14 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 /// The one tenant of the test broker.
 const TENANT: &str = "a.example";
 
-/// The broker in-process on 127.0.0.1:0: plain MQTT for anonymous clients, and the tenant
-/// [`TENANT`], whose master key is in `master.key` and whose API key is `app_username` /
-/// `app_password`; embedded storage in a temporary directory, and the data pipeline on the
-/// tenant's events topics.
+/// The broker in-process on 127.0.0.1:0: plain MQTT for anonymous clients, the HTTP API, and
+/// the tenant [`TENANT`], whose master key is in `master.key` and whose API key is
+/// `app_username` / `app_password` (`api_key` over HTTP); embedded storage in a temporary
+/// directory, and the data pipeline on the tenant's events topics.
 struct TestBroker {
     addr: SocketAddr,
+    http_addr: SocketAddr,
+    api_key: String,
     data: Arc<EmbeddedDataStore>,
     master_key_file: String,
     app_username: String,
@@ -79,6 +82,21 @@ impl TestBroker {
         let (shutdown, tasks) = (CancellationToken::new(), TaskTracker::new());
         let limits =
             ListenerLimits { connect_timeout: Duration::from_secs(5), connections: Arc::new(Semaphore::new(1000)) };
+        let app = switchyard_api::router(ApiState {
+            broker: broker.clone(),
+            limits: limits.clone(),
+            shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
+            hub,
+            metrics: None,
+            ingest: switchyard_api::IngestConfig::default(),
+            ws: switchyard_api::WsLimits::default(),
+            streams: Default::default(),
+        });
+        let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_addr = http.local_addr().unwrap();
+        let http_limits = HttpLimits::new(Duration::from_secs(5), 1000);
+        tokio::spawn(switchyard_api::serve(http, None, app, http_limits, tasks.clone(), shutdown.clone()));
         tokio::spawn(switchyard_transport::run_listener(
             listener,
             None,
@@ -89,6 +107,8 @@ impl TestBroker {
         ));
         TestBroker {
             addr,
+            http_addr,
+            api_key: format!("{}:{}", tenant.api_key.id.as_str(), tenant.api_secret.expose_base64()),
             data,
             master_key_file: master_key_file.display().to_string(),
             app_username: format!("{TENANT}/apikey/{}", tenant.api_key.id.as_str()),
@@ -117,7 +137,8 @@ struct Cli {
 }
 
 /// Run `switchyard bench <line>` against a fresh broker and return its report as parsed JSON.
-/// In `line`, `{master_key_file}`, `{app_username}` and `{app_password}` stand for the tenant's.
+/// In `line`, `{master_key_file}`, `{app_username}`, `{app_password}`, `{http_port}` and
+/// `{api_key}` stand for the tenant's and the broker's.
 async fn bench(line: &str) -> Value {
     let broker = TestBroker::start().await;
     let json = bench_on(&broker, line).await;
@@ -130,7 +151,9 @@ async fn bench_on(broker: &TestBroker, line: &str) -> Value {
     let line = line
         .replace("{master_key_file}", &broker.master_key_file)
         .replace("{app_username}", &broker.app_username)
-        .replace("{app_password}", &broker.app_password);
+        .replace("{app_password}", &broker.app_password)
+        .replace("{http_port}", &broker.http_addr.port().to_string())
+        .replace("{api_key}", &broker.api_key);
     let command = format!("bench {line} --port {} --warmup 0.2 --duration 1 --json", broker.addr.port());
     let args = Cli::try_parse_from(command.split_whitespace()).expect("valid command line").args;
     let options = Options::from_args(args).expect("valid options");
@@ -264,4 +287,38 @@ async fn ingest_events_are_stored() {
     }
     assert_eq!(stored, 3, "{json}");
     broker.stop().await;
+}
+
+/// Messages that cross protocols arrive, every one, and are timed: commands POSTed over HTTP at
+/// devices subscribed over MQTT, and events devices publish over MQTT at listeners on SSE and on
+/// WebSockets.
+async fn bridge(path: &str) {
+    let line = format!(
+        "bridge --path {path} -n 3 --rate 300 --inflight 4 --master-key-file {{master_key_file}} --tenant {TENANT} \
+         --http-port {{http_port}} --api-key {{api_key}}"
+    );
+    let json = bench(&line).await;
+    let b = &json["bridge"];
+    assert_eq!(b["path"], path, "{json}");
+    assert!(b["received"].as_u64().unwrap() > 0, "{json}");
+    assert_eq!(b["accepted"], b["sent"], "{json}");
+    assert_eq!(b["lost"], 0, "{json}");
+    assert_eq!(b["dropped"], 0, "{json}");
+    assert_eq!(json["errors"], serde_json::json!([]), "{json}");
+    assert!(b["latency"]["p99_us"].is_number(), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_http_to_mqtt_delivers() {
+    bridge("http-mqtt").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_mqtt_to_sse_delivers() {
+    bridge("mqtt-sse").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridge_mqtt_to_websocket_delivers() {
+    bridge("mqtt-ws").await;
 }
