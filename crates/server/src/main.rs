@@ -10,6 +10,7 @@ mod config;
 mod forward;
 mod identity;
 mod serve;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
