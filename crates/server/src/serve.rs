@@ -36,8 +36,8 @@ fn init_logs(json: bool) {
     }
 }
 
-/// Without a filter set: our `info`, the storage engine's warnings only.
-const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
+/// Without a filter set: our `info`, the storage engines' and the PostgreSQL client's warnings only.
+const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn,tokio_postgres=warn";
 
 /// The first of the directives that is set and non-empty wins; an invalid one is reported
 /// on stderr and replaced by [`DEFAULT_LOG`].

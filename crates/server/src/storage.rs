@@ -252,13 +252,21 @@ impl OutboxGauge {
         let mut figures = self.figures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let figure = figures.entry(tenant.clone()).or_insert(Figure { full: false, read_at: None, reading: false });
         let stale = figure.read_at.is_none_or(|at| at.elapsed() >= OUTBOX_FIGURE_AGE);
-        if stale && !figure.reading {
-            figure.reading = true;
-            let gauge = Arc::clone(self);
-            let tenant = tenant.clone();
-            tokio::task::spawn_blocking(move || gauge.read(tenant));
+        if !stale || figure.reading {
+            return figure.full;
         }
-        figure.full
+        let previous = figure.full;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Not on the runtime: asking here blocks no task.
+            drop(figures);
+            self.read(tenant.clone());
+            return self.figures.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[tenant].full;
+        };
+        figure.reading = true;
+        let gauge = Arc::clone(self);
+        let tenant = tenant.clone();
+        runtime.spawn_blocking(move || gauge.read(tenant));
+        previous
     }
 
     /// Asks the outbox (blocking) and records the answer.
@@ -272,6 +280,9 @@ impl OutboxGauge {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
+
+    use switchyard_storage::StorageError;
+    use switchyard_storage::forward::OutboxRecord;
 
     use super::*;
     use crate::config::Overrides;
@@ -329,6 +340,66 @@ mod tests {
         }
         let err = load("", &[("SWITCHYARD_STORAGE_BACKEND", "postgres")]).unwrap_err();
         assert!(format!("{err:#}").contains("SWITCHYARD_STORAGE_URL"), "{err:#}");
+    }
+
+    /// An outbox holding `.0` bytes for every tenant, counting the times it was asked.
+    struct Pending(u64, std::sync::atomic::AtomicUsize);
+
+    impl OutboxStore for Pending {
+        fn set_sinks(&self, _: &[&str]) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn sinks(&self) -> Result<Vec<(String, u64)>, StorageError> {
+            Ok(Vec::new())
+        }
+        fn read(&self, _: u64, _: usize) -> Result<Vec<OutboxRecord>, StorageError> {
+            Ok(Vec::new())
+        }
+        fn cursor(&self, _: &str) -> Result<Option<u64>, StorageError> {
+            Ok(None)
+        }
+        fn acknowledge(&self, _: &str, _: u64) -> Result<(), StorageError> {
+            Ok(())
+        }
+        fn rewind(&self, _: &str, _: i64) -> Result<u64, StorageError> {
+            Ok(0)
+        }
+        fn trim(&self, _: i64) -> Result<u64, StorageError> {
+            Ok(0)
+        }
+        fn last(&self) -> u64 {
+            0
+        }
+        fn pending_bytes(&self, _: &str) -> u64 {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0
+        }
+    }
+
+    fn gauge(pending: u64, max: u64) -> (Arc<OutboxGauge>, Arc<Pending>) {
+        let outbox = Arc::new(Pending(pending, 0.into()));
+        (Arc::new(OutboxGauge::new(outbox.clone(), max)), outbox)
+    }
+
+    #[test]
+    fn the_outbox_gauge_asks_at_once_off_the_runtime() {
+        let tenant = Domain::parse("a.example").unwrap();
+        assert!(gauge(10, 10).0.full(&tenant));
+        assert!(!gauge(9, 10).0.full(&tenant));
+    }
+
+    #[tokio::test]
+    async fn the_outbox_gauge_asks_on_the_blocking_pool_then_answers_from_memory() {
+        let tenant = Domain::parse("a.example").unwrap();
+        let (gauge, outbox) = gauge(10, 10);
+        assert!(!gauge.full(&tenant), "not read yet: not full");
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            while !gauge.full(&tenant) {
+                tokio::task::yield_now().await;
+            }
+        });
+        read.await.expect("the figure is read on the blocking pool");
+        assert_eq!(outbox.1.load(std::sync::atomic::Ordering::SeqCst), 1, "one read while fresh");
     }
 
     #[test]
