@@ -9,7 +9,10 @@ the tests are skipped, saying so):
 - an application's command over HTTP reaches the device's MQTT subscription;
 - after SIGKILL and a restart on the same schema, everything acknowledged is there: the events,
   the QoS 1 command queued for a persistent-session device while it was offline (delivered when
-  it comes back), and the registry (the same API key and device key still work).
+  it comes back), and the registry (the same API key and device key still work);
+- forwarding reads the outbox in the database: with the webhook refusing, intake is refused
+  (503) once the tenant's outbox is at its bound, and once the webhook takes batches every
+  accepted event arrives and intake is accepted again.
 
 The URL is given a password when it has none (trust authentication ignores it): the broker's
 log must never show it.
@@ -31,6 +34,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import switchyard_bin
 from hubkit import IdentityBroker, basic, device_key, http
+from test_forward import SECRET, Receiver
 
 pytestmark = pytest.mark.not_mosquitto("PostgreSQL storage is switchyard's")
 
@@ -41,11 +45,12 @@ WAIT = 30.0  # generous: two shared cores
 class PgBroker(IdentityBroker):
     """The hub broker with its stores in `schema` of the database at `url`."""
 
-    def __init__(self, workdir, certs, binary, url: str, schema: str):
+    def __init__(self, workdir, certs, binary, url: str, schema: str, extra: str = ""):
         super().__init__(workdir, certs, binary)
         url, self.password = with_password(url)
         with open(self.config, "a") as f:
             f.write(f'[storage]\nbackend = "postgres"\nurl = {json.dumps(url)}\nschema = "{schema}"\npool_size = 4\n')
+            f.write(extra)
 
 
 def with_password(url: str) -> tuple[str, str | None]:
@@ -59,12 +64,36 @@ def with_password(url: str) -> tuple[str, str | None]:
     return url.replace(f"//{parts.username}@", f"//{parts.username}:{secret}@", 1), secret
 
 
-@pytest.fixture
-def hub(certs, tmp_path):
+def start(certs, tmp_path, extra: str = "") -> PgBroker:
     if not PG_URL:
         pytest.skip("SWITCHYARD_TEST_PG_URL is not set: source <(bash scripts/postgres.sh start DIR) first")
-    b = PgBroker(tmp_path / "pg", certs, switchyard_bin(), PG_URL, f"t_{uuid.uuid4().hex[:12]}")
+    b = PgBroker(tmp_path / "pg", certs, switchyard_bin(), PG_URL, f"t_{uuid.uuid4().hex[:12]}", extra)
     b.start()
+    return b
+
+
+@pytest.fixture
+def hub(certs, tmp_path):
+    b = start(certs, tmp_path)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()  # refuses every batch (503) until `failing` is cleared
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def forwarding_hub(certs, tmp_path, receiver):
+    hook = f"http://127.0.0.1:{receiver.port}/hook"
+    extra = (
+        "[pipeline]\nmax_outbox_bytes = 2000\n"
+        f'[[forward]]\nkind = "webhook"\nname = "hook"\nurl = "{hook}"\nsecret = "{SECRET}"\n'
+    )
+    b = start(certs, tmp_path, extra)
     yield b
     b.stop()
 
@@ -215,3 +244,47 @@ def test_everything_acknowledged_survives_sigkill(hub):
         assert command["seq"] == 1 and command["resource"] == offline
     finally:
         sleeper.stop()
+
+
+def poll(what: str, check, timeout: float = WAIT):
+    """`check()` until it returns something true; fails after `timeout` with the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout}s (last: {value!r})")
+        time.sleep(0.1)
+
+
+def test_forwarding_and_the_outbox_bound(forwarding_hub, receiver):
+    hub = forwarding_hub
+    _tenant, app = creds(hub)
+    resource = rid()
+    accepted: list[int] = []
+
+    def post_until_refused() -> bool:
+        n = len(accepted)
+        status, body, _ = http(hub, "POST", f"/resources/{resource}/events", app, {"seq": n})
+        assert status in (200, 503), body
+        if status == 200:
+            accepted.append(n)
+        return status == 503
+
+    # ~100 bytes a record: the bound is reached within a few dozen, seen within about a second.
+    poll("intake refused at the outbox bound", post_until_refused)
+    assert accepted, "events were accepted before the bound"
+
+    receiver.failing = False
+    poll("every accepted event forwarded", lambda: set(forwarded(receiver, resource)) >= set(accepted))
+    assert not receiver.bad_signatures
+    poll(
+        "intake accepted again",
+        lambda: http(hub, "POST", f"/resources/{resource}/events", app, {"seq": -1})[0] == 200,
+    )
+
+
+def forwarded(receiver, resource: str) -> list[int]:
+    with receiver.lock:
+        return [r["message"]["seq"] for r in receiver.records if r["resource"] == resource]

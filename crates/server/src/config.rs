@@ -543,6 +543,8 @@ mod tests {
         assert_eq!(s.pipeline, PipelineConfig::default());
         assert_eq!(s.idempotency_window, Duration::from_secs(86_400));
         assert_eq!(s.max_body, switchyard_api::DEFAULT_MAX_BODY);
+        // The PostgreSQL lines are commented out: the example runs on embedded storage.
+        assert!(matches!(s.storage, crate::storage::Backend::Embedded));
     }
 
     #[test]
