@@ -58,6 +58,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let signalled = shutdown_signal();
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     // Secrets first: a file others can read refuses the start before anything is opened.
@@ -182,7 +183,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // The core ending on its own (a panic) leaves nothing worth serving: stop, and say so.
     let mut core = tokio::spawn(router.join());
     let core_failed = tokio::select! {
-        () = wait_for_signal() => false,
+        () = signalled => false,
         _ = &mut core => true,
     };
     if core_failed {
@@ -300,15 +301,28 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpListe
     Ok(listener)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM or SIGINT, listened for from the call on: called before anything is opened, so a
+/// signal sent while the server starts (the listeners may already answer) stops it once started
+/// instead of killing it half-way.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn received(signal: std::io::Result<Signal>) {
+        match signal {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for a shutdown signal");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    let (term, interrupt) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        tokio::select! {
+            () = received(term) => {}
+            () = received(interrupt) => {}
+        }
     }
 }
 
