@@ -294,7 +294,9 @@ pub(crate) async fn run<S: Sink>(
                 Err(e) => tracing::warn!(sink = %name, error = %e, "cannot store forwarding cursor; retrying"),
             }
         }
-        let last = outbox.last();
+        // A database-backed outbox answers `last` with a query: off the runtime as well.
+        let store = Arc::clone(&outbox);
+        let last = blocking(move || Ok(store.last())).await.unwrap_or(tracker.read);
         lag_records.set(last.saturating_sub(stored) as f64);
         lag_seconds.set(tracker.oldest().map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0));
 

@@ -26,6 +26,7 @@ struct Raw {
     auth: RawAuth,
     pipeline: RawPipeline,
     forward: Vec<crate::forward::RawForward>,
+    storage: crate::storage::RawStorage,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +282,8 @@ pub struct Settings {
     pub max_outbox_bytes: u64,
     /// The forwarding sinks (`[[forward]]`), in the order written.
     pub forward: Vec<crate::forward::SinkSettings>,
+    /// Where the stores live (`[storage]`).
+    pub storage: crate::storage::Backend,
 }
 
 impl Settings {
@@ -301,7 +304,7 @@ impl Settings {
             let Some(rest) = name.strip_prefix("SWITCHYARD_") else { continue };
             let rest = rest.to_ascii_lowercase();
             let Some((section, key)) = rest.split_once('_') else { continue };
-            if !["server", "mqtt", "tls", "http", "tenant", "auth", "pipeline"].contains(&section) {
+            if !["server", "mqtt", "tls", "http", "tenant", "auth", "pipeline", "storage"].contains(&section) {
                 continue;
             }
             let entry = table.entry(section.to_owned()).or_insert_with(|| toml::Value::Table(Default::default()));
@@ -417,6 +420,10 @@ impl Settings {
                 switchyard_pipeline::parse_duration(r).map_err(|e| anyhow::anyhow!("pipeline.retention = {r:?}: {e}"))
             })
             .transpose()?;
+        let storage = crate::storage::check(raw.storage)?;
+        if retention.is_some() && matches!(storage, crate::storage::Backend::Postgres(_)) {
+            bail!("pipeline.retention is not supported with storage.backend = \"postgres\" yet (ttl is)");
+        }
         if p.max_body < 1024 {
             bail!("pipeline.max_body must be at least 1024 bytes");
         }
@@ -458,6 +465,7 @@ impl Settings {
             retention,
             max_outbox_bytes: raw.pipeline.max_outbox_bytes,
             forward: crate::forward::check(raw.forward)?,
+            storage,
         })
     }
 }
@@ -535,6 +543,8 @@ mod tests {
         assert_eq!(s.pipeline, PipelineConfig::default());
         assert_eq!(s.idempotency_window, Duration::from_secs(86_400));
         assert_eq!(s.max_body, switchyard_api::DEFAULT_MAX_BODY);
+        // The PostgreSQL lines are commented out: the example runs on embedded storage.
+        assert!(matches!(s.storage, crate::storage::Backend::Embedded));
     }
 
     #[test]

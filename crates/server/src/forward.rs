@@ -1,7 +1,7 @@
 //! The `[[forward]]` blocks of the configuration (SPEC §6) and the sinks they make; and
 //! `switchyard forward replay --sink NAME --from TIME [--config F] [--data-dir D]`, which moves a
-//! sink's cursor back in the embedded store while the server is stopped (the sink resends from
-//! there when it starts).
+//! sink's cursor back in the configured store (`[storage]`) while the server is stopped (the sink
+//! resends from there when it starts).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -224,12 +224,8 @@ pub fn command(command: ForwardCommand) -> anyhow::Result<()> {
     let settings = crate::config::Settings::load(config.as_deref(), std::env::vars(), &flags)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
     let from_ms = parse_time(&from, now)?;
-    let store = switchyard_storage_embedded::EmbeddedDataStore::open(
-        &settings.data_dir,
-        switchyard_storage_embedded::DataConfig::default(),
-    )
-    .with_context(|| format!("opening the data store in {} (is the server running?)", settings.data_dir.display()))?;
-    let cursor = switchyard_storage::OutboxStore::rewind(&store, &sink, from_ms)
+    let storage = crate::storage::open(&settings).context("opening storage (is the server running?)")?;
+    let cursor = (storage.outbox.rewind(&sink, from_ms))
         .with_context(|| format!("sink {sink:?} (known: the [[forward]] sinks of the last start)"))?;
     println!("sink {sink}: resends from record {} when the server starts", cursor + 1);
     Ok(())

@@ -1,21 +1,20 @@
 //! Identity commands that need no running server:
 //!
 //! - `switchyard tenant create DOMAIN [--config F] [--data-dir D]`: creates a tenant in the
-//!   embedded store (the server must be stopped: the store is locked while it runs; use
-//!   `POST /admin/tenants` then) and prints its credentials once, as JSON;
+//!   configured store (`[storage]`; the server must be stopped: the embedded store is locked
+//!   while it runs, and a running server would not see it; use `POST /admin/tenants` then) and
+//!   prints its credentials once, as JSON;
 //! - `switchyard device key --master-key-file F RESOURCE_ID`: prints the device key (SPEC §2.2);
 //! - `switchyard device token --key K --domain D RESOURCE_ID [--ttl 1h]`: prints a connection
 //!   token (SPEC §2.3) signed with the device key.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use switchyard_hub::{DEFAULT_DEVICE_CACHE, Registry, system_clock, tenant_credentials};
 use switchyard_identity::{DeviceIdentity, DeviceKey, Domain, KeyFile, MasterKey, ResourceId, mint_token};
-use switchyard_storage_embedded::EmbeddedStore;
 
 use crate::config::{Overrides, Settings};
 
@@ -67,14 +66,10 @@ pub fn tenant(command: TenantCommand) -> anyhow::Result<()> {
     let settings = Settings::load(config.as_deref(), std::env::vars(), &flags)?;
     let domain =
         Domain::parse(&domain.to_ascii_lowercase()).with_context(|| format!("{domain:?} is not a valid domain"))?;
-    let store = EmbeddedStore::open(&settings.data_dir).with_context(|| {
-        format!(
-            "opening storage in {} (if the server is running, use POST /admin/tenants instead)",
-            settings.data_dir.display()
-        )
-    })?;
+    let storage = crate::storage::open(&settings)
+        .context("opening storage (if the server is running, use POST /admin/tenants instead)")?;
     let key_file = KeyFile::load_or_create(&settings.key_file).context("opening the server key file")?;
-    let registry = Registry::open(Arc::new(store), key_file, system_clock(), DEFAULT_DEVICE_CACHE)
+    let registry = Registry::open(storage.registry, key_file, system_clock(), DEFAULT_DEVICE_CACHE)
         .context("loading the device registry")?;
     let provisioned = registry.create_tenant(domain).context("creating the tenant")?;
     println!("{}", serde_json::to_string_pretty(&tenant_credentials(&provisioned))?);

@@ -1,6 +1,6 @@
 //! The `switchyard` binary: parses the command line and runs the chosen command.
 //!
-//! - `serve`: the broker, wired from typed settings (see `serve.rs`).
+//! - `serve`: the broker, wired from typed settings (see `serve.rs`, storage in `storage.rs`).
 //! - `bench`: the load generator (`switchyard-bench`).
 //! - `config example`: prints a commented, complete configuration.
 //! - `tenant create`, `device key`, `device token`: identity commands without a server
@@ -10,6 +10,7 @@ mod config;
 mod forward;
 mod identity;
 mod serve;
+mod storage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the broker (embedded storage in ./data by default; no config file needed).
+    /// Run the broker (embedded storage in ./data by default, or PostgreSQL; no config file needed).
     Serve {
         /// TOML configuration file.
         #[arg(long)]
@@ -42,7 +43,7 @@ enum Command {
     },
     /// Load generator: run a benchmark scenario against a broker on this machine.
     Bench(Box<switchyard_bench::Args>),
-    /// Tenants (offline, against the embedded store).
+    /// Tenants (offline, against the configured store).
     Tenant {
         #[command(subcommand)]
         command: identity::TenantCommand,
@@ -52,7 +53,7 @@ enum Command {
         #[command(subcommand)]
         command: identity::DeviceCommand,
     },
-    /// Forwarding to sinks (offline, against the embedded store).
+    /// Forwarding to sinks (offline, against the configured store).
     Forward {
         #[command(subcommand)]
         command: forward::ForwardCommand,

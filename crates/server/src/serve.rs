@@ -1,8 +1,8 @@
-//! `switchyard serve`: open storage and the key file, load the Device Hub (first start: write
-//! the initial credentials), start the core with the hub as its authenticator and the pipeline
-//! with its data store (`DATA_DIR/data`, maintained on a thread of its own), bind every
-//! listener, wait for a signal, then drain within the deadline: stop accepting, close
-//! connections (wills go out), write pending device activity, flush.
+//! `switchyard serve`: open the key file and storage (embedded in `data_dir` or PostgreSQL, see
+//! `storage.rs`), load the Device Hub (first start: write the initial credentials), start the
+//! core with the hub as its authenticator and the pipeline with its data store (maintained on a
+//! task of its own), bind every listener, wait for a signal, then drain within the deadline: stop
+//! accepting, close connections (wills go out), write pending device activity, flush.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +12,7 @@ use switchyard_broker::{AnonymousAuth, Broker, DataPath};
 use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, INITIAL_CREDENTIALS, Registry, system_clock};
 use switchyard_identity::{KeyFile, check_private};
 use switchyard_pipeline::Pipeline;
-use switchyard_storage::DataStore;
-use switchyard_storage_embedded::{DataConfig, EmbeddedDataStore, EmbeddedStore};
+use switchyard_storage::RegistryStore;
 use switchyard_transport::{ListenerLimits, TlsSource};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -24,8 +23,6 @@ use crate::config::Settings;
 
 /// How often certificate, client CA and CRL files are checked for changes.
 const TLS_RELOAD_EVERY: Duration = Duration::from_secs(2);
-/// How often the data store does its background work (sealing chunks, expiring TTL).
-const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
 
 /// Log levels from `SWITCHYARD_LOG`, else `RUST_LOG`, else [`DEFAULT_LOG`] (see [`log_filter`]).
 fn init_logs(json: bool) {
@@ -39,8 +36,8 @@ fn init_logs(json: bool) {
     }
 }
 
-/// Without a filter set: our `info`, the storage engine's warnings only.
-const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn";
+/// Without a filter set: our `info`, the storage engines' and the PostgreSQL client's warnings only.
+const DEFAULT_LOG: &str = "info,fjall=warn,lsm_tree=warn,tokio_postgres=warn";
 
 /// The first of the directives that is set and non-empty wins; an invalid one is reported
 /// on stderr and replaced by [`DEFAULT_LOG`].
@@ -70,27 +67,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     warn_if_inside(&settings.key_file, &settings.data_dir);
     check_initial_credentials(&settings.data_dir)?;
     let key_file = KeyFile::load_or_create(&settings.key_file).context("opening the server key file")?;
-    let store = Arc::new(
-        EmbeddedStore::open(&settings.data_dir)
-            .with_context(|| format!("opening storage in {}", settings.data_dir.display()))?,
-    );
-    let hub = open_hub(&settings, Arc::clone(&store), key_file)?;
-    let window_ms = i64::try_from(settings.idempotency_window.as_millis()).unwrap_or(i64::MAX);
-    let retention_ms = settings.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
-    let data_config = DataConfig { idempotency_window_ms: window_ms, retention_ms, ..DataConfig::default() };
-    let embedded = Arc::new(
-        EmbeddedDataStore::open(&settings.data_dir, data_config)
-            .with_context(|| format!("opening the data store in {}", settings.data_dir.display()))?,
-    );
-    let data: Arc<dyn DataStore> = embedded.clone();
+    let opening = settings.clone();
+    let storage = off_runtime(move || crate::storage::open(&opening)).await?;
+    let hub = {
+        let (settings, registry) = (settings.clone(), Arc::clone(&storage.registry));
+        off_runtime(move || open_hub(&settings, registry, key_file)).await?
+    };
     let mut pipeline = Pipeline::new(settings.pipeline.clone());
     if !settings.forward.is_empty() {
-        // Checked per request against the outbox's count (no I/O): see docs/forwarding.md.
-        let outbox = Arc::clone(&embedded);
-        let max = settings.max_outbox_bytes;
-        pipeline = pipeline.with_outbox_bound(move |tenant| {
-            switchyard_storage::OutboxStore::pending_bytes(&*outbox, tenant.as_str()) >= max
-        });
+        // Checked per request, without I/O on the request's path: see docs/forwarding.md.
+        pipeline = pipeline.with_outbox_bound(storage.outbox_full(settings.max_outbox_bytes));
     }
     let pipeline = Arc::new(pipeline);
     let tls = match &settings.tls {
@@ -110,12 +96,18 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let router_stop = CancellationToken::new();
-    let data_path = DataPath { intake: pipeline.clone(), store: Arc::clone(&data) };
-    let (broker, router) =
-        Broker::start_with_data(settings.broker.clone(), store, hub.clone(), data_path, router_stop.clone())
-            .context("starting the broker core")?;
+    let data_path = DataPath { intake: pipeline.clone(), store: Arc::clone(&storage.data) };
+    let (broker, router) = {
+        let (config, sessions, auth, stop) =
+            (settings.broker.clone(), Arc::clone(&storage.sessions), hub.clone(), router_stop.clone());
+        // Loads the stored sessions: a blocking read.
+        off_runtime(move || {
+            Broker::start_with_data(config, sessions, auth, data_path, stop).context("starting the broker core")
+        })
+        .await?
+    };
     let maintain_stop = CancellationToken::new();
-    let maintainer = spawn_maintenance(Arc::clone(&data), maintain_stop.clone());
+    let maintainer = storage.spawn_maintenance(maintain_stop.clone());
     hub.attach(broker.clone());
     let flusher_stop = CancellationToken::new();
     let flusher = tokio::spawn(Arc::clone(&hub).run_flusher(flusher_stop.clone()));
@@ -142,15 +134,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let forward_stop = CancellationToken::new();
     let forward_tasks = TaskTracker::new();
     let sinks = settings.forward.iter().map(|s| Ok((s.name.clone(), s.sink()?))).collect::<anyhow::Result<_>>()?;
-    let outbox: Arc<dyn switchyard_storage::OutboxStore> = embedded;
-    let forwarder = switchyard_forward::Forwarder::start(
-        outbox,
-        sinks,
-        switchyard_forward::RunConfig::default(),
-        &forward_tasks,
-        forward_stop.clone(),
-    )
-    .context("starting the forwarders")?;
+    let forwarder = {
+        let (outbox, tasks, stop) = (Arc::clone(&storage.outbox), forward_tasks.clone(), forward_stop.clone());
+        // Registers the sinks with the outbox: a blocking write.
+        off_runtime(move || {
+            switchyard_forward::Forwarder::start(outbox, sinks, switchyard_forward::RunConfig::default(), &tasks, stop)
+                .context("starting the forwarders")
+        })
+        .await?
+    };
     let app = app.merge(crate::forward::admin_routes(forwarder, api_state));
     listeners.spawn(switchyard_transport::run_listener(
         mqtt,
@@ -240,28 +232,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run the data store's background work every [`MAINTAIN_EVERY`] on the blocking pool (never on
-/// the commit path) until `stop`; a failure is logged and tried again next time.
-fn spawn_maintenance(data: Arc<dyn DataStore>, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(MAINTAIN_EVERY) => {}
-            }
-            let data = Arc::clone(&data);
-            let now = i64::try_from(switchyard_broker::now_ms()).unwrap_or(i64::MAX);
-            match tokio::task::spawn_blocking(move || data.maintain(now)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "data store maintenance failed; retried later"),
-                Err(e) => tracing::error!(error = %e, "data store maintenance panicked"),
-            }
-        }
-    })
+/// Runs blocking startup work (store reads and writes) on the blocking pool: the PostgreSQL
+/// stores must never be called from an async task.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work).await.context("a startup task panicked")?
 }
 
-/// The registry (bootstrapped on first start) and the hub over `store`.
-fn open_hub(settings: &Settings, store: Arc<EmbeddedStore>, key_file: KeyFile) -> anyhow::Result<Arc<Hub>> {
+/// The registry (bootstrapped on first start) and the hub over `store`. Blocking.
+fn open_hub(settings: &Settings, store: Arc<dyn RegistryStore>, key_file: KeyFile) -> anyhow::Result<Arc<Hub>> {
     let registry =
         Registry::open(store, key_file, system_clock(), DEFAULT_DEVICE_CACHE).context("loading the device registry")?;
     if let Some(path) =
