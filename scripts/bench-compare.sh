@@ -10,7 +10,8 @@
 #   ROUNDS (3)  DURATION (5 s measured per run)  WARMUP (1 s)  PROTOCOL (3 = MQTT 3.1.1, or 5)
 #   IDLE_CONNECTIONS (2000)  BROKERS ("mosquitto rumqttd switchyard")
 #   ONLY (every scenario): space-separated scenario ids to run, e.g. ONLY="idle fanout-q1-w100"
-# Installs what is missing: Debian's mosquitto, rumqttd (cargo install), the release build.
+# Installs what is missing for the brokers compared: Debian's mosquitto, rumqttd (cargo install),
+# the release build.
 # Everything listens on 127.0.0.1 only; every run is bounded in time; brokers are stopped on exit.
 set -euo pipefail
 
@@ -40,16 +41,19 @@ mkdir -p "$OUT/raw"
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-# -- tools -----------------------------------------------------------------------------
-if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+# -- tools: only those of the brokers compared ----------------------------------------
+wants() { case " $BROKERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+if wants mosquitto && [ ! -x "$MOSQUITTO" ]; then
     say "installing mosquitto"
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq --no-install-recommends mosquitto
+    MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 fi
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 
 RUMQTTD=$(command -v rumqttd || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rumqttd")
-if [ ! -x "$RUMQTTD" ]; then
+if wants rumqttd && [ ! -x "$RUMQTTD" ]; then
     say "installing rumqttd (cargo install)"
     # Its locked dependency set no longer builds on current compilers; fall back to the newest
     # compatible versions when the locked install fails.
