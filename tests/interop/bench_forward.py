@@ -20,8 +20,22 @@ from pathlib import Path
 
 from brokers import make_certs
 from conftest import switchyard_bin
-from hubkit import basic, http
-from test_forward import ForwardingBroker
+from hubkit import ForwardingBroker, basic, http
+from test_forward import webhook_sink
+
+
+def start_and_fill(b: ForwardingBroker, records: int, resources: int) -> None:
+    """Starts `b` taking up to 1000 messages a request, then stores `records` events over HTTP in
+    batches of 1000, spread over `resources` resources."""
+    pipeline = "[pipeline]\nmax_messages_per_request = 1000\n"
+    b.config.write_text(b.config.read_text().replace("[pipeline]\n", pipeline, 1))
+    b.start()
+    tenant = b.credentials()["tenant"]
+    app = basic(tenant["api_key"], tenant["api_secret"])
+    for first in range(0, records, 1000):
+        batch = [{"seq": n} for n in range(first, min(first + 1000, records))]
+        status, body, _ = http(b, "POST", f"/resources/r{first // 1000 % resources}/events", app, batch)
+        assert status == 200, body
 
 
 def main(records: int) -> None:
@@ -46,15 +60,8 @@ def main(records: int) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     with tempfile.TemporaryDirectory() as tmp:
         certs = make_certs(Path(tmp) / "certs")
-        b = ForwardingBroker(Path(tmp) / "b", certs, switchyard_bin(), server.server_address[1])
-        b.config.write_text(b.config.read_text().replace("[pipeline]\n", "[pipeline]\nmax_messages_per_request = 1000\n", 1))
-        b.start()
-        tenant = b.credentials()["tenant"]
-        app = basic(tenant["api_key"], tenant["api_secret"])
-        for first in range(0, records, 1000):
-            batch = [{"seq": n} for n in range(first, min(first + 1000, records))]
-            status, body, _ = http(b, "POST", f"/resources/r{first // 1000 % 20}/events", app, batch)
-            assert status == 200, body
+        b = ForwardingBroker(Path(tmp) / "b", certs, switchyard_bin(), webhook_sink(server.server_address[1]))
+        start_and_fill(b, records, 20)
         while count[0] < records:
             time.sleep(0.05)
         b.stop()

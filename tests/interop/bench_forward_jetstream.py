@@ -20,10 +20,11 @@ from pathlib import Path
 
 import nats
 
+from bench_forward import start_and_fill
 from brokers import make_certs
 from conftest import switchyard_bin
-from hubkit import basic, http
-from test_forward_jetstream import STREAM, JetStreamBroker, NatsServer
+from hubkit import ForwardingBroker
+from test_forward_jetstream import STREAM, NatsServer, jetstream_sink
 
 
 async def stored(url: str) -> int:
@@ -55,17 +56,8 @@ def main(records: int, resources: int) -> None:
         server.start()
         try:
             certs = make_certs(Path(tmp) / "certs")
-            b = JetStreamBroker(Path(tmp) / "b", certs, switchyard_bin(), server.url)
-            b.config.write_text(
-                b.config.read_text().replace("[pipeline]\n", "[pipeline]\nmax_messages_per_request = 1000\n", 1)
-            )
-            b.start()
-            tenant = b.credentials()["tenant"]
-            app = basic(tenant["api_key"], tenant["api_secret"])
-            for first in range(0, records, 1000):
-                batch = [{"seq": n} for n in range(first, min(first + 1000, records))]
-                status, body, _ = http(b, "POST", f"/resources/r{first // 1000 % resources}/events", app, batch)
-                assert status == 200, body
+            b = ForwardingBroker(Path(tmp) / "b", certs, switchyard_bin(), jetstream_sink(server.url))
+            start_and_fill(b, records, resources)
             wait_for(server.url, records)
             b.stop()
             asyncio.run(delete_stream(server.url))

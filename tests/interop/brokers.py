@@ -1,7 +1,8 @@
 """Start and stop the broker under test: switchyard, or mosquitto as a reference.
 
 Each broker gets free loopback ports (plain MQTT, MQTT over TLS, HTTP with MQTT over
-WebSocket at /mqtt), a data directory and a log file in its own temporary directory.
+WebSocket at /mqtt), a data directory and a log file in its own temporary directory. Also the
+waiting every test shares: `poll` for a condition, `running` for a process started and stopped.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ import signal
 import socket
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 HOST = "127.0.0.1"
 MAX_PACKET_SIZE = 262144
 DENIED_SUBSCRIBE = "test/nosubscribe"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+POLL_TIMEOUT = 60.0  # generous: two shared cores, a release broker restarting on its data
 
 
 def free_ports(n: int) -> list[int]:
@@ -110,6 +115,29 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+
+
+def poll(what: str, check, timeout: float = POLL_TIMEOUT):
+    """`check()` until it returns something true, which is returned; fails the test after
+    `timeout` seconds, with the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout}s (last: {value!r})")
+        time.sleep(0.2)
+
+
+@contextmanager
+def running(broker):
+    """`broker` started, and stopped on the way out."""
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 def wait_for_port(port: int, deadline: float, alive) -> None:

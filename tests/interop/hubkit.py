@@ -4,7 +4,8 @@ Device keys and connection tokens are computed here from the published algorithm
 (docs/device-keys.md, SPEC §2.2-2.3) with Python's hmac/hashlib/base64 only, never by
 calling switchyard. Also: a raw MQTT CONNECT with username/password (exact 3.1.1 and 5.0
 CONNACK codes, optionally from another loopback source address), a small HTTP client, and
-a switchyard broker with the test's authentication limits.
+a switchyard broker with the test's authentication limits, also with one forwarding sink (and
+its `/metrics`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,28 @@ class IdentityBroker(Switchyard):
 
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.http_port}{path}"
+
+
+class ForwardingBroker(IdentityBroker):
+    """The broker above with a message cache and one forwarding sink: `sink` is its
+    `[[forward]]` block."""
+
+    def __init__(self, workdir, certs, binary, sink: str):
+        super().__init__(workdir, certs, binary)
+        with open(self.config, "a") as f:
+            f.write("[pipeline]\nmessage_cache = 5000\n" + sink)
+
+
+def metrics(broker) -> str:
+    """The broker's `GET /metrics` text."""
+    with urllib.request.urlopen(broker.url("/metrics"), timeout=10) as resp:
+        return resp.read().decode()
+
+
+def caught_up(broker, sink: str) -> str | bool:
+    """The `/metrics` text once forwarding sink `sink` lags by no record, else False."""
+    text = metrics(broker)
+    return f'switchyard_forward_lag_records{{sink="{sink}"}} 0' in text and text
 
 
 def basic(key_id: str, secret: str) -> str:

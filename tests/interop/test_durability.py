@@ -33,6 +33,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 import rawmqtt
+from brokers import poll
 from conftest import switchyard_bin
 from hubkit import V5 as RAW_V5
 from hubkit import IdentityBroker, basic, device_key, http, raw_connect
@@ -80,18 +81,6 @@ def rid() -> str:
 def creds(hub) -> tuple[dict, str]:
     tenant = hub.credentials()["tenant"]
     return tenant, basic(tenant["api_key"], tenant["api_secret"])
-
-
-def poll(what: str, check, timeout: float = WAIT):
-    """`check()` until it returns something true; fails after `timeout` with the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout}s (last: {value!r})")
-        time.sleep(0.2)
 
 
 def all_messages(hub, auth: str, resource: str) -> list[dict]:

@@ -15,14 +15,14 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from brokers import poll, running
 from conftest import switchyard_bin
-from hubkit import IdentityBroker, basic, http
+from hubkit import ForwardingBroker, basic, caught_up, http, metrics
 
 pytestmark = pytest.mark.not_mosquitto("forwarding is switchyard's")
 
@@ -74,15 +74,9 @@ class Receiver:
         self.server.server_close()
 
 
-class ForwardingBroker(IdentityBroker):
-    def __init__(self, workdir, certs, binary, hook_port: int):
-        super().__init__(workdir, certs, binary)
-        with open(self.config, "a") as f:
-            f.write(
-                "[pipeline]\nmessage_cache = 5000\n"
-                f'[[forward]]\nkind = "webhook"\nname = "hook"\nurl = "http://127.0.0.1:{hook_port}/hook"\n'
-                f'secret = "{SECRET}"\n'
-            )
+def webhook_sink(port: int) -> str:
+    """The `[[forward]]` block of sink "hook": the receiver on `port`, batches signed with SECRET."""
+    return f'[[forward]]\nkind = "webhook"\nname = "hook"\nurl = "http://127.0.0.1:{port}/hook"\nsecret = "{SECRET}"\n'
 
 
 @pytest.fixture
@@ -94,21 +88,8 @@ def receiver():
 
 @pytest.fixture
 def hub(broker_kind, certs, tmp_path, receiver):
-    b = ForwardingBroker(tmp_path / "forward", certs, switchyard_bin(), receiver.port)
-    b.start()
-    yield b
-    b.stop()
-
-
-def poll(what: str, check, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout}s (last: {value!r})")
-        time.sleep(0.2)
+    with running(ForwardingBroker(tmp_path / "forward", certs, switchyard_bin(), webhook_sink(receiver.port))) as b:
+        yield b
 
 
 def post_events(hub, app: str, resources: list[str], start: int, count: int) -> None:
@@ -172,12 +153,7 @@ def test_forward_false_lag_metrics_and_replay(hub, receiver):
 
     assert poll("the forwarded event", arrived) == [1]
 
-    def metrics():
-        with urllib_open(hub.url("/metrics")) as resp:
-            text = resp.read().decode()
-        return 'switchyard_forward_lag_records{sink="hook"} 0' in text and text
-
-    text = poll("lag back to zero", metrics)
+    text = poll("lag back to zero", lambda: caught_up(hub, "hook"))
     assert 'switchyard_forward_lag_seconds{sink="hook"}' in text
     assert 'switchyard_forward_records_total{sink="hook"}' in text
 
@@ -194,17 +170,11 @@ def test_forward_false_lag_metrics_and_replay(hub, receiver):
     assert http(hub, "POST", "/admin/forward/hook/replay?from=0", app)[0] == 403, "admin only"
 
 
-def urllib_open(url: str):
-    import urllib.request
-
-    return urllib.request.urlopen(url, timeout=10)
-
-
 class BoundedBroker(ForwardingBroker):
     """A broker whose tenants may hold only a few records for the sinks."""
 
     def __init__(self, workdir, certs, binary, hook_port: int):
-        super().__init__(workdir, certs, binary, hook_port)
+        super().__init__(workdir, certs, binary, webhook_sink(hook_port))
         text = self.config.read_text().replace("[pipeline]\n", "[pipeline]\nmax_outbox_bytes = 2000\n", 1)
         self.config.write_text(text)
 
@@ -259,7 +229,6 @@ def test_a_full_outbox_refuses_intake_over_http_and_mqtt(certs, tmp_path, receiv
             "intake accepted again",
             lambda: http(b, "POST", f"/resources/{resource}/events", app, {"seq": 2000})[0] == 200,
         )
-        with urllib_open(b.url("/metrics")) as resp:
-            assert "switchyard_forward_refused_total" in resp.read().decode()
+        assert "switchyard_forward_refused_total" in metrics(b)
     finally:
         b.stop()

@@ -16,15 +16,14 @@ import asyncio
 import json
 import re
 import subprocess
-import time
-import urllib.request
 import uuid
 
 import nats
 import pytest
 
+from brokers import poll, running
 from conftest import REPO_ROOT, switchyard_bin
-from hubkit import IdentityBroker, device_key
+from hubkit import ForwardingBroker, caught_up, device_key
 from mqttc import V5, Client
 
 pytestmark = pytest.mark.not_mosquitto("forwarding is switchyard's")
@@ -32,7 +31,6 @@ pytestmark = pytest.mark.not_mosquitto("forwarding is switchyard's")
 NATS_SH = REPO_ROOT / "scripts" / "nats.sh"
 STREAM = "INTEROP"
 PREFIX = "sy"
-WAIT = 60.0
 
 
 class NatsServer:
@@ -61,31 +59,24 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
 
-class JetStreamBroker(IdentityBroker):
-    def __init__(self, workdir, certs, binary, nats_url: str):
-        super().__init__(workdir, certs, binary)
-        with open(self.config, "a") as f:
-            f.write(
-                "[pipeline]\nmessage_cache = 5000\n"
-                f'[[forward]]\nkind = "jetstream"\nname = "js"\nurl = "{nats_url}"\n'
-                f'subject_prefix = "{PREFIX}"\nstream = "{STREAM}"\ntimeout_secs = 2\n'
-            )
+def jetstream_sink(nats_url: str) -> str:
+    """The `[[forward]]` block of sink "js": stream STREAM on `nats_url`, subjects under PREFIX."""
+    return (
+        f'[[forward]]\nkind = "jetstream"\nname = "js"\nurl = "{nats_url}"\n'
+        f'subject_prefix = "{PREFIX}"\nstream = "{STREAM}"\ntimeout_secs = 2\n'
+    )
 
 
 @pytest.fixture
 def nats_server(broker_kind, tmp_path):
-    server = NatsServer(tmp_path / "nats")
-    server.start()
-    yield server
-    server.stop()
+    with running(NatsServer(tmp_path / "nats")) as server:
+        yield server
 
 
 @pytest.fixture
 def hub(broker_kind, certs, tmp_path, nats_server):
-    b = JetStreamBroker(tmp_path / "forward", certs, switchyard_bin(), nats_server.url)
-    b.start()
-    yield b
-    b.stop()
+    with running(ForwardingBroker(tmp_path / "forward", certs, switchyard_bin(), jetstream_sink(nats_server.url))) as b:
+        yield b
 
 
 def escaped(token: str) -> str:
@@ -120,17 +111,6 @@ async def read_stream(url: str) -> list[tuple[str, str, dict]]:
         await nc.close()
 
 
-def poll(what: str, check, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout}s (last: {value!r})")
-        time.sleep(0.5)
-
-
 def test_every_event_arrives_once_through_a_nats_outage_and_a_crash(hub, nats_server):
     tenant = hub.credentials()["tenant"]
     resources = [f"j-{uuid.uuid4().hex[:6]}" for _ in range(3)]
@@ -162,11 +142,6 @@ def test_every_event_arrives_once_through_a_nats_outage_and_a_crash(hub, nats_se
         assert [r["message"]["seq"] for r in mine] == list(range(90)), f"{resource}: every event, in order"
         assert [r["id"] for r in mine] == sorted(r["id"] for r in mine), "ids grow with the order of storing"
 
-    def caught_up():
-        with urllib.request.urlopen(hub.url("/metrics"), timeout=10) as resp:
-            text = resp.read().decode()
-        return 'switchyard_forward_lag_records{sink="js"} 0' in text and text
-
-    text = poll("lag back to zero", caught_up)
+    text = poll("lag back to zero", lambda: caught_up(hub, "js"))
     assert 'switchyard_forward_lag_seconds{sink="js"}' in text
     assert 'switchyard_forward_retries_total{sink="js"}' in text, "the outage was retried"

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use jetstream::{JetStreamConfig, JetStreamSink, NatsAuth};
-pub use runner::RunConfig;
+pub use runner::{Clock, RunConfig};
 pub use webhook::WebhookSink;
 
 /// Why forwarding could not be set up or a request to it failed.
@@ -110,7 +110,7 @@ impl Forwarder {
             }
         }
         if !handles.is_empty() {
-            tasks.spawn(runner::trim_loop(outbox, config.retain, shutdown));
+            tasks.spawn(runner::trim_loop(outbox, config.retain, config.clock, shutdown));
         }
         Ok(Forwarder { sinks: Arc::new(handles) })
     }

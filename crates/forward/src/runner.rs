@@ -28,10 +28,13 @@ pub struct RunConfig {
     /// First retry delay, and the longest (also the most a `Retry-After` is honoured).
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// How often an idle sink looks for new records.
+    /// How often an idle sink looks for new records, and a sink waiting on a busy lane updates
+    /// its lag.
     pub poll: Duration,
     /// How long records every sink acknowledged stay for replays.
     pub retain: Duration,
+    /// The time the lag in seconds and the retention are measured with.
+    pub clock: Clock,
 }
 
 impl Default for RunConfig {
@@ -45,12 +48,35 @@ impl Default for RunConfig {
             backoff_max: Duration::from_secs(30),
             poll: Duration::from_millis(20),
             retain: Duration::from_secs(3600),
+            clock: Clock::system(),
         }
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+/// A time source in epoch milliseconds: the system clock, or one a test drives.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock(Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64))
+    }
+
+    /// The time `now` answers.
+    pub fn new(now: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
+        Clock(Arc::new(now))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
 }
 
 /// Runs a blocking store call off the runtime.
@@ -230,6 +256,50 @@ pub fn batches(records: Vec<OutboxRecord>, config: &RunConfig) -> Vec<(usize, Ve
     out
 }
 
+/// What a sink task knows of its progress, and the gauges that show it.
+struct Progress {
+    name: Arc<str>,
+    outbox: Arc<dyn OutboxStore>,
+    tracker: Tracker,
+    /// The cursor as stored; the tracker's `acked` runs ahead of it until written.
+    stored: u64,
+    lag_records: metrics::Gauge,
+    lag_seconds: metrics::Gauge,
+    clock: Clock,
+}
+
+impl Progress {
+    /// Takes in what the lanes finished and stores the cursor if it moved.
+    async fn acknowledge(&mut self, done: &mut mpsc::UnboundedReceiver<Done>) -> Result<(), ForwardError> {
+        while let Ok(done) = done.try_recv() {
+            done.seqs.iter().for_each(|seq| self.tracker.done(*seq));
+        }
+        let acked = self.tracker.acked();
+        if acked != self.stored {
+            let store = Arc::clone(&self.outbox);
+            let sink_name = self.name.clone();
+            blocking(move || store.acknowledge(&sink_name, acked)).await?;
+            self.stored = acked;
+        }
+        Ok(())
+    }
+
+    /// [`Self::acknowledge`], then sets the lag gauges from the outbox's head; answers the head
+    /// (the last sequence stored).
+    async fn settle(&mut self, done: &mut mpsc::UnboundedReceiver<Done>) -> u64 {
+        if let Err(e) = self.acknowledge(done).await {
+            tracing::warn!(sink = %self.name, error = %e, "cannot store forwarding cursor; retrying");
+        }
+        // A database-backed outbox answers `last` with a query: off the runtime as well.
+        let store = Arc::clone(&self.outbox);
+        let last = blocking(move || Ok(store.last())).await.unwrap_or(self.tracker.read);
+        self.lag_records.set(last.saturating_sub(self.stored) as f64);
+        let now = self.clock.now_ms();
+        self.lag_seconds.set(self.tracker.oldest().map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0));
+        last
+    }
+}
+
 /// The task of sink `name`: runs until `shutdown`, leaving the cursor at what was done.
 pub(crate) async fn run<S: Sink>(
     name: String,
@@ -240,12 +310,8 @@ pub(crate) async fn run<S: Sink>(
     shutdown: CancellationToken,
 ) {
     let name: Arc<str> = Arc::from(name);
-    let label = name.to_string();
-    let lag_records = metrics::gauge!("switchyard_forward_lag_records", "sink" => label.clone());
-    let lag_seconds = metrics::gauge!("switchyard_forward_lag_seconds", "sink" => label.clone());
     let mut failures = Backoff::new(config.backoff_base, config.backoff_max);
-    // The cursor as stored; the tracker's `acked` runs ahead of it until written.
-    let mut stored = loop {
+    let stored = loop {
         let store = Arc::clone(&outbox);
         let sink_name = name.clone();
         match blocking(move || store.cursor(&sink_name)).await {
@@ -263,7 +329,16 @@ pub(crate) async fn run<S: Sink>(
             }
         }
     };
-    let mut tracker = Tracker::new(stored);
+    let label = name.to_string();
+    let mut progress = Progress {
+        name: name.clone(),
+        outbox: Arc::clone(&outbox),
+        tracker: Tracker::new(stored),
+        stored,
+        lag_records: metrics::gauge!("switchyard_forward_lag_records", "sink" => label.clone()),
+        lag_seconds: metrics::gauge!("switchyard_forward_lag_seconds", "sink" => label),
+        clock: config.clock.clone(),
+    };
     let mut lanes = Lanes::start(&name, &sink, &config, &shutdown);
     let read_max = config.batch_records.max(1) * config.lanes.max(1) * 2;
     let mut pending: Option<Control> = None;
@@ -274,46 +349,39 @@ pub(crate) async fn run<S: Sink>(
             let sink_name = name.clone();
             let result = blocking(move || store.rewind(&sink_name, from)).await;
             if let Ok(cursor) = result {
-                stored = cursor;
+                progress.stored = cursor;
                 tracing::info!(sink = %name, from, cursor, "forwarding sink replays");
             }
             // On failure, what was out is sent again from the stored cursor.
-            tracker = Tracker::new(stored);
+            progress.tracker = Tracker::new(progress.stored);
             lanes = Lanes::start(&name, &sink, &config, &shutdown);
             let _ = reply.send(result);
         }
-        while let Ok(done) = lanes.done.try_recv() {
-            done.seqs.iter().for_each(|seq| tracker.done(*seq));
-        }
-        let acked = tracker.acked();
-        if acked != stored {
-            let store = Arc::clone(&outbox);
-            let sink_name = name.clone();
-            match blocking(move || store.acknowledge(&sink_name, acked)).await {
-                Ok(()) => stored = acked,
-                Err(e) => tracing::warn!(sink = %name, error = %e, "cannot store forwarding cursor; retrying"),
-            }
-        }
-        // A database-backed outbox answers `last` with a query: off the runtime as well.
-        let store = Arc::clone(&outbox);
-        let last = blocking(move || Ok(store.last())).await.unwrap_or(tracker.read);
-        lag_records.set(last.saturating_sub(stored) as f64);
-        lag_seconds.set(tracker.oldest().map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0));
+        let last = progress.settle(&mut lanes.done).await;
 
         let mut idle = true;
-        let room = config.in_flight.saturating_sub(tracker.len());
-        if room > 0 && last > tracker.read {
+        let room = config.in_flight.saturating_sub(progress.tracker.len());
+        if room > 0 && last > progress.tracker.read {
             let store = Arc::clone(&outbox);
-            let after = tracker.read;
+            let after = progress.tracker.read;
             let limit = room.min(read_max);
             match blocking(move || store.read(after, limit)).await {
                 Ok(records) if !records.is_empty() => {
                     idle = false;
-                    records.iter().for_each(|r| tracker.sent(r.seq, r.at));
-                    for (lane, batch) in batches(records, &config) {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            sent = lanes.senders[lane].send(batch) => if sent.is_err() { break },
+                    records.iter().for_each(|r| progress.tracker.sent(r.seq, r.at));
+                    'handoff: for (lane, batch) in batches(records, &config) {
+                        // A lane retrying a sink that is down holds this up: the lag still
+                        // grows meanwhile, and the gauges show it.
+                        let send = lanes.senders[lane].send(batch);
+                        tokio::pin!(send);
+                        loop {
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break 'handoff,
+                                sent = &mut send => if sent.is_err() { break 'handoff } else { break },
+                                _ = tokio::time::sleep(config.poll) => {
+                                    progress.settle(&mut lanes.done).await;
+                                }
+                            }
                         }
                     }
                 }
@@ -327,34 +395,27 @@ pub(crate) async fn run<S: Sink>(
         if idle {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(done) = lanes.done.recv() => done.seqs.iter().for_each(|seq| tracker.done(*seq)),
+                Some(done) = lanes.done.recv() => done.seqs.iter().for_each(|seq| progress.tracker.done(*seq)),
                 Some(request) = control.recv() => pending = Some(request),
                 _ = tokio::time::sleep(config.poll) => {}
             }
         }
     }
     lanes.stop().await;
-    while let Ok(done) = lanes.done.try_recv() {
-        done.seqs.iter().for_each(|seq| tracker.done(*seq));
-    }
-    let acked = tracker.acked();
-    if acked != stored {
-        let sink_name = name.clone();
-        if let Err(e) = blocking(move || outbox.acknowledge(&sink_name, acked)).await {
-            tracing::warn!(sink = %name, error = %e, "cannot store forwarding cursor at shutdown; records resend");
-        }
+    if let Err(e) = progress.acknowledge(&mut lanes.done).await {
+        tracing::warn!(sink = %name, error = %e, "cannot store forwarding cursor at shutdown; records resend");
     }
 }
 
 /// Drops acknowledged records once older than `retain`, every few seconds, until `shutdown`.
-pub async fn trim_loop(outbox: Arc<dyn OutboxStore>, retain: Duration, shutdown: CancellationToken) {
+pub async fn trim_loop(outbox: Arc<dyn OutboxStore>, retain: Duration, clock: Clock, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
         let store = Arc::clone(&outbox);
-        let before = now_ms() - retain.as_millis() as i64;
+        let before = clock.now_ms() - retain.as_millis() as i64;
         if let Err(e) = blocking(move || store.trim(before)).await {
             tracing::warn!(error = %e, "cannot trim the forwarding outbox");
         }
