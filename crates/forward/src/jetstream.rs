@@ -15,6 +15,7 @@
 //! missing, before the first publish of each connection.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::jetstream::context::{Context, ContextBuilder, PublishErrorKind};
@@ -53,9 +54,12 @@ impl std::fmt::Debug for NatsAuth {
 /// What a JetStream sink publishes to and how.
 #[derive(Debug, Clone)]
 pub struct JetStreamConfig {
-    /// `nats://host:port` (several separated by commas).
+    /// `nats://host:port` (several separated by commas); `tls://host:port` requires TLS.
     pub url: String,
     pub auth: NatsAuth,
+    /// PEM roots trusted beside the system's for the server's certificate; setting it
+    /// requires TLS whatever the URL's scheme.
+    pub ca_file: Option<PathBuf>,
     /// Dot-separated subject tokens the records' subjects start with.
     pub subject_prefix: String,
     /// The stream that takes the subjects; created when missing if `create_stream`.
@@ -126,6 +130,11 @@ impl JetStreamSink {
         if config.max_in_flight == 0 {
             return bad("jetstream max_in_flight must be at least 1".into());
         }
+        if let Some(ca_file) = &config.ca_file
+            && let Err(e) = std::fs::metadata(ca_file)
+        {
+            return bad(format!("jetstream ca_file {}: {e}", ca_file.display()));
+        }
         Ok(JetStreamSink { config, context: Mutex::new(None) })
     }
 
@@ -151,6 +160,12 @@ impl JetStreamSink {
                 }
                 NatsAuth::Token(token) => async_nats::ConnectOptions::with_token(token.clone()),
             };
+            let tls_required = self.config.ca_file.is_some()
+                || self.config.url.split(',').any(|u| u.trim_start().starts_with("tls://"));
+            let mut options = options.require_tls(tls_required);
+            if let Some(ca_file) = &self.config.ca_file {
+                options = options.add_root_certificates(ca_file.clone());
+            }
             let client = options
                 .connection_timeout(self.config.timeout)
                 .request_timeout(Some(self.config.timeout))
@@ -264,6 +279,7 @@ mod tests {
         JetStreamConfig {
             url: "nats://127.0.0.1:4222".into(),
             auth: NatsAuth::None,
+            ca_file: None,
             subject_prefix: "switchyard".into(),
             stream: "SWITCHYARD".into(),
             create_stream: true,

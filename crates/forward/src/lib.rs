@@ -17,6 +17,7 @@ pub mod jetstream;
 pub mod record;
 pub mod runner;
 pub mod sign;
+pub mod tls;
 pub mod webhook;
 
 use std::collections::HashMap;

@@ -1,14 +1,17 @@
 //! The webhook sink: a batch is one HTTP/1.1 POST of a JSON array of records, signed as Standard
 //! Webhooks v1 when secrets are set ([`crate::sign`]). Any 2xx acknowledges it; 408, 429, 5xx,
 //! connection errors and timeouts are retried (honouring `Retry-After`); any other status parks
-//! the batch (SPEC §6). Plain `http://` URLs only: TLS to the receiver is not built.
+//! the batch (SPEC §6). `https://` receivers are checked against the system's roots and an
+//! optional `ca_file` ([`crate::tls`]).
 
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Request;
 use hyper::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -28,23 +31,46 @@ pub struct WebhookSink {
     uri: hyper::Uri,
     secrets: Vec<Secret>,
     timeout: Duration,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl WebhookSink {
-    /// A sink posting to `url` (`http://` only), signing with each of `secrets` (at most two are
-    /// expected: the current one and, during rotation, the next), giving up on a request after
-    /// `timeout`.
-    pub fn new(url: &str, secrets: &[String], timeout: Duration) -> Result<Self, ForwardError> {
+    /// A sink posting to `url` (`http://` or `https://`), signing with each of `secrets` (at most
+    /// two are expected: the current one and, during rotation, the next), giving up on a request
+    /// after `timeout`. An `https://` receiver's certificate must chain to a root of the system's
+    /// or of `ca_file`.
+    pub fn new(url: &str, secrets: &[String], timeout: Duration, ca_file: Option<&Path>) -> Result<Self, ForwardError> {
         let uri: hyper::Uri = url.parse().map_err(|e| ForwardError::Config(format!("webhook url {url:?}: {e}")))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
-            return Err(ForwardError::Config(format!(
-                "webhook url {url:?}: only http://host[:port]/path is supported"
-            )));
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(ForwardError::Config(format!(
+                    "webhook url {url:?}: give http:// or https://host[:port]/path"
+                )));
+            }
+        };
+        if uri.host().is_none() {
+            return Err(ForwardError::Config(format!("webhook url {url:?}: no host")));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+        if ca_file.is_some() && !https {
+            return Err(ForwardError::Config(format!("webhook url {url:?}: ca_file needs an https:// url")));
+        }
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        // Only an https:// sink reads the system's roots; a plain one never makes a handshake.
+        let connector = if https {
+            let tls = crate::tls::client_config(ca_file)?;
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(http)
+        } else {
+            HttpsConnectorBuilder::new()
+                .with_tls_config(crate::tls::plain_only()?)
+                .https_or_http()
+                .enable_http1()
+                .wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
         Ok(WebhookSink { uri, secrets: secrets.iter().map(|s| Secret::new(s)).collect(), timeout, client })
     }
@@ -65,7 +91,7 @@ impl WebhookSink {
             request = request.header("webhook-signature", signature_header(&self.secrets, &id, timestamp, &body));
         }
         let request = request.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-        let response = self.client.request(request).await.map_err(|e| format!("request failed: {e}"))?;
+        let response = self.client.request(request).await.map_err(|e| format!("request failed: {}", chain(&e)))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -76,6 +102,19 @@ impl WebhookSink {
         let _ = Limited::new(response.into_body(), MAX_RESPONSE_BODY).collect().await;
         Ok(classify(status.as_u16(), retry_after))
     }
+}
+
+/// An error and its sources, `: `-separated: hyper's own text ("client error (Connect)") does
+/// not say why (a refused connection, an untrusted certificate).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// What a response status means for the batch (SPEC §6).
@@ -116,10 +155,13 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls() {
+    fn http_and_https_urls() {
         let timeout = Duration::from_secs(1);
-        assert!(WebhookSink::new("http://127.0.0.1:9000/hook", &[], timeout).is_ok());
-        assert!(WebhookSink::new("https://127.0.0.1:9000/hook", &[], timeout).is_err());
-        assert!(WebhookSink::new("not a url", &[], timeout).is_err());
+        assert!(WebhookSink::new("http://127.0.0.1:9000/hook", &[], timeout, None).is_ok());
+        assert!(WebhookSink::new("ftp://127.0.0.1:9000/hook", &[], timeout, None).is_err());
+        assert!(WebhookSink::new("not a url", &[], timeout, None).is_err());
+        let missing = Path::new("/nonexistent/ca.pem");
+        assert!(WebhookSink::new("https://127.0.0.1:9000/hook", &[], timeout, Some(missing)).is_err());
+        assert!(WebhookSink::new("http://127.0.0.1:9000/hook", &[], timeout, Some(missing)).is_err());
     }
 }

@@ -23,6 +23,9 @@ pub(crate) struct RawForward {
     /// Seconds before a request (webhook) or a connection, stream request or PubAck (JetStream)
     /// is given up and retried; *default* 10.
     timeout_secs: Option<u64>,
+    /// PEM certificates trusted beside the system's roots for the sink's TLS certificate
+    /// (`https://` webhooks; JetStream, where it also requires TLS).
+    ca_file: Option<PathBuf>,
     /// Webhook: signing secret (Standard Webhooks v1).
     secret: Option<String>,
     /// Webhook: a second secret, valid alongside `secret` while rotating: both signatures are sent.
@@ -53,7 +56,7 @@ pub struct SinkSettings {
 /// Where a checked sink sends.
 #[derive(Clone)]
 enum Target {
-    Webhook { url: String, secrets: Vec<String>, timeout: Duration },
+    Webhook { url: String, secrets: Vec<String>, timeout: Duration, ca_file: Option<PathBuf> },
     JetStream(JetStreamConfig),
 }
 
@@ -74,8 +77,8 @@ impl SinkSettings {
     /// The sink to hand the forwarder (nothing is connected yet).
     pub fn sink(&self) -> anyhow::Result<SinkKind> {
         Ok(match &self.target {
-            Target::Webhook { url, secrets, timeout } => {
-                SinkKind::Webhook(Box::new(WebhookSink::new(url, secrets, *timeout)?))
+            Target::Webhook { url, secrets, timeout, ca_file } => {
+                SinkKind::Webhook(Box::new(WebhookSink::new(url, secrets, *timeout, ca_file.as_deref())?))
             }
             Target::JetStream(config) => SinkKind::JetStream(Box::new(JetStreamSink::new(config.clone())?)),
         })
@@ -107,7 +110,7 @@ fn target(block: RawForward, timeout: Duration) -> anyhow::Result<Target> {
                 ("token_env", block.token_env.is_some()),
             ])?;
             let secrets = block.secret.into_iter().chain(block.next_secret).filter(|s| !s.is_empty()).collect();
-            Ok(Target::Webhook { url: block.url, secrets, timeout })
+            Ok(Target::Webhook { url: block.url, secrets, timeout, ca_file: block.ca_file })
         }
         "jetstream" | "nats" => {
             foreign(&[("secret", block.secret.is_some()), ("next_secret", block.next_secret.is_some())])?;
@@ -122,6 +125,7 @@ fn target(block: RawForward, timeout: Duration) -> anyhow::Result<Target> {
             Ok(Target::JetStream(JetStreamConfig {
                 url: block.url,
                 auth,
+                ca_file: block.ca_file,
                 subject_prefix: block.subject_prefix.unwrap_or_else(|| "switchyard".into()),
                 stream: block.stream.unwrap_or_else(|| "SWITCHYARD".into()),
                 create_stream: block.create_stream.unwrap_or(true),
@@ -288,6 +292,17 @@ mod tests {
         assert!(parse("[[forward]]\nkind = \"webhook\"\nurl = \"ftp://x/\"").is_err());
         assert!(parse(&format!("[[forward]]\nkind = \"webhook\"\n{url}\ncolour = 1")).is_err());
         assert!(parse(&format!("[[forward]]\nkind = \"webhook\"\n{url}\nstream = \"S\"")).is_err());
+        // A ca_file must exist, and a plain http:// webhook has no use for one.
+        let missing = "ca_file = \"/nonexistent/ca.pem\"";
+        assert!(parse(&format!("[[forward]]\nkind = \"webhook\"\nurl = \"https://h/\"\n{missing}")).is_err());
+        assert!(parse(&format!("[[forward]]\nkind = \"jetstream\"\nurl = \"tls://h:4222\"\n{missing}")).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let pem = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap().cert.pem();
+        std::fs::write(&ca, pem).unwrap();
+        let ca_file = format!("ca_file = {:?}", ca.display().to_string());
+        assert!(parse(&format!("[[forward]]\nkind = \"webhook\"\n{url}\n{ca_file}")).is_err());
+        assert!(parse(&format!("[[forward]]\nkind = \"webhook\"\nurl = \"https://h/\"\n{ca_file}")).is_ok());
     }
 
     #[test]

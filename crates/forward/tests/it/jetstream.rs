@@ -29,17 +29,18 @@ fn shared_url() -> String {
 }
 
 /// A stream name and subject prefix no other test uses.
-fn unique() -> (String, String) {
+pub fn unique() -> (String, String) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
     let pid = std::process::id();
     (format!("T{pid}_{n}"), format!("it{pid}.n{n}"))
 }
 
-fn sink_config(url: &str, stream: &str, prefix: &str, create_stream: bool) -> JetStreamConfig {
+pub fn sink_config(url: &str, stream: &str, prefix: &str, create_stream: bool) -> JetStreamConfig {
     JetStreamConfig {
         url: url.to_string(),
         auth: NatsAuth::None,
+        ca_file: None,
         subject_prefix: prefix.to_string(),
         stream: stream.to_string(),
         create_stream,
@@ -74,14 +75,14 @@ fn ingest(resource: &str, n: usize) -> Ingest {
 }
 
 /// Writes `rounds` records for each of `resources` (numbered from `from`).
-fn write(store: &MemoryDataStore, resources: &[&str], from: usize, rounds: usize) {
+pub fn write(store: &MemoryDataStore, resources: &[&str], from: usize, rounds: usize) {
     for n in from..from + rounds {
         let batch: Vec<Ingest> = resources.iter().map(|r| ingest(r, n)).collect();
         store.write(&batch, 1_700_000_000_000).unwrap();
     }
 }
 
-fn start(store: &MemoryDataStore, sink: JetStreamSink, shutdown: &CancellationToken) -> TaskTracker {
+pub fn start(store: &MemoryDataStore, sink: JetStreamSink, shutdown: &CancellationToken) -> TaskTracker {
     let tasks = TaskTracker::new();
     let outbox: Arc<dyn OutboxStore> = Arc::new(store.clone());
     let sinks = vec![("js".to_string(), SinkKind::JetStream(Box::new(sink)))];
@@ -89,7 +90,7 @@ fn start(store: &MemoryDataStore, sink: JetStreamSink, shutdown: &CancellationTo
     tasks
 }
 
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..6_000 {
         if done() {
             return;
@@ -212,16 +213,22 @@ async fn the_cursor_waits_for_the_stream_to_acknowledge() {
     tasks.wait().await;
 }
 
-/// A `nats-server` with JetStream this test owns: killed when dropped.
-struct OwnServer {
+/// A `nats-server` with JetStream a test owns: killed when dropped.
+pub struct OwnServer {
     child: Child,
 }
 
 impl OwnServer {
-    fn start(port: u16, store: &Path) -> OwnServer {
+    pub fn start(port: u16, store: &Path) -> OwnServer {
+        Self::start_with(port, store, &[])
+    }
+
+    /// Started with `extra` arguments after the usual ones.
+    pub fn start_with(port: u16, store: &Path, extra: &[&str]) -> OwnServer {
         let child = Command::new("nats-server")
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(store)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
