@@ -27,6 +27,7 @@ mod config;
 mod data;
 mod db;
 mod outbox;
+mod points;
 mod registry;
 mod schema;
 mod session;
