@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
-use futures_util::future::{try_join_all, try_join4};
+use futures_util::future::{try_join, try_join_all, try_join4};
 use switchyard_storage::data::{DataStore, Ingest, MessageStore, ResourceKey, StoredMessage, TimeRange, Written};
 use switchyard_storage::{Channel, StorageError};
 
@@ -147,7 +147,7 @@ impl PgDataStore {
         let new_resources: Column<'_> = new_ids.iter().map(|(k, _)| k.resource.as_bytes()).collect();
         let new_names: Column<'_> = new_ids.iter().map(|(_, id)| id.as_bytes()).collect();
         let messages = MessageRows::of(batch, &stored, &written);
-        let points = PointRows::of(batch, &stored, &written)?;
+        let points = PointRows::of(batch, &stored, &written);
         let forwarded: Vec<&Ingest> = if sinks.get::<_, bool>(0) {
             stored.iter().map(|(i, _)| &batch[*i]).filter(|i| i.forward).collect()
         } else {
@@ -157,7 +157,7 @@ impl PgDataStore {
         outbox_seq += forwarded.len() as i64;
 
         let id_params: [&(dyn ToSql + Sync); 4] = [&new_tenants, &new_resources, &new_names, &now];
-        let (message_params, trim_params, point_params) = (messages.params(), messages.trim_params(), points.params());
+        let (message_params, trim_params) = (messages.params(), messages.trim_params());
         let outbox_params = outbox.params(&now);
         let counter_params: [&(dyn ToSql + Sync); 2] = [&message_seq, &outbox_seq];
         let mut changes = Vec::new();
@@ -167,9 +167,6 @@ impl PgDataStore {
         if !stored.is_empty() {
             changes.push(txn.execute(&insert_messages, &message_params));
         }
-        if !points.is_empty() {
-            changes.push(txn.execute(&put_points, &point_params));
-        }
         if !stored.is_empty() {
             changes.push(txn.execute(&trim, &trim_params));
         }
@@ -177,7 +174,9 @@ impl PgDataStore {
             changes.push(txn.execute(&append_outbox, &outbox_params));
         }
         changes.push(txn.execute(&set_counters, &counter_params));
-        try_join_all(changes).await?;
+        // The copy goes first; the connection sends the rest once it is done.
+        let copy = async { if points.is_empty() { Ok(0) } else { points.copy(&txn, &put_points).await } };
+        try_join(copy, try_join_all(changes)).await?;
         txn.commit().await?;
         Ok((written, outbox_seq as u64))
     }

@@ -111,12 +111,9 @@ pub(crate) const PUT_IDS: &str = "INSERT INTO message_ids (tenant, resource, id,
      ON CONFLICT (tenant, resource, id) DO UPDATE SET stored_at = EXCLUDED.stored_at";
 pub(crate) const INSERT_MESSAGES: &str = "INSERT INTO messages (tenant, resource, ts, seq, body, expires_at) \
      SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bytea[], $6::bigint[])";
-/// One row per stored message with points: its points are `$8..$10` from `$6` to `$7` (1-based,
-/// inclusive), so a batch is one statement whatever its number of points.
-pub(crate) const PUT_POINTS: &str = "INSERT INTO point_groups (tenant, resource, ts, seq, expires_at, metrics, nums, txts) \
-     SELECT u.t, u.r, u.ts, u.s, u.e, ($8::bytea[])[u.lo:u.hi], ($9::float8[])[u.lo:u.hi], ($10::bytea[])[u.lo:u.hi] \
-     FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], $6::int[], $7::int[]) \
-     AS u(t, r, ts, s, e, lo, hi)";
+/// One row per stored message with points, copied in binary (`points::PointRows`).
+pub(crate) const PUT_POINTS: &str =
+    "COPY point_groups (tenant, resource, ts, seq, expires_at, metrics, nums, txts) FROM STDIN (FORMAT binary)";
 /// Deletes every message of each resource beyond its newest `keep` (ties: the higher seq is newer),
 /// walking each resource's index from its newest message and deleting by row address.
 pub(crate) const TRIM_MESSAGES: &str = "DELETE FROM messages WHERE ctid = ANY(ARRAY( \
