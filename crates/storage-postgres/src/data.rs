@@ -74,9 +74,9 @@ enum Commit {
 type Column<'a> = Vec<&'a [u8]>;
 
 impl PgDataStore {
-    /// One transaction in three round trips: lock and read (counters, sinks, known ids), then
-    /// every change, then the commit; the statements of a step are pipelined, and prepared once
-    /// per connection.
+    /// One transaction in four round trips whatever the batch: lock and read (counters, sinks,
+    /// known ids), then the points copy and, behind it, every other change, then the commit.
+    /// The statements of a step are pipelined, and prepared once per connection.
     async fn write_in(
         &self,
         client: &mut deadpool_postgres::Client,
