@@ -5,8 +5,10 @@
 #
 # Usage: bash scripts/bench-storage.sh [ROUNDS] [DEVICES] [SECONDS]   (default 3 100 10)
 # Environment: SWITCHYARD_TEST_PG_URL (required; `source <(bash scripts/postgres.sh start DIR)`
-#   prints it), SWITCHYARD_BIN (default target/release/switchyard). Each postgres run uses a
-#   schema of its own; each run a data directory of its own, removed on exit.
+#   prints it), SWITCHYARD_BIN (default target/release/switchyard), SWITCHYARD_BIN_BASE (optional:
+#   another build, e.g. of the main branch, also run on postgres each round as "postgres-base",
+#   for a before/after comparison in the same run). Each postgres run uses a schema of its own;
+#   each run a data directory of its own, removed on exit.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,6 +19,8 @@ SB=${SWITCHYARD_BIN:-target/release/switchyard}
 MQTT=127.0.0.1:21883
 HTTP=127.0.0.1:28080
 [ -x "$SB" ] || { echo "bench-storage.sh: no $SB (cargo build --release -p switchyard-server)" >&2; exit 1; }
+BASE=${SWITCHYARD_BIN_BASE:-}
+[ -z "$BASE" ] || [ -x "$BASE" ] || { echo "bench-storage.sh: no $BASE" >&2; exit 1; }
 [ -n "${SWITCHYARD_TEST_PG_URL:-}" ] || { echo "bench-storage.sh: set SWITCHYARD_TEST_PG_URL" >&2; exit 1; }
 
 WORK=$(mktemp -d)
@@ -27,15 +31,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# run BACKEND ROUND: one server, one bench; appends "BACKEND msg/s p50_us p99_us" to results.
+# run LABEL ROUND [BIN]: one server (BIN, default $SB; postgres unless LABEL is embedded), one
+# bench; appends "LABEL msg/s p50_us p99_us" to results.
 run() {
-    local backend=$1 round=$2 dir=$WORK/$1-$2 storage=()
+    local backend=$1 round=$2 bin=${3:-$SB} dir=$WORK/$1-$2 storage=()
     mkdir -p "$dir"
-    if [ "$backend" = postgres ]; then
+    if [ "$backend" != embedded ]; then
         storage=(SWITCHYARD_STORAGE_BACKEND=postgres "SWITCHYARD_STORAGE_URL=$SWITCHYARD_TEST_PG_URL"
-            "SWITCHYARD_STORAGE_SCHEMA=bench_${round}_$$")
+            "SWITCHYARD_STORAGE_SCHEMA=bench_${backend//-/_}_${round}_$$")
     fi
-    env "${storage[@]}" "$SB" serve --data-dir "$dir/data" --mqtt-listen $MQTT --http-listen $HTTP 2>"$dir/log" &
+    env "${storage[@]}" "$bin" serve --data-dir "$dir/data" --mqtt-listen $MQTT --http-listen $HTTP 2>"$dir/log" &
     PID=$!
     for _ in $(seq 300); do
         [ -f "$dir/data/initial-credentials.json" ] && curl -sf "http://$HTTP/health" >/dev/null && break
@@ -59,6 +64,7 @@ run() {
 for round in $(seq "$ROUNDS"); do
     run embedded "$round"
     run postgres "$round"
+    if [ -n "$BASE" ]; then run postgres-base "$round" "$BASE"; fi
 done
 
 echo "== results (msg/s, PUBACK p50 µs, p99 µs)"
@@ -67,3 +73,7 @@ median() { sort -n | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2
 embedded=$(awk '$1=="embedded" {print $2}' "$WORK/results" | median)
 postgres=$(awk '$1=="postgres" {print $2}' "$WORK/results" | median)
 echo "median embedded $embedded msg/s, postgres $postgres msg/s, ratio $(awk -v p="$postgres" -v e="$embedded" 'BEGIN {printf "%.2f", p/e}')"
+if [ -n "$BASE" ]; then
+    base=$(awk '$1=="postgres-base" {print $2}' "$WORK/results" | median)
+    echo "median postgres-base $base msg/s, ratio to embedded $(awk -v p="$base" -v e="$embedded" 'BEGIN {printf "%.2f", p/e}')"
+fi

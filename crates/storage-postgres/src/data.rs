@@ -1,24 +1,30 @@
-//! [`PgDataStore`]: the message cache and the metrics ([`DataStore`]) and, in the `outbox`
-//! module, the forwarding outbox, written by one transaction per [`DataStore::write`].
+//! [`PgDataStore`]: the message cache ([`MessageStore`]) and, in the `points` and `outbox`
+//! modules, the metrics and the forwarding outbox, written by one transaction per
+//! [`DataStore::write`].
 //!
 //! A write locks the two counters first (message and outbox sequence), so writers of every node
 //! take turns and numbers follow commit order; it then decides duplicates against the stored
-//! `messageId`s, and applies the batch as a handful of `unnest` statements: ids, messages,
-//! points (the later value of a repeated timestamp wins), the cache trimmed to each resource's
-//! `keep`, outbox records, counters.
+//! `messageId`s, and applies the batch as a handful of `unnest` statements, pipelined: ids,
+//! messages, points (one row per message), the cache trimmed to each resource's `keep`, outbox
+//! records, counters.
+//!
+//! [`DataStore::write_unsynced`] commits without waiting for the disk (`synchronous_commit`
+//! off for that transaction) and [`DataStore::sync`] then waits for the WAL to be flushed past
+//! every such commit, so the committer writes one batch while the previous one is flushed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
-use switchyard_storage::data::{
-    Block, DataStore, Ingest, MessageStore, Point, ResourceKey, SeriesInfo, SeriesStore, StoredMessage, TimeRange,
-    Value, Written,
-};
+use futures_util::future::{try_join, try_join_all, try_join4};
+use switchyard_storage::data::{DataStore, Ingest, MessageStore, ResourceKey, StoredMessage, TimeRange, Written};
 use switchyard_storage::{Channel, StorageError};
 
 use crate::config::{PgConfig, PgError};
-use crate::db::{Db, Fail, big, text};
+use tokio_postgres::types::ToSql;
+
+use crate::db::{Db, Fail, big};
+use crate::points::PointRows;
 use crate::sql;
 
 /// The pipeline's data and the forwarding outbox in PostgreSQL; see the [crate docs](crate).
@@ -53,59 +59,65 @@ pub(crate) fn channel_of(code: i16) -> Result<Channel, Fail> {
     }
 }
 
-fn value_columns(value: &Value) -> (Option<f64>, Option<&[u8]>) {
-    match value {
-        Value::Number(n) => (Some(*n), None),
-        Value::Text(s) => (None, Some(s.as_bytes())),
-    }
-}
-
-fn value_of(num: Option<f64>, txt: Option<Vec<u8>>) -> Result<Value, Fail> {
-    match (num, txt) {
-        (Some(n), None) => Ok(Value::Number(n)),
-        (None, Some(t)) => Ok(Value::Text(text(t, "text point")?.into())),
-        _ => Err(Fail::Corrupt("a point is neither a number nor a text".into())),
-    }
-}
-
 /// A `messageId` of a resource: tenant, cache key, id.
 type IdSlot<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
-/// What one write does, decided before any row changes.
-struct Effects {
-    written: Vec<Written>,
-    /// Indexes into the batch of the messages stored, with their cache key.
-    stored: Vec<(usize, ResourceKey)>,
+/// Whether a write's commit waits for the disk ([`DataStore::write`]) or leaves that to a later
+/// [`DataStore::sync`] ([`DataStore::write_unsynced`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    Durable,
+    Unsynced,
 }
 
+/// Flat parameter arrays of one `unnest` statement's rows.
+type Column<'a> = Vec<&'a [u8]>;
+
 impl PgDataStore {
+    /// One transaction in four round trips whatever the batch: lock and read (counters, sinks,
+    /// known ids), then the points copy and, behind it, every other change, then the commit.
+    /// The statements of a step are pipelined, and prepared once per connection.
     async fn write_in(
         &self,
-        client: &mut tokio_postgres::Client,
+        client: &mut deadpool_postgres::Client,
         batch: &[Ingest],
         now: i64,
+        commit: Commit,
     ) -> Result<(Vec<Written>, u64), Fail> {
         let txn = client.transaction().await?;
-        let counters = txn.query(sql::LOCK_COUNTERS, &[]).await?;
+        let lock = txn.prepare_cached(sql::LOCK_COUNTERS).await?;
+        let has_sinks = txn.prepare_cached(sql::HAS_SINKS).await?;
+        let known_ids = txn.prepare_cached(sql::KNOWN_IDS).await?;
+        let keys: Vec<ResourceKey> = batch.iter().map(|i| i.resource.of_channel(i.channel)).collect();
+
+        // messageIds already stored for these resources, and when; read once the counters are
+        // locked, so a writer of another node that stored them has committed.
+        let with_id: Vec<(&ResourceKey, &str)> =
+            keys.iter().zip(batch).filter_map(|(k, i)| Some((k, i.message_id.as_deref()?))).collect();
+        let id_tenants: Column<'_> = with_id.iter().map(|(k, _)| k.tenant.as_bytes()).collect();
+        let id_resources: Column<'_> = with_id.iter().map(|(k, _)| k.resource.as_bytes()).collect();
+        let ids: Column<'_> = with_id.iter().map(|(_, id)| id.as_bytes()).collect();
+        let set_commit = async {
+            match commit {
+                Commit::Durable => Ok(()),
+                Commit::Unsynced => txn.batch_execute(sql::ASYNC_COMMIT).await,
+            }
+        };
+        let read_ids = async {
+            if with_id.is_empty() {
+                return Ok(Vec::new());
+            }
+            txn.query(&known_ids, &[&id_tenants, &id_resources, &ids]).await
+        };
+        let ((), counters, sinks, rows) =
+            try_join4(set_commit, txn.query(&lock, &[]), txn.query_one(&has_sinks, &[]), read_ids).await?;
         let counter = |name: &str| counters.iter().find(|r| r.get::<_, &str>(0) == name).map(|r| r.get::<_, i64>(1));
         let (Some(mut message_seq), Some(mut outbox_seq)) = (counter("message_seq"), counter("outbox_seq")) else {
             return Err(Fail::Corrupt("the counters table lacks a row".into()));
         };
-        let keys: Vec<ResourceKey> = batch.iter().map(|i| i.resource.of_channel(i.channel)).collect();
-
-        // messageIds already stored for these resources, and when.
-        let with_id: Vec<(&ResourceKey, &str)> =
-            keys.iter().zip(batch).filter_map(|(k, i)| Some((k, i.message_id.as_deref()?))).collect();
         let mut known: HashMap<IdSlot<'_>, i64> = HashMap::new();
-        let rows;
-        if !with_id.is_empty() {
-            let tenants: Vec<&[u8]> = with_id.iter().map(|(k, _)| k.tenant.as_bytes()).collect();
-            let resources: Vec<&[u8]> = with_id.iter().map(|(k, _)| k.resource.as_bytes()).collect();
-            let ids: Vec<&[u8]> = with_id.iter().map(|(_, id)| id.as_bytes()).collect();
-            rows = txn.query(sql::KNOWN_IDS, &[&tenants, &resources, &ids]).await?;
-            for row in &rows {
-                known.insert((row.get(0), row.get(1), row.get(2)), row.get(3));
-            }
+        for row in &rows {
+            known.insert((row.get(0), row.get(1), row.get(2)), row.get(3));
         }
         let mut written = Vec::with_capacity(batch.len());
         let mut stored = Vec::new();
@@ -124,89 +136,130 @@ impl PgDataStore {
             written.push(Written::Stored { seq: message_seq as u64 });
             stored.push((i, key.clone()));
         }
-        let effects = Effects { written, stored };
+
+        let put_ids = txn.prepare_cached(sql::PUT_IDS).await?;
+        let insert_messages = txn.prepare_cached(sql::INSERT_MESSAGES).await?;
+        let put_points = txn.prepare_cached(sql::PUT_POINTS).await?;
+        let trim = txn.prepare_cached(sql::TRIM_MESSAGES).await?;
+        let append_outbox = txn.prepare_cached(sql::APPEND_OUTBOX).await?;
+        let set_counters = txn.prepare_cached(sql::SET_COUNTERS).await?;
+        let new_tenants: Column<'_> = new_ids.iter().map(|(k, _)| k.tenant.as_bytes()).collect();
+        let new_resources: Column<'_> = new_ids.iter().map(|(k, _)| k.resource.as_bytes()).collect();
+        let new_names: Column<'_> = new_ids.iter().map(|(_, id)| id.as_bytes()).collect();
+        let messages = MessageRows::of(batch, &stored, &written);
+        let points = PointRows::of(batch, &stored, &written);
+        let forwarded: Vec<&Ingest> = if sinks.get::<_, bool>(0) {
+            stored.iter().map(|(i, _)| &batch[*i]).filter(|i| i.forward).collect()
+        } else {
+            Vec::new()
+        };
+        let outbox = OutboxRows::of(&forwarded, outbox_seq);
+        outbox_seq += forwarded.len() as i64;
+
+        let id_params: [&(dyn ToSql + Sync); 4] = [&new_tenants, &new_resources, &new_names, &now];
+        let (message_params, trim_params) = (messages.params(), messages.trim_params());
+        let outbox_params = outbox.params(&now);
+        let counter_params: [&(dyn ToSql + Sync); 2] = [&message_seq, &outbox_seq];
+        let mut changes = Vec::new();
         if !new_ids.is_empty() {
-            let tenants: Vec<&[u8]> = new_ids.iter().map(|(k, _)| k.tenant.as_bytes()).collect();
-            let resources: Vec<&[u8]> = new_ids.iter().map(|(k, _)| k.resource.as_bytes()).collect();
-            let ids: Vec<&[u8]> = new_ids.iter().map(|(_, id)| id.as_bytes()).collect();
-            txn.execute(sql::PUT_IDS, &[&tenants, &resources, &ids, &now]).await?;
+            changes.push(txn.execute(&put_ids, &id_params));
         }
-        self.store_messages(&txn, batch, &effects).await?;
-        if txn.query_one(sql::HAS_SINKS, &[]).await?.get::<_, bool>(0) {
-            let forwarded: Vec<&Ingest> =
-                effects.stored.iter().map(|(i, _)| &batch[*i]).filter(|i| i.forward).collect();
-            if !forwarded.is_empty() {
-                let seqs: Vec<i64> = (1..=forwarded.len() as i64).map(|n| outbox_seq + n).collect();
-                outbox_seq += forwarded.len() as i64;
-                let tenants: Vec<&[u8]> = forwarded.iter().map(|i| i.resource.tenant.as_bytes()).collect();
-                let resources: Vec<&[u8]> = forwarded.iter().map(|i| i.resource.resource.as_bytes()).collect();
-                let channels: Vec<i16> = forwarded.iter().map(|i| channel_code(i.channel)).collect();
-                let bodies: Vec<&[u8]> = forwarded.iter().map(|i| &i.body[..]).collect();
-                txn.execute(sql::APPEND_OUTBOX, &[&seqs, &now, &tenants, &resources, &channels, &bodies]).await?;
-            }
+        if !stored.is_empty() {
+            changes.push(txn.execute(&insert_messages, &message_params));
         }
-        txn.execute(sql::SET_COUNTERS, &[&message_seq, &outbox_seq]).await?;
+        if !stored.is_empty() {
+            changes.push(txn.execute(&trim, &trim_params));
+        }
+        if !forwarded.is_empty() {
+            changes.push(txn.execute(&append_outbox, &outbox_params));
+        }
+        changes.push(txn.execute(&set_counters, &counter_params));
+        // The copy goes first; the connection sends the rest once it is done.
+        let copy = async { if points.is_empty() { Ok(0) } else { points.copy(&txn, &put_points).await } };
+        try_join(copy, try_join_all(changes)).await?;
         txn.commit().await?;
-        Ok((effects.written, outbox_seq as u64))
+        Ok((written, outbox_seq as u64))
     }
 
-    /// Inserts the stored messages and their points, then trims each cache to its `keep`.
-    async fn store_messages(
-        &self,
-        txn: &tokio_postgres::Transaction<'_>,
-        batch: &[Ingest],
-        effects: &Effects,
-    ) -> Result<(), Fail> {
-        if effects.stored.is_empty() {
-            return Ok(());
+    fn write_with(&self, batch: &[Ingest], now: i64, commit: Commit) -> Result<Vec<Written>, StorageError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        let seqs: Vec<i64> = effects
-            .written
+        let (written, last) = self.db.run(async |client| self.write_in(client, batch, now, commit).await)?;
+        self.last.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
+        Ok(written)
+    }
+}
+
+/// The parameters of [`sql::INSERT_MESSAGES`] and [`sql::TRIM_MESSAGES`] for the stored messages.
+struct MessageRows<'a> {
+    tenants: Column<'a>,
+    resources: Column<'a>,
+    ts: Vec<i64>,
+    seqs: Vec<i64>,
+    bodies: Column<'a>,
+    expiry: Vec<Option<i64>>,
+    /// Each cache is trimmed to the `keep` of its last message in the batch.
+    keep_tenants: Column<'a>,
+    keep_resources: Column<'a>,
+    keep: Vec<i64>,
+}
+
+impl<'a> MessageRows<'a> {
+    fn of(batch: &'a [Ingest], stored: &'a [(usize, ResourceKey)], written: &[Written]) -> Self {
+        let seqs = written
             .iter()
             .filter_map(|w| match w {
                 Written::Stored { seq } => Some(*seq as i64),
                 Written::Duplicate => None,
             })
             .collect();
-        let tenants: Vec<&[u8]> = effects.stored.iter().map(|(_, k)| k.tenant.as_bytes()).collect();
-        let resources: Vec<&[u8]> = effects.stored.iter().map(|(_, k)| k.resource.as_bytes()).collect();
-        let ts: Vec<i64> = effects.stored.iter().map(|(i, _)| batch[*i].ts).collect();
-        let bodies: Vec<&[u8]> = effects.stored.iter().map(|(i, _)| &batch[*i].body[..]).collect();
-        let expiry: Vec<Option<i64>> = effects.stored.iter().map(|(i, _)| batch[*i].expires_at).collect();
-        txn.execute(sql::INSERT_MESSAGES, &[&tenants, &resources, &ts, &seqs, &bodies, &expiry]).await?;
-
-        // One row per (series, timestamp): the batch's later value wins.
-        let mut points: HashMap<(&ResourceKey, &str, i64), (&Value, Option<i64>)> = HashMap::new();
-        for (i, key) in &effects.stored {
-            let ingest = &batch[*i];
-            for (metric, value) in &ingest.points {
-                points.insert((key, &**metric, ingest.ts), (value, ingest.expires_at));
-            }
-        }
-        if !points.is_empty() {
-            let (mut tenants, mut resources, mut metrics, mut ts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let (mut nums, mut txts, mut expiry) = (Vec::new(), Vec::new(), Vec::new());
-            for ((key, metric, at), (value, expires_at)) in &points {
-                tenants.push(key.tenant.as_bytes());
-                resources.push(key.resource.as_bytes());
-                metrics.push(metric.as_bytes());
-                ts.push(*at);
-                let (num, txt) = value_columns(value);
-                nums.push(num);
-                txts.push(txt);
-                expiry.push(*expires_at);
-            }
-            txn.execute(sql::PUT_POINTS, &[&tenants, &resources, &metrics, &ts, &nums, &txts, &expiry]).await?;
-        }
-
-        // Each cache is trimmed to the `keep` of its last message in the batch.
         let keeps: BTreeMap<&ResourceKey, i64> =
-            effects.stored.iter().map(|(i, key)| (key, i64::from(batch[*i].keep))).collect();
-        let tenants: Vec<&[u8]> = keeps.keys().map(|k| k.tenant.as_bytes()).collect();
-        let resources: Vec<&[u8]> = keeps.keys().map(|k| k.resource.as_bytes()).collect();
-        let keep: Vec<i64> = keeps.values().copied().collect();
-        txn.execute(sql::TRIM_MESSAGES, &[&tenants, &resources, &keep]).await?;
-        Ok(())
+            stored.iter().map(|(i, key)| (key, i64::from(batch[*i].keep))).collect();
+        MessageRows {
+            tenants: stored.iter().map(|(_, k)| k.tenant.as_bytes()).collect(),
+            resources: stored.iter().map(|(_, k)| k.resource.as_bytes()).collect(),
+            ts: stored.iter().map(|(i, _)| batch[*i].ts).collect(),
+            seqs,
+            bodies: stored.iter().map(|(i, _)| &batch[*i].body[..]).collect(),
+            expiry: stored.iter().map(|(i, _)| batch[*i].expires_at).collect(),
+            keep_tenants: keeps.keys().map(|k| k.tenant.as_bytes()).collect(),
+            keep_resources: keeps.keys().map(|k| k.resource.as_bytes()).collect(),
+            keep: keeps.values().copied().collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [&self.tenants, &self.resources, &self.ts, &self.seqs, &self.bodies, &self.expiry]
+    }
+
+    fn trim_params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.keep_tenants, &self.keep_resources, &self.keep]
+    }
+}
+
+/// The parameters of [`sql::APPEND_OUTBOX`]: the forwarded messages, numbered after `last`.
+struct OutboxRows<'a> {
+    seqs: Vec<i64>,
+    tenants: Column<'a>,
+    resources: Column<'a>,
+    channels: Vec<i16>,
+    bodies: Column<'a>,
+}
+
+impl<'a> OutboxRows<'a> {
+    fn of(forwarded: &[&'a Ingest], last: i64) -> Self {
+        OutboxRows {
+            seqs: (1..=forwarded.len() as i64).map(|n| last + n).collect(),
+            tenants: forwarded.iter().map(|i| i.resource.tenant.as_bytes()).collect(),
+            resources: forwarded.iter().map(|i| i.resource.resource.as_bytes()).collect(),
+            channels: forwarded.iter().map(|i| channel_code(i.channel)).collect(),
+            bodies: forwarded.iter().map(|i| &i.body[..]).collect(),
+        }
+    }
+
+    fn params<'p>(&'p self, now: &'p i64) -> [&'p (dyn ToSql + Sync); 6] {
+        [&self.seqs, now, &self.tenants, &self.resources, &self.channels, &self.bodies]
     }
 }
 
@@ -255,71 +308,17 @@ impl MessageStore for PgDataStore {
     }
 }
 
-impl SeriesStore for PgDataStore {
-    fn series(&self, resource: &ResourceKey, now: i64) -> Result<Vec<SeriesInfo>, StorageError> {
-        let (tenant, res) = (resource.tenant.as_bytes(), resource.resource.as_bytes());
-        self.db
-            .run(async |client| {
-                let rows = client.query(sql::SERIES, &[&tenant, &res, &now]).await?;
-                rows.into_iter()
-                    .map(|row| {
-                        let metric = text(row.get(0), "metric name")?;
-                        let latest = Point { ts: row.get(1), value: value_of(row.get(2), row.get(3))? };
-                        Ok(SeriesInfo { metric: metric.into(), latest })
-                    })
-                    .collect()
-            })
-            .map_err(Into::into)
-    }
-
-    fn scan(
-        &self,
-        resource: &ResourceKey,
-        metric: &str,
-        range: TimeRange,
-        now: i64,
-    ) -> Result<Vec<Block>, StorageError> {
-        let (tenant, res) = (resource.tenant.as_bytes(), resource.resource.as_bytes());
-        self.db
-            .run(async |client| {
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] =
-                    [&tenant, &res, &metric.as_bytes(), &range.from, &range.until, &now];
-                let rows = client.query(sql::SCAN, &params).await?;
-                let points = rows
-                    .into_iter()
-                    .map(|row| Ok(Point { ts: row.get(0), value: value_of(row.get(1), row.get(2))? }))
-                    .collect::<Result<Vec<_>, Fail>>()?;
-                Ok(if points.is_empty() { Vec::new() } else { vec![Block::Raw(points)] })
-            })
-            .map_err(Into::into)
-    }
-
-    fn delete_points(
-        &self,
-        resource: &ResourceKey,
-        range: TimeRange,
-        metrics: Option<&[String]>,
-    ) -> Result<u64, StorageError> {
-        let (tenant, res) = (resource.tenant.as_bytes(), resource.resource.as_bytes());
-        let names: Option<Vec<&[u8]>> = metrics.map(|names| names.iter().map(|n| n.as_bytes()).collect());
-        self.db
-            .run(async |client| {
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-                    [&tenant, &res, &range.from, &range.until, &names];
-                Ok(client.execute(sql::DELETE_POINTS, &params).await?)
-            })
-            .map_err(Into::into)
-    }
-}
-
 impl DataStore for PgDataStore {
     fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (written, last) = self.db.run(async |client| self.write_in(client, batch, now).await)?;
-        self.last.fetch_max(last, std::sync::atomic::Ordering::Relaxed);
-        Ok(written)
+        self.write_with(batch, now, Commit::Durable)
+    }
+
+    fn write_unsynced(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
+        self.write_with(batch, now, Commit::Unsynced)
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.db.run(async |client| Ok(client.batch_execute(sql::SYNC).await?)).map_err(Into::into)
     }
 
     fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError> {

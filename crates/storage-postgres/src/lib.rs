@@ -18,15 +18,17 @@
 //! ordering is byte order whatever the database's collation, and U+0000 in data keys is stored
 //! as it is. All SQL is in `schema` (tables) and `sql` (statements), parameterised throughout.
 //!
-//! Simplified for now: metric points are one table (`points`, indexed by resource, metric and
-//! time, expiry by an index on `expires_at`), not time partitions dropped whole; `maintain`
-//! deletes expired rows. Messages and points are not sealed into chunks: a scan returns the
-//! range's points as one [`Block::Raw`](switchyard_storage::data::Block::Raw).
+//! Metric points are stored as point groups (module `points`): one row per stored message, its
+//! metric names and values as arrays, so a batch inserts one row per message rather than one
+//! per point; a repeated timestamp is resolved when reading (the row written last wins). Not yet
+//! done: time partitions dropped whole (`maintain` deletes expired rows) and sealed chunks (a
+//! scan returns the range's points as one [`Block::Raw`](switchyard_storage::data::Block::Raw)).
 
 mod config;
 mod data;
 mod db;
 mod outbox;
+mod points;
 mod registry;
 mod schema;
 mod session;

@@ -11,10 +11,10 @@ use tokio_postgres::Client;
 use crate::db::Fail;
 
 /// The schema version this build creates and understands.
-pub const LATEST_VERSION: i32 = 1;
+pub const LATEST_VERSION: i32 = 2;
 
 /// `(version, DDL)`, oldest first; never edit one that has shipped, add the next.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1), (2, V2)];
 
 /// First argument of the advisory lock that serializes migrations (the second is the schema's
 /// hash): "sw" in ASCII.
@@ -98,6 +98,29 @@ CREATE TABLE outbox_sinks (
     name text COLLATE "C" PRIMARY KEY,
     cursor bigint NOT NULL
 );
+"#;
+
+/// Points as one row per stored message (`point_groups`, see the `points` module) instead of one
+/// per point; the points of version 1 move over, a group per timestamp and expiry, numbered below
+/// every message so that any later write wins.
+const V2: &str = r#"
+CREATE TABLE point_groups (
+    tenant bytea NOT NULL,
+    resource bytea NOT NULL,
+    ts bigint NOT NULL,
+    seq bigint NOT NULL,
+    expires_at bigint,
+    metrics bytea[] NOT NULL,
+    nums double precision[] NOT NULL,
+    txts bytea[] NOT NULL,
+    PRIMARY KEY (tenant, resource, ts, seq)
+);
+CREATE INDEX point_groups_expiry ON point_groups (expires_at) WHERE expires_at IS NOT NULL;
+INSERT INTO point_groups (tenant, resource, ts, seq, expires_at, metrics, nums, txts)
+SELECT tenant, resource, ts, -row_number() OVER (ORDER BY tenant, resource, ts, expires_at), expires_at,
+    array_agg(metric ORDER BY metric), array_agg(num ORDER BY metric), array_agg(txt ORDER BY metric)
+FROM points GROUP BY tenant, resource, ts, expires_at;
+DROP TABLE points;
 "#;
 
 /// Creates `schema` if needed and applies the migrations it lacks, in one transaction.

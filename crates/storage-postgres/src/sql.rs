@@ -95,6 +95,11 @@ pub(crate) fn registry(table: Table) -> &'static RegistrySql {
 /// Locks both counters for the rest of the transaction: writers of every node take turns, so
 /// numbers are handed out in commit order.
 pub(crate) const LOCK_COUNTERS: &str = "SELECT name, value FROM counters ORDER BY name FOR UPDATE";
+/// An unsynced write's commit returns before its WAL record is on disk; [`SYNC`] makes it durable.
+pub(crate) const ASYNC_COMMIT: &str = "SET LOCAL synchronous_commit = off";
+/// A transaction given an id commits with a WAL record and, committing synchronously, waits until
+/// the WAL is on disk up to that record, so every commit before it is durable too.
+pub(crate) const SYNC: &str = "BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT";
 pub(crate) const HAS_SINKS: &str = "SELECT EXISTS (SELECT 1 FROM outbox_sinks)";
 pub(crate) const SET_COUNTERS: &str = "UPDATE counters SET value = CASE name \
      WHEN 'message_seq' THEN $1::bigint WHEN 'outbox_seq' THEN $2::bigint END";
@@ -106,10 +111,9 @@ pub(crate) const PUT_IDS: &str = "INSERT INTO message_ids (tenant, resource, id,
      ON CONFLICT (tenant, resource, id) DO UPDATE SET stored_at = EXCLUDED.stored_at";
 pub(crate) const INSERT_MESSAGES: &str = "INSERT INTO messages (tenant, resource, ts, seq, body, expires_at) \
      SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[], $4::bigint[], $5::bytea[], $6::bigint[])";
-pub(crate) const PUT_POINTS: &str = "INSERT INTO points (tenant, resource, metric, ts, num, txt, expires_at) \
-     SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bytea[], $4::bigint[], $5::float8[], $6::bytea[], \
-     $7::bigint[]) ON CONFLICT (tenant, resource, metric, ts) DO UPDATE \
-     SET num = EXCLUDED.num, txt = EXCLUDED.txt, expires_at = EXCLUDED.expires_at";
+/// One row per stored message with points, copied in binary (`points::PointRows`).
+pub(crate) const PUT_POINTS: &str =
+    "COPY point_groups (tenant, resource, ts, seq, expires_at, metrics, nums, txts) FROM STDIN (FORMAT binary)";
 /// Deletes every message of each resource beyond its newest `keep` (ties: the higher seq is newer),
 /// walking each resource's index from its newest message and deleting by row address.
 pub(crate) const TRIM_MESSAGES: &str = "DELETE FROM messages WHERE ctid = ANY(ARRAY( \
@@ -125,19 +129,41 @@ pub(crate) const MESSAGES: &str = "SELECT ts, seq, body FROM messages \
      AND (expires_at IS NULL OR expires_at > $5) ORDER BY ts DESC, seq DESC LIMIT $6";
 pub(crate) const DELETE_MESSAGE_RANGE: &str = "DELETE FROM messages \
      WHERE tenant = $1 AND resource = $2 AND ($3::bigint IS NULL OR ts >= $3) AND ($4::bigint IS NULL OR ts < $4)";
-pub(crate) const SERIES: &str = "SELECT DISTINCT ON (metric) metric, ts, num, txt FROM points \
-     WHERE tenant = $1 AND resource = $2 AND (expires_at IS NULL OR expires_at > $3) ORDER BY metric, ts DESC";
-pub(crate) const SCAN: &str = "SELECT ts, num, txt FROM points WHERE tenant = $1 AND resource = $2 AND metric = $3 \
-     AND ($4::bigint IS NULL OR ts >= $4) AND ($5::bigint IS NULL OR ts < $5) \
-     AND (expires_at IS NULL OR expires_at > $6) ORDER BY ts";
-pub(crate) const DELETE_POINTS: &str = "DELETE FROM points WHERE tenant = $1 AND resource = $2 \
-     AND ($3::bigint IS NULL OR ts >= $3) AND ($4::bigint IS NULL OR ts < $4) \
-     AND ($5::bytea[] IS NULL OR metric = ANY($5::bytea[]))";
+/// Each metric's newest point not expired at `$3`: per `(metric, ts)` the row written last, then
+/// per metric the newest of those.
+pub(crate) const SERIES: &str = "SELECT DISTINCT ON (metric) metric, ts, num, txt FROM ( \
+     SELECT DISTINCT ON (u.metric, p.ts) u.metric, p.ts, u.num, u.txt, p.expires_at FROM point_groups p \
+     CROSS JOIN LATERAL unnest(p.metrics, p.nums, p.txts) AS u(metric, num, txt) \
+     WHERE p.tenant = $1 AND p.resource = $2 ORDER BY u.metric, p.ts, p.seq DESC) x \
+     WHERE expires_at IS NULL OR expires_at > $3 ORDER BY metric, ts DESC";
+/// The points of metric `$3` in the range, per timestamp the row written last, unless expired at `$6`.
+pub(crate) const SCAN: &str = "SELECT ts, num, txt FROM ( \
+     SELECT DISTINCT ON (p.ts) p.ts, p.nums[k.i] AS num, p.txts[k.i] AS txt, p.expires_at FROM point_groups p \
+     CROSS JOIN LATERAL (SELECT array_position(p.metrics, $3::bytea) AS i) k \
+     WHERE p.tenant = $1 AND p.resource = $2 AND k.i IS NOT NULL \
+     AND ($4::bigint IS NULL OR p.ts >= $4) AND ($5::bigint IS NULL OR p.ts < $5) ORDER BY p.ts, p.seq DESC) x \
+     WHERE expires_at IS NULL OR expires_at > $6 ORDER BY ts";
+/// Removes the named metrics `$5` (every metric when NULL) in the range: a row left without
+/// points is deleted, another loses those metrics. Counts each `(metric, ts)` removed once (all
+/// parts see the rows as they were before the statement).
+pub(crate) const DELETE_POINTS: &str = "WITH \
+     d AS (DELETE FROM point_groups WHERE tenant = $1 AND resource = $2 \
+       AND ($3::bigint IS NULL OR ts >= $3) AND ($4::bigint IS NULL OR ts < $4) \
+       AND ($5::bytea[] IS NULL OR metrics <@ $5::bytea[])), \
+     c AS (UPDATE point_groups p SET (metrics, nums, txts) = ( \
+       SELECT array_agg(u.m ORDER BY u.i), array_agg(u.n ORDER BY u.i), array_agg(u.t ORDER BY u.i) \
+       FROM unnest(p.metrics, p.nums, p.txts) WITH ORDINALITY AS u(m, n, t, i) WHERE NOT (u.m = ANY($5::bytea[]))) \
+       WHERE p.tenant = $1 AND p.resource = $2 AND ($3::bigint IS NULL OR p.ts >= $3) AND ($4::bigint IS NULL OR p.ts < $4) \
+       AND p.metrics && $5::bytea[] AND NOT (p.metrics <@ $5::bytea[])) \
+     SELECT count(*) FROM (SELECT DISTINCT u.metric, p.ts FROM point_groups p \
+       CROSS JOIN LATERAL unnest(p.metrics) AS u(metric) WHERE p.tenant = $1 AND p.resource = $2 \
+       AND ($3::bigint IS NULL OR p.ts >= $3) AND ($4::bigint IS NULL OR p.ts < $4) \
+       AND ($5::bytea[] IS NULL OR u.metric = ANY($5::bytea[]))) removed";
 pub(crate) const DROP_TENANT: &str = "WITH \
      m AS (DELETE FROM messages WHERE tenant = $1), i AS (DELETE FROM message_ids WHERE tenant = $1) \
-     DELETE FROM points WHERE tenant = $1";
+     DELETE FROM point_groups WHERE tenant = $1";
 pub(crate) const EXPIRE_MESSAGES: &str = "DELETE FROM messages WHERE expires_at <= $1";
-pub(crate) const EXPIRE_POINTS: &str = "DELETE FROM points WHERE expires_at <= $1";
+pub(crate) const EXPIRE_POINTS: &str = "DELETE FROM point_groups WHERE expires_at <= $1";
 pub(crate) const EXPIRE_IDS: &str = "DELETE FROM message_ids WHERE stored_at <= $1";
 
 // -- outbox -----------------------------------------------------------------------------------

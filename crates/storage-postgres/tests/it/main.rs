@@ -8,6 +8,7 @@
 
 mod data;
 mod outbox;
+mod points;
 mod store;
 
 use switchyard_storage::conformance::Backend;

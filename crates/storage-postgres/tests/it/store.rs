@@ -30,8 +30,8 @@ fn ingest(resource: &str, ts: i64, metric: &str) -> Ingest {
     }
 }
 
-/// Makes every insert of `column = 'boom'` into `table` of the place's schema fail.
-fn sabotage(place: &Place, table: &str, column: &str) {
+/// Makes every insert into `table` of the place's schema fail when `NEW` meets `condition`.
+fn sabotage(place: &Place, table: &str, condition: &str) {
     let schema = place.schema();
     admin(&format!(
         "CREATE FUNCTION \"{schema}\".boom() RETURNS trigger LANGUAGE plpgsql AS \
@@ -40,7 +40,7 @@ fn sabotage(place: &Place, table: &str, column: &str) {
     .unwrap();
     admin(&format!(
         "CREATE TRIGGER boom BEFORE INSERT ON \"{schema}\".{table} FOR EACH ROW \
-         WHEN (NEW.{column} = convert_to('boom', 'UTF8')) EXECUTE FUNCTION \"{schema}\".boom()"
+         WHEN ({condition}) EXECUTE FUNCTION \"{schema}\".boom()"
     ))
     .unwrap();
 }
@@ -94,7 +94,7 @@ fn a_failed_commit_leaves_nothing() {
     let place = Place::fresh();
     let store = PgStore::open(&place.config).unwrap();
     SessionStore::commit(&store, &[put_session("kept")]).unwrap();
-    sabotage(&place, "retained", "topic");
+    sabotage(&place, "retained", "NEW.topic = convert_to('boom', 'UTF8')");
     let batch = [
         SessionOp::DeleteSession { session: "kept".into() },
         put_session("new"),
@@ -114,7 +114,7 @@ fn a_failed_data_write_leaves_nothing() {
     let store = PgDataStore::open(&place.config, 60_000).unwrap();
     store.set_sinks(&["hook"]).unwrap();
     store.write(&[ingest("r", 1, "x")], 0).unwrap();
-    sabotage(&place, "points", "metric");
+    sabotage(&place, "point_groups", "convert_to('boom', 'UTF8') = ANY(NEW.metrics)");
     assert!(store.write(&[ingest("r", 2, "x"), ingest("r", 3, "boom")], 0).is_err());
     let res = ResourceKey { tenant: "t".into(), resource: "r".into() };
     let ts: Vec<i64> = store.messages(&res, TimeRange::default(), 10, 0).unwrap().iter().map(|m| m.ts).collect();
