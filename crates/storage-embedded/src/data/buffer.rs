@@ -10,6 +10,9 @@
 //! writes slow to the flushes, and active and sealed memtables together stay under about twice
 //! the limit. Sealing changes no durability: what a memtable holds is in the journal already.
 //! A keyspace's sealed memtables count until all of them are flushed, so the wait errs long.
+//! `Keyspace::rotate_memtable`, `sealed_memtable_count` and `id` are fjall's hidden API (not
+//! covered by its semver): a fjall upgrade checks them, and `tests/it/memory.rs` fails if the
+//! bound stops holding.
 
 use std::sync::Mutex;
 use std::thread;
