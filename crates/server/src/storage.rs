@@ -25,6 +25,8 @@ use crate::config::Settings;
 
 /// How often the data store does its background work (sealing chunks, expiring TTL, retention).
 const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
+/// The smallest `[storage] write_buffer_bytes`.
+const MIN_WRITE_BUFFER: u64 = 1 << 20;
 /// How old a tenant's outbox figure may be before the PostgreSQL outbox is asked again.
 const OUTBOX_FIGURE_AGE: Duration = Duration::from_secs(1);
 
@@ -37,6 +39,10 @@ pub(crate) struct RawStorage {
     pool_size: usize,
     schema: Option<String>,
     connect_timeout_secs: u64,
+    write_buffer_bytes: Option<u64>,
+    cache_bytes: Option<u64>,
+    max_tracked_resources: Option<usize>,
+    max_tracked_series: Option<usize>,
 }
 
 impl Default for RawStorage {
@@ -48,6 +54,36 @@ impl Default for RawStorage {
             pool_size: pg.pool_size,
             schema: None,
             connect_timeout_secs: pg.connect_timeout.as_secs(),
+            write_buffer_bytes: None,
+            cache_bytes: None,
+            max_tracked_resources: None,
+            max_tracked_series: None,
+        }
+    }
+}
+
+/// The embedded data store's memory (`[storage]`; see `switchyard_storage_embedded::DataConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedMemory {
+    /// Memtables (writes not yet in tables) before the largest are flushed; writes wait while
+    /// twice this is unflushed.
+    pub write_buffer_bytes: u64,
+    /// The block cache for reads.
+    pub cache_bytes: u64,
+    /// Resources whose message-cache size is kept in memory (beyond: counted from disk).
+    pub max_tracked_resources: usize,
+    /// Series keys kept in memory (beyond: looked up on disk).
+    pub max_tracked_series: usize,
+}
+
+impl Default for EmbeddedMemory {
+    fn default() -> Self {
+        let data = DataConfig::default();
+        EmbeddedMemory {
+            write_buffer_bytes: data.write_buffer_bytes,
+            cache_bytes: data.cache_bytes,
+            max_tracked_resources: data.max_tracked_resources,
+            max_tracked_series: data.max_tracked_series,
         }
     }
 }
@@ -56,7 +92,7 @@ impl Default for RawStorage {
 #[derive(Debug, Clone)]
 pub enum Backend {
     /// Everything in `data_dir`.
-    Embedded,
+    Embedded(EmbeddedMemory),
     /// Everything in one PostgreSQL schema (`Debug` hides the URL).
     Postgres(PgConfig),
 }
@@ -68,9 +104,30 @@ pub(crate) fn check(raw: RawStorage) -> anyhow::Result<Backend> {
             if raw.url.is_some() || raw.schema.is_some() {
                 bail!("storage.url and storage.schema apply to storage.backend = \"postgres\" only");
             }
-            Ok(Backend::Embedded)
+            let default = EmbeddedMemory::default();
+            let memory = EmbeddedMemory {
+                write_buffer_bytes: raw.write_buffer_bytes.unwrap_or(default.write_buffer_bytes),
+                cache_bytes: raw.cache_bytes.unwrap_or(default.cache_bytes),
+                max_tracked_resources: raw.max_tracked_resources.unwrap_or(default.max_tracked_resources),
+                max_tracked_series: raw.max_tracked_series.unwrap_or(default.max_tracked_series),
+            };
+            if memory.max_tracked_resources == 0 || memory.max_tracked_series == 0 {
+                bail!("storage.max_tracked_resources and storage.max_tracked_series must be at least 1");
+            }
+            if memory.write_buffer_bytes < MIN_WRITE_BUFFER {
+                bail!("storage.write_buffer_bytes must be at least {MIN_WRITE_BUFFER} (1 MiB)");
+            }
+            Ok(Backend::Embedded(memory))
         }
         "postgres" | "postgresql" => {
+            let embedded = [raw.write_buffer_bytes, raw.cache_bytes].iter().any(Option::is_some)
+                || [raw.max_tracked_resources, raw.max_tracked_series].iter().any(Option::is_some);
+            if embedded {
+                bail!(
+                    "storage.write_buffer_bytes, cache_bytes, max_tracked_resources and max_tracked_series \
+                     apply to storage.backend = \"embedded\" only"
+                );
+            }
             let Some(url) = raw.url.filter(|u| !u.trim().is_empty()) else {
                 bail!(
                     "storage.backend = \"postgres\" needs storage.url (or SWITCHYARD_STORAGE_URL), \
@@ -138,12 +195,20 @@ pub struct Storage {
 pub fn open(settings: &Settings) -> anyhow::Result<Storage> {
     let window_ms = i64::try_from(settings.idempotency_window.as_millis()).unwrap_or(i64::MAX);
     match &settings.storage {
-        Backend::Embedded => {
+        Backend::Embedded(memory) => {
             let dir = &settings.data_dir;
             let store =
                 Arc::new(EmbeddedStore::open(dir).with_context(|| format!("opening storage in {}", dir.display()))?);
             let retention_ms = settings.retention.map(|r| i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
-            let config = DataConfig { idempotency_window_ms: window_ms, retention_ms, ..DataConfig::default() };
+            let config = DataConfig {
+                idempotency_window_ms: window_ms,
+                retention_ms,
+                write_buffer_bytes: memory.write_buffer_bytes,
+                cache_bytes: memory.cache_bytes,
+                max_tracked_resources: memory.max_tracked_resources,
+                max_tracked_series: memory.max_tracked_series,
+                ..DataConfig::default()
+            };
             let data = Arc::new(
                 EmbeddedDataStore::open(dir, config)
                     .with_context(|| format!("opening the data store in {}", dir.display()))?,
@@ -297,8 +362,26 @@ mod tests {
 
     #[test]
     fn embedded_is_the_default() {
-        assert!(matches!(load("", &[]).unwrap().storage, Backend::Embedded));
-        assert!(matches!(load("[storage]\nbackend = \"embedded\"\n", &[]).unwrap().storage, Backend::Embedded));
+        assert!(matches!(load("", &[]).unwrap().storage, Backend::Embedded(m) if m == EmbeddedMemory::default()));
+        assert!(matches!(load("[storage]\nbackend = \"embedded\"\n", &[]).unwrap().storage, Backend::Embedded(_)));
+    }
+
+    #[test]
+    fn the_embedded_memory_bounds_are_read_and_checked() {
+        let file = "[storage]\nwrite_buffer_bytes = 8388608\ncache_bytes = 1048576\nmax_tracked_series = 5\n";
+        let Backend::Embedded(m) = load(file, &[]).unwrap().storage else { panic!("not embedded") };
+        let expected = EmbeddedMemory {
+            write_buffer_bytes: 8 << 20,
+            cache_bytes: 1 << 20,
+            max_tracked_series: 5,
+            ..EmbeddedMemory::default()
+        };
+        assert_eq!(m, expected);
+        assert!(load("[storage]\nmax_tracked_resources = 0\n", &[]).is_err());
+        let small = load("[storage]\nwrite_buffer_bytes = 1000\n", &[]).unwrap_err();
+        assert!(small.to_string().contains("at least"), "{small}");
+        let pg = "[storage]\nbackend = \"postgres\"\nurl = \"postgres://h/db\"\nwrite_buffer_bytes = 8388608\n";
+        assert!(load(pg, &[]).unwrap_err().to_string().contains("embedded"));
     }
 
     #[test]

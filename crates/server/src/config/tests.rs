@@ -31,7 +31,7 @@ fn example_parses_and_matches_the_defaults() {
     assert_eq!(s.idempotency_window, Duration::from_secs(86_400));
     assert_eq!(s.max_body, switchyard_api::DEFAULT_MAX_BODY);
     // The PostgreSQL lines are commented out: the example runs on embedded storage.
-    assert!(matches!(s.storage, crate::storage::Backend::Embedded));
+    assert!(matches!(s.storage, crate::storage::Backend::Embedded(_)));
 }
 
 #[test]

@@ -43,6 +43,15 @@ impl EmbeddedDataStore {
             let usage = self.disk_usage()?;
             let usage: Vec<String> = usage.iter().map(|(name, bytes)| format!("{name}:{bytes}")).collect();
             tracing::debug!(bytes = %usage.join(" "), "data store on disk");
+            let (buffer, tracked) = (self.write_buffer(), self.tracked());
+            tracing::debug!(
+                memtables_active = buffer.active,
+                memtables_sealed = buffer.sealed,
+                resources = tracked.resources,
+                heads = tracked.heads,
+                series = tracked.series,
+                "data store in memory"
+            );
         }
         Ok(())
     }

@@ -85,8 +85,11 @@ impl EmbeddedDataStore {
                 for (metric, _) in &ingest.points {
                     codec::series_prefix_into(&mut series, &resource, metric)?;
                     if !state.series.contains(&series) && !new_series.contains(&series) {
+                        // Not known in memory: new, or forgotten beyond the cap.
+                        if !self.series.contains_key(&series).map_err(|e| backend("read series", e))? {
+                            writes.insert(&self.series, series.clone(), Vec::new());
+                        }
                         new_series.insert(series.clone());
-                        writes.insert(&self.series, series.clone(), Vec::new());
                     }
                 }
                 writes.insert(&head, key.clone(), codec::head_value(ingest.expires_at, &ingest.points)?);
@@ -113,6 +116,7 @@ impl EmbeddedDataStore {
         for (resource, ts, expires) in heads {
             state.add_head(&resource, part, ts, expires);
         }
+        state.forget_beyond(self.max_tracked_resources, self.max_tracked_series);
         Ok(written)
     }
 

@@ -47,13 +47,21 @@
 //! - A `messageId` is a duplicate while `now < stored_at + window`; deleting messages keeps their
 //!   ids, dropping the tenant forgets them.
 //!
-//! In memory: per resource written since opening, the cache's size and where its oldest entry
-//! may be (so trimming reads only what it deletes); per resource, its head's size, oldest
-//! time and partitions; the set of series keys (so `series` is written once per series).
+//! In memory, each map bounded: per resource written since opening, the cache's size and where
+//! its oldest entry may be (so trimming reads only what it deletes), at most
+//! [`DataConfig::max_tracked_resources`]; per resource with unsealed points, its head's size,
+//! oldest time and partitions (an entry leaves when its head is sealed, so the map holds the
+//! resources written since about [`SEAL_AGE_MS`]); series keys known to be in `series` (so it is
+//! written once per series), at most [`DataConfig::max_tracked_series`]. Beyond a cap, a tenth of
+//! the entries is forgotten, in no particular order: a forgotten cache is counted again from disk
+//! when next written, a forgotten series looked up in `series`. The write buffer (fjall's
+//! memtables) is bounded by [`DataConfig::write_buffer_bytes`] (the `buffer` module), reads by
+//! the block cache, [`DataConfig::cache_bytes`].
 //!
 //! Disk: maintenance drops sealed head partitions and compacts the other keyspaces when
 //! deletions have doubled them (the `compact` module).
 
+mod buffer;
 mod codec;
 mod compact;
 mod head;
@@ -74,6 +82,7 @@ use switchyard_storage::data::{
 };
 use switchyard_storage::{DEFAULT_IDEMPOTENCY_WINDOW_MS, StorageError};
 
+pub use buffer::WriteBuffer;
 use codec::backend;
 pub use head::HEAD_WINDOW_MS;
 
@@ -86,6 +95,11 @@ pub const SEAL_AGE_MS: i64 = 3_600_000;
 /// Largest chunk written: merged runs longer than this are split evenly.
 pub const CHUNK_MAX: usize = 4096;
 
+/// The default of [`DataConfig::write_buffer_bytes`].
+pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
+/// The default of [`DataConfig::cache_bytes`].
+pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 /// How an [`EmbeddedDataStore`] is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataConfig {
@@ -95,6 +109,13 @@ pub struct DataConfig {
     pub cache_bytes: u64,
     /// Journal kept before the oldest writes are flushed to tables, bytes.
     pub journal_bytes: u64,
+    /// Memtables (writes not yet in tables) before the largest are flushed, bytes; writes wait
+    /// while twice this is unflushed (the `buffer` module).
+    pub write_buffer_bytes: u64,
+    /// Resources whose cache size is kept in memory.
+    pub max_tracked_resources: usize,
+    /// Series keys kept in memory.
+    pub max_tracked_series: usize,
     /// Messages and points older than this (by their timestamp) are deleted by maintenance
     /// (see the `retention` module); `None` keeps them until their TTL, if any.
     pub retention_ms: Option<i64>,
@@ -104,11 +125,25 @@ impl Default for DataConfig {
     fn default() -> Self {
         Self {
             idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS,
-            cache_bytes: 32 * 1024 * 1024,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             journal_bytes: 64 * 1024 * 1024,
+            write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
+            max_tracked_resources: 1_000_000,
+            max_tracked_series: 1_000_000,
             retention_ms: None,
         }
     }
+}
+
+/// Entries of the store's in-memory maps ([`EmbeddedDataStore::tracked`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tracked {
+    /// Resources whose cache size is known.
+    pub resources: usize,
+    /// Resources with unsealed points.
+    pub heads: usize,
+    /// Series known to be stored.
+    pub series: usize,
 }
 
 /// Messages and series in `DIR/data/`; see the [module docs](self).
@@ -124,6 +159,11 @@ pub struct EmbeddedDataStore {
     outbox: outbox::Outbox,
     window_ms: i64,
     retention_ms: Option<i64>,
+    write_buffer_bytes: u64,
+    max_tracked_resources: usize,
+    max_tracked_series: usize,
+    /// Memtables the write-buffer bound sealed, until flushed.
+    sealed: buffer::Sealed,
     state: Mutex<State>,
 }
 
@@ -131,11 +171,11 @@ pub struct EmbeddedDataStore {
 struct State {
     /// The next arrival number.
     seq: u64,
-    /// By resource prefix; filled when a resource is first written after opening.
+    /// By resource prefix; filled when a resource is written, capped (see the module docs).
     caches: HashMap<Vec<u8>, Cache>,
-    /// By resource prefix: the unsealed points of resources.
+    /// By resource prefix: the resources with unsealed points.
     heads: HashMap<Vec<u8>, Head>,
-    /// Every series stored (its key in `series`).
+    /// Series known to be stored (their keys in `series`), capped (see the module docs).
     series: HashSet<Vec<u8>>,
     /// The retention cut-off last applied.
     retained_until: Option<i64>,
@@ -192,9 +232,36 @@ impl State {
 
     /// The head of `resource` is empty (sealed or deleted).
     fn clear_head(&mut self, resource: &[u8]) {
-        if let Some(head) = self.heads.insert(resource.to_vec(), Head::empty()) {
+        if let Some(head) = self.heads.remove(resource) {
             self.partitions.leave(&head.parts);
         }
+    }
+}
+
+impl State {
+    /// Forgets entries of the capped maps beyond their caps (see the module docs).
+    fn forget_beyond(&mut self, max_resources: usize, max_series: usize) {
+        if self.caches.len() > max_resources {
+            let mut keep = forgetting(self.caches.len(), max_resources);
+            self.caches.retain(|_, _| keep());
+        }
+        if self.series.len() > max_series {
+            let mut keep = forgetting(self.series.len(), max_series);
+            self.series.retain(|_| keep());
+        }
+    }
+}
+
+/// A `retain` filter for a map of `len` entries capped at `max`: drops the first ones it sees
+/// (in no particular order) until the map is a tenth under the cap.
+fn forgetting(len: usize, max: usize) -> impl FnMut() -> bool {
+    let mut forget = len.saturating_sub(max - max / 10);
+    move || {
+        if forget == 0 {
+            return true;
+        }
+        forget -= 1;
+        false
     }
 }
 
@@ -220,6 +287,10 @@ impl EmbeddedDataStore {
             outbox: outbox::Outbox::open(&db)?,
             window_ms: config.idempotency_window_ms,
             retention_ms: config.retention_ms,
+            write_buffer_bytes: config.write_buffer_bytes,
+            max_tracked_resources: config.max_tracked_resources.max(1),
+            max_tracked_series: config.max_tracked_series.max(1),
+            sealed: buffer::Sealed::default(),
             state: Mutex::default(),
             db,
         };
@@ -235,7 +306,7 @@ impl EmbeddedDataStore {
             let seq: [u8; 8] = seq.as_ref().try_into().map_err(|_| codec::corrupt("seq"))?;
             state.seq = u64::from_be_bytes(seq);
         }
-        for guard in self.series.iter() {
+        for guard in self.series.iter().take(self.max_tracked_series) {
             let key = guard.key().map_err(|e| backend("read series", e))?;
             state.series.insert(key.to_vec());
         }
@@ -276,6 +347,12 @@ impl EmbeddedDataStore {
         ];
         usage.push(("journal", self.db.journal_disk_space().map_err(|e| backend("journal size", e))?));
         Ok(usage)
+    }
+
+    /// Entries of the in-memory maps (see the module docs), for measurements and tests.
+    pub fn tracked(&self) -> Tracked {
+        let state = self.lock();
+        Tracked { resources: state.caches.len(), heads: state.heads.len(), series: state.series.len() }
     }
 
     /// Bytes of sealed chunks and the series index on disk, for measurements.
@@ -351,11 +428,15 @@ impl SeriesStore for EmbeddedDataStore {
 
 impl DataStore for EmbeddedDataStore {
     fn write(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
-        self.write_batch(batch, now, Some(PersistMode::SyncData))
+        let written = self.write_batch(batch, now, Some(PersistMode::SyncData))?;
+        self.bound_write_buffer()?;
+        Ok(written)
     }
 
     fn write_unsynced(&self, batch: &[Ingest], now: i64) -> Result<Vec<Written>, StorageError> {
-        self.write_batch(batch, now, None)
+        let written = self.write_batch(batch, now, None)?;
+        self.bound_write_buffer()?;
+        Ok(written)
     }
 
     fn sync(&self) -> Result<(), StorageError> {

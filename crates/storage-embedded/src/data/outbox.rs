@@ -112,6 +112,11 @@ fn u64_of(value: &[u8], what: &str) -> Result<u64, StorageError> {
 }
 
 impl Outbox {
+    /// Its keyspaces (for the write-buffer bound).
+    pub(super) fn keyspaces(&self) -> [&Keyspace; 2] {
+        [&self.records, &self.meta]
+    }
+
     pub(super) fn open(db: &Database) -> Result<Self, StorageError> {
         let keyspace = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(|e| backend(name, e));
         let outbox = Outbox { records: keyspace("outbox")?, meta: keyspace("outbox_meta")?, state: Mutex::default() };

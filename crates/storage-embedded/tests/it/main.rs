@@ -4,6 +4,7 @@
 
 mod data;
 mod lifecycle;
+mod memory;
 mod outbox;
 mod space;
 
