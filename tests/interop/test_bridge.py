@@ -13,10 +13,12 @@ past its own resource) before any WebSocket upgrade, CONNACK refusals over MQTT.
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 
 import pytest
 
+from brokers import HOST
 from conftest import switchyard_bin
 from hubkit import IdentityBroker, basic, device_key, http, token
 from mqttc import V5, V311, Client, ConnectRefused
@@ -235,6 +237,27 @@ def test_websockets_refuse_wrong_credentials_before_the_upgrade(hub, tenant, app
     assert refused(hub, path, query=f"token={forged}") == 401
     assert refused(hub, path, auth=f"Bearer {forged}") == 401
     assert refused(hub, path, query=f"token={device_token(tenant, resource)[:-2]}") == 401
+
+
+def test_pages_on_other_web_origins_cannot_send_with_cached_credentials(hub, tenant, app):
+    """A browser attaches Basic credentials it cached for the broker to requests any page makes it
+    send: a WebSocket handshake or a POST from another web origin is refused (403) before it is
+    authenticated; the broker's own origin and clients that send no Origin (curl) pass."""
+    resource = rid()
+    path = f"/resources/{resource}/commands/publish"
+    evil = "https://evil.example"
+    assert refused(hub, path, auth=app, origin=evil) == 403
+    Socket(hub, path, auth=app, origin=f"http://{HOST}:{hub.http_port}").close()
+    url = f"http://{HOST}:{hub.http_port}/resources/{resource}/commands"
+    user = f"{tenant['api_key']}:{tenant['api_secret']}"
+
+    def curl(*extra: str) -> str:
+        args = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", user, *extra]
+        args += ["-H", "Content-Type: application/json", "-d", '{"c": 1}', url]
+        return subprocess.run(args, capture_output=True, text=True, timeout=30, check=True).stdout
+
+    assert curl("-H", f"Origin: {evil}") == "403"
+    assert curl() == "200"
 
 
 def test_a_device_token_reaches_only_its_own_streams(hub, tenant):

@@ -29,9 +29,9 @@ def app_query(tenant: dict) -> str:
 class Socket:
     """One data WebSocket, open on construction."""
 
-    def __init__(self, broker, path: str, *, auth: str | None = None, query: str = ""):
+    def __init__(self, broker, path: str, *, auth: str | None = None, query: str = "", origin: str | None = None):
         header = [f"Authorization: {auth}"] if auth else []
-        self.ws = websocket.create_connection(url(broker, path, query), header=header, timeout=TIMEOUT)
+        self.ws = websocket.create_connection(url(broker, path, query), header=header, timeout=TIMEOUT, origin=origin)
 
     def send(self, message) -> None:
         self.ws.send(message if isinstance(message, str) else json.dumps(message))
@@ -66,11 +66,12 @@ class Socket:
         self.close()
 
 
-def refused(broker, path: str, *, auth: str | None = None, query: str = "") -> int:
-    """The HTTP status with which the upgrade of `path` is refused."""
+def refused(broker, path: str, *, auth: str | None = None, query: str = "", origin: str | None = None) -> int:
+    """The HTTP status with which the upgrade of `path` is refused (`origin`: the page's web
+    origin a browser would send; websocket-client's default is the server's own)."""
     header = [f"Authorization: {auth}"] if auth else []
     try:
-        ws = websocket.create_connection(url(broker, path, query), header=header, timeout=TIMEOUT)
+        ws = websocket.create_connection(url(broker, path, query), header=header, timeout=TIMEOUT, origin=origin)
     except websocket.WebSocketBadStatusException as e:
         return e.status_code
     ws.close()

@@ -36,6 +36,7 @@ mod ingest;
 mod ingest_tests;
 mod metrics;
 mod openapi;
+mod origin;
 mod series;
 #[cfg(test)]
 mod series_tests;
@@ -71,6 +72,7 @@ pub use auth::AdminAuth;
 pub use devices::parse_ttl;
 pub use error::ApiError;
 pub use ingest::{DEFAULT_MAX_BODY, IngestConfig};
+pub use origin::{AllowedOrigins, protect};
 pub use serving::{HttpLimits, serve};
 pub use stream::{DEFAULT_MAX_STREAMS, DEFAULT_QUEUE, StreamLimits};
 pub use ws_io::WsIo;

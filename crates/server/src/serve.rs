@@ -128,7 +128,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ws: switchyard_api::WsLimits::new(settings.http_max_websockets),
         streams: switchyard_api::StreamLimits::new(settings.http_max_streams, switchyard_api::DEFAULT_QUEUE),
     };
-    let app = switchyard_api::router(api_state.clone());
+    let app = switchyard_api::protect(switchyard_api::router(api_state.clone()), settings.allowed_origins.clone());
 
     // After the metrics recorder is installed, so the forwarders' lag gauges reach it.
     let forward_stop = CancellationToken::new();

@@ -142,6 +142,7 @@ struct RawHttp {
     max_connections: usize,
     max_websockets: usize,
     max_streams: usize,
+    allowed_origins: Vec<String>,
 }
 
 impl Default for RawHttp {
@@ -152,6 +153,7 @@ impl Default for RawHttp {
             max_connections: 10_000,
             max_websockets: 10_000,
             max_streams: switchyard_api::DEFAULT_MAX_STREAMS,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -257,6 +259,8 @@ pub struct Settings {
     pub http_max_websockets: usize,
     /// Open SSE/NDJSON streams at most; beyond, 503.
     pub http_max_streams: usize,
+    /// Web origins besides the server's own that browsers may send changes from (and CORS).
+    pub allowed_origins: switchyard_api::AllowedOrigins,
     pub tls: Option<TlsFiles>,
     pub allow_anonymous: bool,
     pub anonymous_deny: Vec<DenyRule>,
@@ -450,6 +454,8 @@ impl Settings {
             http_max_connections: raw.http.max_connections,
             http_max_websockets: raw.http.max_websockets,
             http_max_streams: raw.http.max_streams,
+            allowed_origins: switchyard_api::AllowedOrigins::new(&raw.http.allowed_origins)
+                .map_err(|e| anyhow::anyhow!("http.allowed_origins: {e}"))?,
             tls: raw.tls.map(tls_files).transpose()?,
             allow_anonymous: m.allow_anonymous,
             anonymous_deny: deny,
