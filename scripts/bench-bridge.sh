@@ -3,9 +3,10 @@
 #
 # 1. `switchyard bench bridge` for each --path (http-mqtt, mqtt-sse, mqtt-ws) at RATE msg/s,
 #    ROUNDS rounds, one fresh release broker (fresh data directory) per run.
-# 2. `switchyard bench ingest` with no forwarding sink, then with a webhook sink whose port is
-#    closed (down), same parameters, alternating, a fresh broker per run; the sink's lag gauges
-#    are read from /metrics after each run with the sink.
+# 2. `switchyard bench ingest` with no forwarding sink, with a webhook sink that answers every
+#    batch at once (up: a Python receiver here), and with one whose port is closed (down), same
+#    parameters, alternating, a fresh broker per run; the sink's lag gauges are read from
+#    /metrics after each run with a sink. "Intake unchanged while a sink is down" is down / up.
 # Then a table of medians. Everything listens on 127.0.0.1 only; brokers are stopped on exit.
 #
 # Usage: bash scripts/bench-bridge.sh [OUT_DIR]   (default target/bench-bridge/<timestamp>)
@@ -28,9 +29,12 @@ MQTT_PORT=21883
 HTTP_PORT=28080
 # Nothing listens here: the webhook sink is down for the whole run.
 DOWN_PORT=29999
+# A receiver answering 204 to every batch: the webhook sink is up.
+UP_PORT=29998
 
 WORK=$(mktemp -d /tmp/bench-bridge.XXXXXX)
 PID=
+RECEIVER=
 stop_broker() {
     if [ -n "$PID" ]; then
         kill "$PID" 2>/dev/null || true
@@ -40,6 +44,7 @@ stop_broker() {
 }
 cleanup() {
     stop_broker
+    if [ -n "$RECEIVER" ]; then kill "$RECEIVER" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -71,7 +76,28 @@ EOF
 }
 
 printf '[[forward]]\nkind = "webhook"\nname = "down"\nurl = "http://127.0.0.1:%s/hook"\n' $DOWN_PORT >"$WORK/sink.toml"
+printf '[[forward]]\nkind = "webhook"\nname = "up"\nurl = "http://127.0.0.1:%s/hook"\n' $UP_PORT >"$WORK/up.toml"
 printf '' >"$WORK/none.toml"
+if [[ " $ONLY " == *" sink "* ]]; then
+    python3 - $UP_PORT <<'RECV' &
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.end_headers()
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+RECV
+    RECEIVER=$!
+fi
 
 uptime | tee "$OUT/uptime.txt"
 for round in $(seq "$ROUNDS"); do
@@ -86,8 +112,9 @@ for round in $(seq "$ROUNDS"); do
         done
     fi
     if [[ " $ONLY " == *" sink "* ]]; then
-        for sink in none down; do
+        for sink in none up down; do
             config=$WORK/none.toml
+            if [ $sink = up ]; then config=$WORK/up.toml; fi
             if [ $sink = down ]; then config=$WORK/sink.toml; fi
             start_broker "$config"
             SWITCHYARD_BENCH_API_KEY=$(cat "$WORK/apikey") "$SB" bench ingest -n "$INGEST_DEVICES" --protocol 3 \
@@ -122,16 +149,20 @@ for path in ["http-mqtt", "mqtt-sse", "mqtt-ws"]:
           f"| {sum(x['lost'] for x in b)} | {lat('p50_us'):.0f} | {lat('p99_us'):.0f} | {lat('p999_us'):.0f} "
           f"| {lat('max_us'):.0f} | {med([r['broker']['cpu_percent'] for r in rs if r.get('broker')]):.0f} |")
 print()
-none, down = runs("ingest-none-*.json"), runs("ingest-down-*.json")
-if none and down:
-    a = med([r["ingest"]["messages_per_s"] for r in none])
-    b = med([r["ingest"]["messages_per_s"] for r in down])
+sinks = {name: runs(f"ingest-{name}-*.json") for name in ["none", "up", "down"]}
+rate = {name: med([r["ingest"]["messages_per_s"] for r in rs]) for name, rs in sinks.items() if rs}
+if rate:
     print("| forwarding sink | durable acks/s (median) | runs |")
     print("|---|---|---|")
-    print(f"| none | {a:.0f} | {', '.join(str(round(r['ingest']['messages_per_s'])) for r in none)} |")
-    print(f"| webhook, down | {b:.0f} | {', '.join(str(round(r['ingest']['messages_per_s'])) for r in down)} |")
-    print(f"\nratio down / none: {b / a:.2f}")
-    for f in sorted(glob.glob(os.path.join(out, "raw", "ingest-down-*.metrics"))):
+    labels = {"none": "none", "up": "webhook, up", "down": "webhook, down"}
+    for name, rs in sinks.items():
+        if rs:
+            print(f"| {labels[name]} | {rate[name]:.0f} | {', '.join(str(round(r['ingest']['messages_per_s'])) for r in rs)} |")
+    if "down" in rate and "up" in rate:
+        print(f"\nratio down / up: {rate['down'] / rate['up']:.2f}")
+    if "down" in rate and "none" in rate:
+        print(f"ratio down / none: {rate['down'] / rate['none']:.2f}")
+    for f in sorted(glob.glob(os.path.join(out, "raw", "ingest-*.metrics"))):
         print(f"{os.path.basename(f)}: " + " ".join(l.strip() for l in open(f)))
 EOF
 echo "raw reports in $OUT/raw"
