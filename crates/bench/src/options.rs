@@ -84,7 +84,13 @@ pub struct Args {
     #[arg(long)]
     pub username: Option<String>,
     /// Password for every CONNECT (`{i}` is replaced by the client's index).
-    #[arg(long, requires = "username", env = "SWITCHYARD_BENCH_PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        requires = "username",
+        env = "SWITCHYARD_BENCH_PASSWORD",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub password: Option<String>,
     /// Authenticate every client as a device of --tenant, with the device key derived from the
     /// master key in this file (43 characters of base64url) for its client id.
@@ -107,7 +113,13 @@ pub struct Args {
     #[arg(long, requires = "api_key")]
     pub http_port: Option<u16>,
     /// An application key of --tenant as `apiKey:apiSecret`, for --http-port.
-    #[arg(long, requires = "http_port", env = "SWITCHYARD_BENCH_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        requires = "http_port",
+        env = "SWITCHYARD_BENCH_API_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub api_key: Option<String>,
     /// The broker's process id: its resident memory and CPU time are reported.
     #[arg(long)]
@@ -288,6 +300,15 @@ mod tests {
         assert!(o.rate.is_none());
         let o = parse("bench fan-out --protocol 3 -n 7 --qos 0 --rate 1000").unwrap();
         assert_eq!((o.clients, o.qos, o.protocol, o.rate), (7, QoS::AtMostOnce, Protocol::V311, Some(1000)));
+    }
+
+    #[test]
+    fn secrets_may_start_with_a_hyphen() {
+        // Generated key ids and secrets are base64url: `-` is as likely a first character as any.
+        let o = parse("bench fan-in --username u --password -uX9").unwrap();
+        assert!(matches!(o.credentials, Some(Credentials::Password { password: Some(ref p), .. }) if p == "-uX9"));
+        let o = parse("bench bridge --http-port 8080 --api-key -k1:-s2").unwrap();
+        assert_eq!(o.http.map(|h| h.api_key), Some("-k1:-s2".to_string()));
     }
 
     #[test]

@@ -138,7 +138,8 @@ struct Cli {
 
 /// Run `switchyard bench <line>` against a fresh broker and return its report as parsed JSON.
 /// In `line`, `{master_key_file}`, `{app_username}`, `{app_password}`, `{http_port}` and
-/// `{api_key}` stand for the tenant's and the broker's.
+/// `{api_key}` stand for the tenant's and the broker's. Secrets may start with `-`
+/// (base64url), which the options take as values.
 async fn bench(line: &str) -> Value {
     let broker = TestBroker::start().await;
     let json = bench_on(&broker, line).await;
