@@ -45,8 +45,8 @@ pub enum DeviceCommand {
     },
     /// Print a connection token for a device, signed with its key (no server needed).
     Token {
-        /// The device key (43 characters of unpadded base64url).
-        #[arg(long)]
+        /// The device key (43 characters of unpadded base64url; it may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         key: String,
         /// The tenant's domain (the token's issuer).
         #[arg(long)]

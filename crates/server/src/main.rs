@@ -95,3 +95,20 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, identity};
+
+    #[test]
+    fn a_device_key_may_start_with_a_hyphen() {
+        // Keys are base64url: one in 64 starts with `-`, which must stay the option's value.
+        let line = ["switchyard", "device", "token", "--key", "-uX9", "--domain", "a.example", "dev-1"];
+        let cli = Cli::try_parse_from(line).expect("parsed");
+        assert!(
+            matches!(cli.command, Command::Device { command: identity::DeviceCommand::Token { ref key, .. } } if key == "-uX9")
+        );
+    }
+}
