@@ -61,16 +61,9 @@ impl WebhookSink {
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         // Only an https:// sink reads the system's roots; a plain one never makes a handshake.
-        let connector = if https {
-            let tls = crate::tls::client_config(ca_file)?;
-            HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(http)
-        } else {
-            HttpsConnectorBuilder::new()
-                .with_tls_config(crate::tls::plain_only()?)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(http)
-        };
+        let tls = if https { crate::tls::client_config(ca_file)? } else { crate::tls::plain_only()? };
+        let connector =
+            HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(connector);
         Ok(WebhookSink { uri, secrets: secrets.iter().map(|s| Secret::new(s)).collect(), timeout, client })
     }
