@@ -130,10 +130,8 @@ impl JetStreamSink {
         if config.max_in_flight == 0 {
             return bad("jetstream max_in_flight must be at least 1".into());
         }
-        if let Some(ca_file) = &config.ca_file
-            && let Err(e) = std::fs::metadata(ca_file)
-        {
-            return bad(format!("jetstream ca_file {}: {e}", ca_file.display()));
+        if let Some(ca_file) = &config.ca_file {
+            crate::tls::ca_certificates(ca_file).map_err(|why| ForwardError::Config(format!("jetstream {why}")))?;
         }
         Ok(JetStreamSink { config, context: Mutex::new(None) })
     }
@@ -330,5 +328,20 @@ mod tests {
         }
         assert!(JetStreamSink::new(JetStreamConfig { max_in_flight: 0, ..config() }).is_err());
         assert!(JetStreamSink::new(JetStreamConfig { url: String::new(), ..config() }).is_err());
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_refuses_the_start() {
+        let dir = std::env::temp_dir().join(format!("sy-js-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbled = dir.join("garbled.pem");
+        std::fs::write(&garbled, "not a certificate\n").unwrap();
+        let missing = dir.join("missing.pem");
+        for path in [garbled, missing] {
+            let err = JetStreamSink::new(JetStreamConfig { ca_file: Some(path.clone()), ..config() }).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("jetstream ca_file") && text.contains(&path.display().to_string()), "{text}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

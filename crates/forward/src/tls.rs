@@ -17,16 +17,8 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, For
     let system = rustls_native_certs::load_native_certs();
     let (added, _ignored) = roots.add_parsable_certificates(system.certs);
     if let Some(path) = ca_file {
-        let bad = |why: String| ForwardError::Config(format!("ca_file {}: {why}", path.display()));
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| bad(e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(bad("no certificate in it".into()));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        for cert in ca_certificates(path).map_err(ForwardError::Config)? {
+            roots.add(cert).map_err(|e| ForwardError::Config(format!("ca_file {}: {e}", path.display())))?;
         }
     } else if added == 0 {
         return Err(ForwardError::Config(
@@ -34,6 +26,21 @@ pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, For
         ));
     }
     with_roots(roots)
+}
+
+/// The certificates of the PEM file `path`; fails, naming the file, when it cannot be read or
+/// holds none. Every sink with a `ca_file` checks it this way at start, so a garbled file
+/// refuses the start instead of failing each connection attempt.
+pub fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bad = |why: String| format!("ca_file {}: {why}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 /// A configuration for a connector that only ever speaks plain HTTP: it trusts no root.
