@@ -14,6 +14,9 @@
   (not only hidden) is checked in the embedded store's own tests, where disk use is observable.
 - Retention (`[pipeline] retention = "1h"`): data timestamped older than that is deleted by the
   broker's maintenance (every 10 s), newer data stays.
+- Per-tenant settings (`message_cache`, `retention_s` on `/admin/tenants`): a tenant's resources
+  keep its own number of messages, and its data expires that long after it was received; 0
+  returns to the server's defaults; values out of bounds are refused and create nothing.
 - Deletion over real HTTP (`metrics`, `onlytimeseries`, range) is in test_data.py; here: bad
   input is refused over both protocols, naming the field: HTTP 400 in `details`, MQTT 5.0 PUBACK
   0x99 in its reason string, with the connection kept; nothing is stored.
@@ -362,3 +365,39 @@ def nested(depth: int) -> dict:
         value = {"a": value}
     return value  # type: ignore[return-value]
 
+
+def test_tenant_message_cache_and_retention(hub):
+    admin = f"Bearer {hub.credentials()['admin_token']}"
+    domain = f"t{uuid.uuid4().hex[:8]}.example"
+    wanted = {"domain": domain, "message_cache": 3, "retention_s": 2}
+    status, made, _ = http(hub, "POST", "/admin/tenants", admin, wanted)
+    assert status == 201, made
+    status, shown, _ = http(hub, "GET", f"/admin/tenants/{domain}", admin)
+    assert (shown["message_cache"], shown["retention_s"]) == (3, 2), shown
+    app = basic(made["api_key"], made["api_secret"])
+    resource = rid()
+    now = int(time.time() * 1000)
+    events = [{"timestamp": now - 1000 * i, "temp": i} for i in range(5)]
+    status, body, _ = http(hub, "POST", f"/resources/{resource}/events", app, events)
+    assert status == 200, body
+    # The cache keeps the tenant's 3 newest; the points all arrive, then expire with the messages.
+    frm, until = now - 60_000, now + 1
+    kept = all_messages(hub, app, resource)
+    assert [m["temp"] for m in kept] in ([0, 1, 2], []), kept  # [] only if 2 s passed already
+    poll("the tenant's retention expires its messages", lambda: all_messages(hub, app, resource) == [])
+    poll("the tenant's retention expires its points", lambda: count(hub, app, resource, "temp", frm, until) == 0)
+
+    # Back to the server's defaults (this broker's message_cache is 20000, no retention).
+    status, shown, _ = http(hub, "PATCH", f"/admin/tenants/{domain}", admin, {"message_cache": 0, "retention_s": 0})
+    assert status == 200 and (shown["message_cache"], shown["retention_s"]) == (None, None), shown
+    status, body, _ = http(hub, "POST", f"/resources/{resource}/events", app, events)
+    assert status == 200, body
+    assert [m["temp"] for m in all_messages(hub, app, resource)] == [0, 1, 2, 3, 4]
+
+    for bad in ({"message_cache": 100_001}, {"retention_s": 101 * 365 * 86_400}):
+        status, body, _ = http(hub, "PATCH", f"/admin/tenants/{domain}", admin, bad)
+        assert status == 400, body
+        other = f"t{uuid.uuid4().hex[:8]}.example"
+        status, body, _ = http(hub, "POST", "/admin/tenants", admin, {"domain": other, **bad})
+        assert status == 400, body
+        assert http(hub, "GET", f"/admin/tenants/{other}", admin)[0] == 404

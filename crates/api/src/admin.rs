@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchyard_hub::{MAX_TOKEN_LIFETIME_CAP, TenantSettings, tenant_credentials};
+use switchyard_hub::{TenantSettings, tenant_credentials};
 use switchyard_identity::{Domain, Tenant};
 
 use crate::ApiState;
@@ -46,6 +46,8 @@ fn tenant_json(t: &Tenant) -> Value {
         "disabled": t.disabled,
         "require_registration": t.require_registration,
         "max_token_lifetime_s": t.max_token_lifetime.as_secs(),
+        "message_cache": t.message_cache,
+        "retention_s": t.retention_secs,
         "previous_key_retires": t.keys.previous.as_ref().map(|p| p.retire_at_ms),
     })
 }
@@ -60,11 +62,15 @@ fn path_domain(path: Result<Path<String>, PathRejection>) -> Result<Domain, ApiE
     domain(&raw)
 }
 
+/// The settings a tenant can be created or patched with. `message_cache` and `retention_s` set
+/// to 0 return to the server's defaults (`null` in answers).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
     require_registration: Option<bool>,
     max_token_lifetime_s: Option<u64>,
+    message_cache: Option<u32>,
+    retention_s: Option<u64>,
 }
 
 impl Settings {
@@ -72,11 +78,9 @@ impl Settings {
         TenantSettings {
             require_registration: self.require_registration,
             max_token_lifetime: self.max_token_lifetime_s.map(Duration::from_secs),
+            message_cache: self.message_cache.map(|n| (n > 0).then_some(n)),
+            retention: self.retention_s.map(|s| (s > 0).then(|| Duration::from_secs(s))),
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.require_registration.is_none() && self.max_token_lifetime_s.is_none()
     }
 }
 
@@ -86,6 +90,8 @@ struct NewTenant {
     domain: Option<String>,
     require_registration: Option<bool>,
     max_token_lifetime_s: Option<u64>,
+    message_cache: Option<u32>,
+    retention_s: Option<u64>,
 }
 
 async fn create(
@@ -96,21 +102,20 @@ async fn create(
     let req: NewTenant = json_body(&body?)?;
     let raw = req.domain.ok_or_else(|| ApiError::bad_request("domain is required", vec![]))?;
     let domain = domain(&raw)?;
-    let wanted =
-        Settings { require_registration: req.require_registration, max_token_lifetime_s: req.max_token_lifetime_s };
-    if let Some(s) = wanted.max_token_lifetime_s
-        && (s == 0 || s > MAX_TOKEN_LIFETIME_CAP.as_secs())
-    {
-        let limit = MAX_TOKEN_LIFETIME_CAP.as_secs();
-        return Err(ApiError::bad_request(format!("max_token_lifetime_s must be between 1 and {limit}"), vec![]));
+    let settings = Settings {
+        require_registration: req.require_registration,
+        max_token_lifetime_s: req.max_token_lifetime_s,
+        message_cache: req.message_cache,
+        retention_s: req.retention_s,
     }
-    let settings = wanted.typed();
-    let has_settings = !wanted.is_empty();
+    .typed();
+    // Checked before the tenant exists, so a bad setting creates nothing.
+    settings.validate()?;
     let provisioned = state
         .hub
         .blocking(move |r| {
             let p = r.create_tenant(domain)?;
-            if has_settings {
+            if settings != TenantSettings::default() {
                 r.update_tenant_settings(&p.tenant.domain, &settings)?;
             }
             Ok(p)

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use switchyard_identity::{
-    ApiKey, ApiKeyId, ApiSecret, Domain, KeyFile, MasterKey, Provisioned, SecretHash, Tenant, TenantKeys,
+    ApiKey, ApiKeyId, ApiSecret, Domain, KeyFile, MAX_MESSAGE_CACHE, MAX_RETENTION, MasterKey, Provisioned, SecretHash,
+    Tenant, TenantKeys,
 };
 use switchyard_storage::{RegistryOp, RegistryStore, Table};
 
@@ -31,12 +32,43 @@ pub struct TenantEntry {
 }
 
 /// Changes to a tenant's settings; `None` keeps the current value.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TenantSettings {
     /// Refuse devices without a registry row.
     pub require_registration: Option<bool>,
     /// Longest connection token lifetime.
     pub max_token_lifetime: Option<Duration>,
+    /// Messages each resource's cache keeps; `Some(None)` returns to the server's default.
+    pub message_cache: Option<Option<u32>>,
+    /// How long data is kept after it is received; `Some(None)` keeps it as long as the
+    /// server does.
+    pub retention: Option<Option<Duration>>,
+}
+
+impl TenantSettings {
+    /// Refuses values out of bounds: a token lifetime of 1 s to [`MAX_TOKEN_LIFETIME_CAP`], a
+    /// message cache of 1 to [`MAX_MESSAGE_CACHE`], a retention of 1 s to [`MAX_RETENTION`].
+    pub fn validate(&self) -> Result<(), HubError> {
+        if let Some(max) = self.max_token_lifetime
+            && (max.as_secs() == 0 || max > MAX_TOKEN_LIFETIME_CAP)
+        {
+            return Err(HubError::Invalid(format!(
+                "max token lifetime must be between 1 s and {} s",
+                MAX_TOKEN_LIFETIME_CAP.as_secs()
+            )));
+        }
+        if let Some(Some(keep)) = self.message_cache
+            && !(1..=MAX_MESSAGE_CACHE).contains(&keep)
+        {
+            return Err(HubError::Invalid(format!("message cache must be between 1 and {MAX_MESSAGE_CACHE}")));
+        }
+        if let Some(Some(retention)) = self.retention
+            && (retention.as_secs() == 0 || retention > MAX_RETENTION)
+        {
+            return Err(HubError::Invalid(format!("retention must be between 1 s and {} s", MAX_RETENTION.as_secs())));
+        }
+        Ok(())
+    }
 }
 
 /// Longest token lifetime a tenant may allow.
@@ -177,20 +209,19 @@ impl Registry {
 
     /// Changes a tenant's settings.
     pub fn update_tenant_settings(&self, domain: &Domain, settings: &TenantSettings) -> Result<Tenant, HubError> {
-        if let Some(max) = settings.max_token_lifetime
-            && (max.as_secs() == 0 || max > MAX_TOKEN_LIFETIME_CAP)
-        {
-            return Err(HubError::Invalid(format!(
-                "max token lifetime must be between 1 s and {} s",
-                MAX_TOKEN_LIFETIME_CAP.as_secs()
-            )));
-        }
+        settings.validate()?;
         self.update_tenant(domain, |t, keys| {
             if let Some(r) = settings.require_registration {
                 t.require_registration = r;
             }
             if let Some(max) = settings.max_token_lifetime {
                 t.max_token_lifetime = max;
+            }
+            if let Some(keep) = settings.message_cache {
+                t.message_cache = keep;
+            }
+            if let Some(retention) = settings.retention {
+                t.retention_secs = retention.map(|r| r.as_secs());
             }
             Ok(keys.clone())
         })

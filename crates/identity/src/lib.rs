@@ -41,7 +41,7 @@ pub use ids::{ApiKeyId, AppIdentity, DeviceIdentity, Domain, IdError, Identity, 
 pub use keyfile::{KeyFile, KeyFileError, SealError, SealedKey, check_private};
 pub use keys::{DEFAULT_ROTATION_GRACE, SealedTenantKeys, TenantKeys};
 pub use limiter::{AuthLimiter, LimitRule, LimiterConfig, Locked, Throttled};
-pub use registry::{ApiKey, Device, Provisioned, RotateError, Tenant};
+pub use registry::{ApiKey, Device, MAX_MESSAGE_CACHE, MAX_RETENTION, Provisioned, RotateError, Tenant};
 pub use secret::{AdminToken, ApiSecret, DeviceKey, EntropyError, MasterKey, SecretHash, SecretParseError};
 pub use token::{Claims, DeviceToken, TokenError, TokenPolicy, mint_token, verify_token};
 pub use topic::{Channel, TenantFilter, TenantTopic};

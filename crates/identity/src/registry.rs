@@ -12,6 +12,14 @@ use crate::keys::{SealedTenantKeys, TenantKeys};
 use crate::secret::{ApiSecret, EntropyError, MasterKey, SecretHash};
 use crate::token::TokenPolicy;
 
+/// Largest message cache per resource a tenant or the server may set: the cache is per
+/// resource, so this times the number of resources is what a store holds.
+pub const MAX_MESSAGE_CACHE: u32 = 100_000;
+
+/// Longest retention (and `ttl`): 100 years of 365 days. Anything longer is a mistake, and the
+/// bound keeps `now + retention` far from overflow.
+pub const MAX_RETENTION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
@@ -28,6 +36,13 @@ pub struct Tenant {
     /// Longest allowed token lifetime (stored as whole seconds, `max_token_lifetime_s`).
     #[serde(rename = "max_token_lifetime_s", with = "duration_secs", default = "default_max_lifetime")]
     pub max_token_lifetime: Duration,
+    /// Messages each resource's cache keeps; `None`: the server's `[pipeline] message_cache`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_cache: Option<u32>,
+    /// How long the tenant's data is kept after it is received, in whole seconds; `None`: as
+    /// long as the server keeps it (`[pipeline] retention`, or forever).
+    #[serde(default, rename = "retention_s", skip_serializing_if = "Option::is_none")]
+    pub retention_secs: Option<u64>,
     /// The master keys, sealed by the server's key file.
     pub keys: SealedTenantKeys,
 }
@@ -87,6 +102,8 @@ impl Tenant {
                 disabled: false,
                 require_registration: false,
                 max_token_lifetime: TokenPolicy::DEFAULT_MAX_LIFETIME,
+                message_cache: None,
+                retention_secs: None,
                 keys,
             },
             api_key,

@@ -8,9 +8,7 @@ use serde::Deserialize;
 
 use crate::normalize::{DEPTH_CEILING, Limits};
 
-/// Largest `message_cache` accepted: the cache is per resource, so this times the number of
-/// resources is what a store holds.
-pub const MAX_MESSAGE_CACHE: u32 = 100_000;
+pub use switchyard_identity::MAX_MESSAGE_CACHE;
 
 /// `[pipeline]`: defaults as in SPEC §7 and [`Limits::default`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use switchyard_broker::{Intake, IntakeHook, Principal};
@@ -24,8 +25,18 @@ use crate::error::IntakeError;
 use crate::normalize::{Channel, Context, Limits, Normalized, normalize};
 use crate::options::Options;
 
-/// A tenant's own message cache size, when it has one (`None`: the configured default).
-type KeepLookup = dyn Fn(&Domain) -> Option<u32> + Send + Sync;
+/// A tenant's own data settings, where it has them (SPEC §4.2, §4.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantData {
+    /// Messages each resource's cache keeps; `None`: [`PipelineConfig::message_cache`].
+    pub message_cache: Option<u32>,
+    /// Stored data expires this long after it is received (a shorter `ttl` wins); `None`: it is
+    /// kept as long as the store keeps it.
+    pub retention: Option<Duration>,
+}
+
+/// Looks up a tenant's [`TenantData`].
+type TenantLookup = dyn Fn(&Domain) -> TenantData + Send + Sync;
 
 /// Whether a tenant's forwarding outbox is full.
 type OutboxFull = dyn Fn(&Domain) -> bool + Send + Sync;
@@ -34,7 +45,7 @@ type OutboxFull = dyn Fn(&Domain) -> bool + Send + Sync;
 pub struct Pipeline {
     config: PipelineConfig,
     limits: Limits,
-    keep_for: Option<Arc<KeepLookup>>,
+    tenant_data: Option<Arc<TenantLookup>>,
     outbox_full: Option<Arc<OutboxFull>>,
 }
 
@@ -48,14 +59,18 @@ impl Pipeline {
     /// A pipeline with these settings (validate them first with [`PipelineConfig::validate`]).
     pub fn new(config: PipelineConfig) -> Pipeline {
         let limits = config.limits();
-        Pipeline { config, limits, keep_for: None, outbox_full: None }
+        Pipeline { config, limits, tenant_data: None, outbox_full: None }
     }
 
-    /// Looks up each tenant's message cache size (a per-tenant setting) through `keep_for`;
-    /// tenants for which it answers `None` keep [`PipelineConfig::message_cache`] messages.
-    pub fn with_tenant_keep(mut self, keep_for: impl Fn(&Domain) -> Option<u32> + Send + Sync + 'static) -> Pipeline {
-        self.keep_for = Some(Arc::new(keep_for));
+    /// Looks up each tenant's own settings (message cache size, retention) through `lookup`,
+    /// once per request or PUBLISH, so a change applies from the next message on.
+    pub fn with_tenant_data(mut self, lookup: impl Fn(&Domain) -> TenantData + Send + Sync + 'static) -> Pipeline {
+        self.tenant_data = Some(Arc::new(lookup));
         self
+    }
+
+    fn tenant_data(&self, tenant: &Domain) -> TenantData {
+        self.tenant_data.as_ref().map(|f| f(tenant)).unwrap_or_default()
     }
 
     /// Refuses forwarded messages of tenants for which `full` answers true (their forwarding
@@ -77,7 +92,11 @@ impl Pipeline {
 
     /// How many messages a resource of `tenant` keeps.
     pub fn keep(&self, tenant: &Domain) -> u32 {
-        self.keep_for.as_ref().and_then(|f| f(tenant)).unwrap_or(self.config.message_cache).max(1)
+        self.keep_of(&self.tenant_data(tenant))
+    }
+
+    fn keep_of(&self, data: &TenantData) -> u32 {
+        data.message_cache.unwrap_or(self.config.message_cache).max(1)
     }
 
     /// An HTTP or WebSocket request body of `tenant`: `POST /resources/{id}/events` passes the
@@ -113,7 +132,17 @@ impl Pipeline {
                 details: vec!["the tenant's messages wait for a forwarding sink; try again later".into()],
             });
         }
-        let ctx = Context { tenant, resource, now_ms, options, keep: self.keep(tenant), limits: &self.limits, channel };
+        let data = self.tenant_data(tenant);
+        let ctx = Context {
+            tenant,
+            resource,
+            now_ms,
+            options,
+            keep: self.keep_of(&data),
+            retention: data.retention,
+            limits: &self.limits,
+            channel,
+        };
         normalize(body, &ctx)
     }
 
@@ -266,8 +295,10 @@ mod tests {
 
     #[test]
     fn http_uses_options_and_tenant_keep() {
-        let p = Pipeline::new(PipelineConfig::default())
-            .with_tenant_keep(|d| (d.as_str() == "app.example.com").then_some(7));
+        let p = Pipeline::new(PipelineConfig::default()).with_tenant_data(|d| TenantData {
+            message_cache: (d.as_str() == "app.example.com").then_some(7),
+            retention: None,
+        });
         let options = Options::from_query("ttl=10s").unwrap();
         let n = p.http(&domain(), None, br#"[{"resource":"a","x":1},{"resource":"b","x":2}]"#, options, 5_000).unwrap();
         assert_eq!(n.count, 2);
@@ -283,6 +314,32 @@ mod tests {
         assert_eq!(serde_json::from_slice::<serde_json::Value>(&n.payload).unwrap()["x"], 1);
         let e = p.http_query(&domain(), None, br#"{"x":1}"#, "ttl=never", 5).unwrap_err();
         assert_eq!(e.error, "invalid options");
+    }
+
+    #[test]
+    fn a_tenant_retention_bounds_what_is_stored_not_what_is_delivered() {
+        let p = Pipeline::new(PipelineConfig::default()).with_tenant_data(|d| TenantData {
+            message_cache: None,
+            retention: (d.as_str() == "app.example.com").then_some(Duration::from_secs(60)),
+        });
+        let expiry = |query: &str| {
+            let n =
+                p.http_query(&domain(), Some(&ResourceId::parse("a").unwrap()), br#"{"x":1}"#, query, 5_000).unwrap();
+            (n.data[0].expires_at, n.options.ttl)
+        };
+        assert_eq!(expiry(""), (Some(65_000), None), "retention alone");
+        assert_eq!(expiry("ttl=10s"), (Some(15_000), Some(Duration::from_secs(10))), "a shorter ttl wins");
+        assert_eq!(expiry("ttl=1h"), (Some(65_000), Some(Duration::from_secs(3600))), "retention caps a longer ttl");
+        // Over MQTT alike; another tenant keeps its data as long as the store does.
+        let payload = Bytes::from_static(br#"{"x":1}"#);
+        let Intake::Store { data, .. } = p.intake(&device("d"), "app.example.com/resources/d/events", &payload, 1_000)
+        else {
+            panic!("not stored")
+        };
+        assert_eq!(data[0].expires_at, Some(61_000));
+        let other = Domain::parse("other.example.com").unwrap();
+        let n = p.http(&other, None, br#"{"resource":"a","x":1}"#, Options::default(), 5_000).unwrap();
+        assert_eq!(n.data[0].expires_at, None);
     }
 
     #[test]

@@ -21,6 +21,6 @@ pub mod timestamp;
 
 pub use config::{ConfigError, PipelineConfig};
 pub use error::{ErrorKind, IntakeError, MAX_DETAILS};
-pub use hook::Pipeline;
+pub use hook::{Pipeline, TenantData};
 pub use normalize::{Channel, Context, DEPTH_CEILING, Limits, Normalized, RESERVED, normalize};
 pub use options::{DurationError, MAX_TTL, Options, parse_duration, parse_ttl};

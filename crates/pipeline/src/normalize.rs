@@ -89,6 +89,9 @@ pub struct Context<'a> {
     pub options: Options,
     /// Messages the resource's cache keeps (the tenant's setting).
     pub keep: u32,
+    /// The tenant's retention: stored data expires this long after `now_ms` at the latest
+    /// (a shorter `ttl` still wins). Live delivery is not affected.
+    pub retention: Option<std::time::Duration>,
     pub limits: &'a Limits,
     /// Events or commands: a command is normalized the same way but yields no metrics.
     pub channel: Channel,
@@ -128,7 +131,12 @@ pub fn normalize(input: &[u8], ctx: &Context<'_>) -> Result<Normalized, IntakeEr
 
     let tenant: Arc<str> = Arc::from(ctx.tenant.as_str());
     let path_resource: Option<Arc<str>> = ctx.resource.map(|r| Arc::from(r.as_str()));
-    let expires_at = ctx.options.expires_at(ctx.now_ms);
+    let retained_until =
+        ctx.retention.map(|r| ctx.now_ms.saturating_add(i64::try_from(r.as_millis()).unwrap_or(i64::MAX)));
+    let expires_at = match (ctx.options.expires_at(ctx.now_ms), retained_until) {
+        (Some(ttl), Some(retention)) => Some(ttl.min(retention)),
+        (ttl, retention) => ttl.or(retention),
+    };
     let mut details = Details::default();
     let mut records = Vec::with_capacity(messages.len());
     for (i, map) in messages.into_iter().enumerate() {

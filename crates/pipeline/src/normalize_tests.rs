@@ -33,6 +33,7 @@ fn run_with(
         now_ms: NOW,
         options,
         keep: 100,
+        retention: None,
         limits,
         channel: Channel::Events,
     };

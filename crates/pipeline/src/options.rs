@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::error::IntakeError;
 
-/// The longest `ttl` accepted: 100 years of 365 days.
-pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+/// The longest `ttl` accepted: 100 years of 365 days, the longest retention.
+pub const MAX_TTL: Duration = switchyard_identity::MAX_RETENTION;
 
 /// What to do with the messages of one request. MQTT publishes use the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use anyhow::Context;
 use switchyard_broker::{AnonymousAuth, Broker, DataPath};
 use switchyard_hub::{DEFAULT_DEVICE_CACHE, Hub, HubConfig, INITIAL_CREDENTIALS, Registry, system_clock};
 use switchyard_identity::{KeyFile, check_private};
-use switchyard_pipeline::Pipeline;
+use switchyard_pipeline::{Pipeline, TenantData};
 use switchyard_storage::RegistryStore;
 use switchyard_transport::{ListenerLimits, TlsSource};
 use tokio::net::TcpListener;
@@ -73,7 +73,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         let (settings, registry) = (settings.clone(), Arc::clone(&storage.registry));
         off_runtime(move || open_hub(&settings, registry, key_file)).await?
     };
-    let mut pipeline = Pipeline::new(settings.pipeline.clone());
+    let registry = Arc::clone(hub.registry());
+    let mut pipeline = Pipeline::new(settings.pipeline.clone()).with_tenant_data(move |domain| {
+        let tenant = registry.tenant(domain);
+        tenant
+            .map(|e| TenantData {
+                message_cache: e.tenant.message_cache,
+                retention: e.tenant.retention_secs.map(Duration::from_secs),
+            })
+            .unwrap_or_default()
+    });
     if !settings.forward.is_empty() {
         // Checked per request, without I/O on the request's path: see docs/forwarding.md.
         pipeline = pipeline.with_outbox_bound(storage.outbox_full(settings.max_outbox_bytes));

@@ -58,13 +58,33 @@ fn tenants_create_list_disable_delete() {
 fn tenant_settings_are_checked() {
     on_both(|reg, _| {
         reg.create_tenant(d("a")).unwrap();
-        let s = TenantSettings { require_registration: Some(true), max_token_lifetime: Some(Duration::from_secs(60)) };
+        let s = TenantSettings {
+            require_registration: Some(true),
+            max_token_lifetime: Some(Duration::from_secs(60)),
+            message_cache: Some(Some(7)),
+            retention: Some(Some(Duration::from_secs(3600))),
+        };
         let t = reg.update_tenant_settings(&d("a"), &s).unwrap();
         assert!(t.require_registration);
         assert_eq!(t.max_token_lifetime, Duration::from_secs(60));
+        assert_eq!((t.message_cache, t.retention_secs), (Some(7), Some(3600)));
+        // None keeps a setting; Some(None) returns to the server's default.
+        let t = reg.update_tenant_settings(&d("a"), &TenantSettings::default()).unwrap();
+        assert_eq!((t.message_cache, t.retention_secs), (Some(7), Some(3600)));
+        let s = TenantSettings { message_cache: Some(None), retention: Some(None), ..Default::default() };
+        let t = reg.update_tenant_settings(&d("a"), &s).unwrap();
+        assert_eq!((t.message_cache, t.retention_secs), (None, None));
         for bad in [Duration::ZERO, Duration::from_secs(400 * 24 * 3600)] {
             let s = TenantSettings { max_token_lifetime: Some(bad), ..Default::default() };
             assert!(matches!(reg.update_tenant_settings(&d("a"), &s), Err(HubError::Invalid(_))));
+        }
+        for bad in [
+            TenantSettings { message_cache: Some(Some(0)), ..Default::default() },
+            TenantSettings { message_cache: Some(Some(100_001)), ..Default::default() },
+            TenantSettings { retention: Some(Some(Duration::ZERO)), ..Default::default() },
+            TenantSettings { retention: Some(Some(Duration::from_secs(101 * 365 * 86_400))), ..Default::default() },
+        ] {
+            assert!(matches!(reg.update_tenant_settings(&d("a"), &bad), Err(HubError::Invalid(_))), "{bad:?}");
         }
         assert!(matches!(
             reg.update_tenant_settings(&d("zz"), &TenantSettings::default()),
