@@ -371,13 +371,19 @@ pub(crate) async fn run<S: Sink>(
                     records.iter().for_each(|r| progress.tracker.sent(r.seq, r.at));
                     'handoff: for (lane, batch) in batches(records, &config) {
                         // A lane retrying a sink that is down holds this up: the lag still
-                        // grows meanwhile, and the gauges show it.
+                        // grows meanwhile, and the gauges show it. A replay is taken at once:
+                        // it restarts the lanes and reads again from the rewound cursor, so
+                        // the batches not handed over yet are not lost.
                         let send = lanes.senders[lane].send(batch);
                         tokio::pin!(send);
                         loop {
                             tokio::select! {
                                 _ = shutdown.cancelled() => break 'handoff,
                                 sent = &mut send => if sent.is_err() { break 'handoff } else { break },
+                                Some(request) = control.recv() => {
+                                    pending = Some(request);
+                                    break 'handoff;
+                                }
                                 _ = tokio::time::sleep(config.poll) => {
                                     progress.settle(&mut lanes.done).await;
                                 }

@@ -168,6 +168,31 @@ async fn replay_sends_again_from_a_time_and_shutdown_keeps_the_cursor() {
     shutdown.cancel();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_replay_is_answered_while_the_sink_is_down() {
+    let store = MemoryDataStore::default();
+    let sink = Arc::new(Scripted { fail: AtomicUsize::new(usize::MAX), ..Default::default() });
+    let shutdown = CancellationToken::new();
+    // One lane of one-record batches: the runner waits to hand the third batch to the lane,
+    // which retries the first for as long as the sink is down.
+    let config = RunConfig { lanes: 1, batch_records: 1, ..config() };
+    let (forwarder, tasks) = start_with(config, &store, &sink, &shutdown);
+    store.write(&(0..10).map(|n| ingest("a", n)).collect::<Vec<_>>(), 0).unwrap();
+    let mut calls = sink.calls.subscribe();
+    calls.wait_for(|calls| *calls >= 3).await.unwrap();
+    // Virtual time: an hour of retries passes in no time, and the replay must not wait for them.
+    let answer = tokio::time::timeout(Duration::from_secs(3600), forwarder.replay("hook", 0)).await;
+    assert_eq!(answer.expect("the replay is answered while the sink is down").unwrap(), 0);
+
+    sink.fail.store(0, Ordering::SeqCst);
+    until(|| store.cursor("hook").unwrap() == Some(10)).await;
+    let got = sink.got.lock().unwrap().clone();
+    assert_eq!(got.iter().map(|(_, seq)| *seq).collect::<Vec<_>>(), (1..=10).collect::<Vec<u64>>());
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+}
+
 /// The gauges the sink tasks set, each one watched by the test; other metrics go nowhere.
 #[derive(Default)]
 struct Gauges(Mutex<HashMap<String, Arc<Watched>>>);
