@@ -46,6 +46,11 @@ pub struct BrokerConfig {
     /// no subscriber then gets 0x97 Quota exceeded. Replacing or clearing a retained topic always
     /// works. Broker `$SYS` figures are outside the limit; stored ones are all restored at start.
     pub max_retained_messages: usize,
+    /// Per namespace: what its retained messages may cost together (topic, payload and
+    /// properties, as [`Message::cost`](crate::Message) counts them). A retained message that
+    /// would take the namespace beyond it is routed but not retained, as above; replacing a
+    /// message with a smaller one and clearing always work.
+    pub max_retained_bytes: usize,
     /// Answers to a client's own requests (PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK, PINGRESP)
     /// that may wait unwritten while it does not read them; beyond, the connection stops
     /// reading from that client until it catches up, so it cannot make us buffer without end.
@@ -78,6 +83,7 @@ impl Default for BrokerConfig {
             backpressure_queue: 1000,
             max_topic_levels: switchyard_codec::topic::DEFAULT_MAX_LEVELS,
             max_retained_messages: 100_000,
+            max_retained_bytes: 64 * 1024 * 1024,
             answer_backlog: 1024,
             topic_alias_maximum: 64,
             max_session_expiry: 604_800,

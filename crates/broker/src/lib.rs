@@ -61,7 +61,8 @@ pub struct Stats {
     pub qos0_dropped: AtomicU64,
     pub queue_refused: AtomicU64,
     pub oversized_dropped: AtomicU64,
-    /// Retained messages not retained because their namespace was at `max_retained_messages`.
+    /// Retained messages not retained because their namespace was at `max_retained_messages`
+    /// or `max_retained_bytes`.
     pub retained_refused: AtomicU64,
     pub storage_errors: AtomicU64,
     /// PUBLISHes the pipeline refused as invalid data (5.0: acknowledged with the reason code;

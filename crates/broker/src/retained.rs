@@ -17,6 +17,8 @@ impl Value for Option<Arc<Message>> {
 pub struct Retained {
     root: Node<Option<Arc<Message>>>,
     len: usize,
+    /// The [`Message::cost`] of every retained message together.
+    bytes: usize,
 }
 
 impl Retained {
@@ -29,15 +31,22 @@ impl Retained {
         self.len == 0
     }
 
-    /// Whether `topic` holds a retained message.
-    pub fn contains(&self, topic: &str) -> bool {
-        self.root.get(topic).is_some_and(|n| n.value.is_some())
+    /// What the retained messages cost together (topic, payload and properties).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The cost of the message retained under `topic`, if any.
+    pub fn cost_of(&self, topic: &str) -> Option<usize> {
+        self.root.get(topic).and_then(|n| n.value.as_ref()).map(|m| m.cost())
     }
 
     /// Retain `message` under `topic`; returns the message it replaced.
     pub fn insert(&mut self, topic: &str, message: Arc<Message>) -> Option<Arc<Message>> {
+        self.bytes += message.cost();
         let replaced = self.root.entry(topic).replace(message);
         self.len += usize::from(replaced.is_none());
+        self.bytes -= replaced.as_ref().map_or(0, |m| m.cost());
         replaced
     }
 
@@ -46,6 +55,7 @@ impl Retained {
         let removed = self.root.get_mut(topic)?.take();
         self.root.prune(topic);
         self.len -= usize::from(removed.is_some());
+        self.bytes -= removed.as_ref().map_or(0, |m| m.cost());
         removed
     }
 
@@ -152,19 +162,22 @@ mod tests {
     }
 
     #[test]
-    fn insert_replace_remove_keep_the_count() {
+    fn insert_replace_remove_keep_the_count_and_the_bytes() {
         let mut store = Retained::default();
         assert!(store.insert("a/b", message("a/b")).is_none());
-        assert!(store.insert("a/b", message("a/b")).is_some());
+        assert_eq!((store.bytes(), store.cost_of("a/b")), (4, Some(4)), "topic and payload");
+        let bigger = Arc::new(Message { payload: Bytes::from_static(b"xyz"), ..(*message("a/b")).clone() });
+        assert!(store.insert("a/b", bigger).is_some());
         assert!(store.insert("a", message("a")).is_none());
-        assert_eq!(store.len(), 2);
+        assert_eq!((store.len(), store.bytes()), (2, 6 + 2));
         assert!(store.remove("a/b").is_some());
         assert!(store.remove("a/b").is_none());
         assert!(store.remove("nothing/here").is_none());
-        assert_eq!(store.len(), 1);
-        assert!(store.contains("a") && !store.contains("a/b"));
+        assert_eq!((store.len(), store.bytes(), store.cost_of("a/b")), (1, 2, None));
+        assert!(store.cost_of("a").is_some());
         assert!(store.remove("a").is_some());
         assert!(store.is_empty() && store.root.is_empty());
+        assert_eq!(store.bytes(), 0);
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub(super) struct Routed {
     pub refused: usize,
     /// Set when every connected QoS 1/2 subscriber it went to is behind: one of them.
     pub all_behind: Option<SessionId>,
-    /// It asked to be retained under a new topic, beyond `max_retained_messages`.
+    /// It asked to be retained under a new topic beyond `max_retained_messages`, or beyond
+    /// `max_retained_bytes`.
     pub retain_refused: bool,
 }
 
@@ -119,11 +120,20 @@ impl Router {
             }
             return true;
         }
-        let limit = self.cfg.max_retained_messages;
+        let (limit, byte_limit) = (self.cfg.max_retained_messages, self.cfg.max_retained_bytes);
         let space = self.space(ns);
-        if space.retained.len() >= limit && !space.retained.contains(&message.topic) {
+        let replaced = space.retained.cost_of(&message.topic);
+        let full = replaced.is_none() && space.retained.len() >= limit;
+        let (cost, before) = (message.cost(), replaced.unwrap_or(0));
+        let too_big = cost > before && space.retained.bytes() - before + cost > byte_limit;
+        if full || too_big {
             self.stats.retained_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(namespace = ns.as_str(), limit, "max_retained_messages reached; message not retained");
+            tracing::debug!(
+                namespace = ns.as_str(),
+                limit,
+                byte_limit,
+                "max_retained_messages or max_retained_bytes reached; message not retained"
+            );
             self.prune_space(ns);
             return false;
         }

@@ -71,6 +71,7 @@ struct RawMqtt {
     topic_alias_maximum: u16,
     max_topic_levels: usize,
     max_retained_messages: usize,
+    max_retained_bytes: usize,
     max_session_expiry: u32,
     max_sessions_per_identity: usize,
     anonymous_deny: Vec<RawDeny>,
@@ -97,6 +98,7 @@ impl Default for RawMqtt {
             topic_alias_maximum: core.topic_alias_maximum,
             max_topic_levels: core.max_topic_levels,
             max_retained_messages: core.max_retained_messages,
+            max_retained_bytes: core.max_retained_bytes,
             max_session_expiry: core.max_session_expiry,
             max_sessions_per_identity: core.max_sessions_per_identity,
             anonymous_deny: Vec::new(),
@@ -374,6 +376,7 @@ impl Settings {
             topic_alias_maximum: m.topic_alias_maximum,
             max_topic_levels: m.max_topic_levels,
             max_retained_messages: m.max_retained_messages,
+            max_retained_bytes: m.max_retained_bytes,
             max_session_expiry: m.max_session_expiry,
             max_sessions_per_identity: m.max_sessions_per_identity,
             ..BrokerConfig::default()

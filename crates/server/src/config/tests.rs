@@ -16,6 +16,7 @@ fn example_parses_and_matches_the_defaults() {
     assert_eq!(s.broker.max_packet_size, 262_144);
     assert_eq!(s.broker.max_topic_levels, BrokerConfig::default().max_topic_levels);
     assert_eq!(s.broker.max_retained_messages, BrokerConfig::default().max_retained_messages);
+    assert_eq!(s.broker.max_retained_bytes, BrokerConfig::default().max_retained_bytes);
     assert_eq!(s.anonymous_deny, [DenyRule::Subscribe("test/nosubscribe".into())]);
     assert!(!s.allow_anonymous);
     assert_eq!(s.key_file, PathBuf::from("./switchyard.key"));

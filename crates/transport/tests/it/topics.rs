@@ -1,5 +1,6 @@
 //! Topic depth and retained-message limits as clients meet them: too-deep names and filters are
-//! refused like invalid ones, and a namespace at `max_retained_messages` retains nothing new.
+//! refused like invalid ones, and a namespace at `max_retained_messages` retains nothing new
+//! (at `max_retained_bytes`, nothing that would take it beyond).
 
 use std::sync::atomic::Ordering;
 
@@ -134,5 +135,23 @@ async fn a_namespace_at_max_retained_messages_retains_no_new_topic() {
     assert_eq!(retain(&mut publisher, "r/a", 5, b"").await, reason::NO_MATCHING_SUBSCRIBERS, "clearing works");
     assert_eq!(retain(&mut publisher, "r/c", 6, b"1").await, reason::NO_MATCHING_SUBSCRIBERS, "room again");
     assert_eq!(retained_topics(&broker, "r/+").await, ["r/b", "r/c"]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_namespace_at_max_retained_bytes_retains_nothing_larger() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each message below costs its 3-byte topic and its payload.
+    let config = BrokerConfig { max_retained_bytes: 20, ..BrokerConfig::default() };
+    let broker = TestBroker::start(dir.path(), config).await;
+    let (mut publisher, _) = Client::connect(broker.addr, Protocol::V5, "p", true, Properties::default()).await;
+    assert_eq!(retain(&mut publisher, "r/a", 1, b"1234567").await, reason::NO_MATCHING_SUBSCRIBERS);
+    assert_eq!(retain(&mut publisher, "r/b", 2, b"12345678").await, reason::QUOTA_EXCEEDED, "21 bytes, refused");
+    assert_eq!(retain(&mut publisher, "r/b", 3, b"1234567").await, reason::NO_MATCHING_SUBSCRIBERS, "20 fit");
+    assert_eq!(retain(&mut publisher, "r/a", 4, b"12345678").await, reason::QUOTA_EXCEEDED, "a larger replacement");
+    assert_eq!(broker.broker.stats().retained_refused.load(Ordering::Relaxed), 2);
+    assert_eq!(retain(&mut publisher, "r/a", 5, b"1").await, reason::NO_MATCHING_SUBSCRIBERS, "a smaller one");
+    assert_eq!(retain(&mut publisher, "r/c", 6, b"123").await, reason::NO_MATCHING_SUBSCRIBERS, "room again");
+    assert_eq!(retained_topics(&broker, "r/+").await, ["r/a", "r/b", "r/c"]);
     broker.stop().await;
 }
