@@ -37,7 +37,8 @@ fuzz_target!(|input: Input<'_>| {
     // The receive time is a real clock's: always a valid timestamp.
     let now_ms = (now % (MAX_TS as u64 + 1)) as i64;
     let channel = if flags & 16 == 16 { Channel::Commands } else { Channel::Events };
-    let ctx = Context { tenant: &tenant, resource, now_ms, options, keep: 100, limits: &limits, channel };
+    let retention = (flags & 32 == 32).then(|| Duration::from_secs(now % 1_000_000 / 2 + 1));
+    let ctx = Context { tenant: &tenant, resource, now_ms, options, keep: 100, retention, limits: &limits, channel };
     let Ok(n) = normalize(body, &ctx) else { return };
 
     assert!(n.count >= 1 && n.count <= limits.max_messages.max(1));
@@ -61,6 +62,13 @@ fuzz_target!(|input: Input<'_>| {
         assert_eq!(body["timestamp"].as_i64(), Some(record.ts));
         assert_eq!(body["resource"].as_str(), Some(&*record.resource.resource));
         assert!(record.points.len() <= limits.max_metrics);
+        // A ttl or a retention bounds the expiry, and the shorter wins.
+        let bound = |d: Option<Duration>| d.map(|d| now_ms + d.as_millis() as i64);
+        let expected = match (bound(options.ttl), bound(retention)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        assert_eq!(record.expires_at, expected);
         if channel == Channel::Commands {
             assert!(record.points.is_empty(), "a command yields no metrics");
         }
