@@ -171,7 +171,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
     if let (Some(tls), Some(mqtts), Some(https)) = (&tls, mqtts, https) {
-        listeners.spawn(Arc::clone(tls).watch(TLS_RELOAD_EVERY, shutdown.clone()));
+        let watch = Arc::clone(tls).watch(TLS_RELOAD_EVERY, broker.clone(), limits.connect_timeout, shutdown.clone());
+        listeners.spawn(watch);
         listeners.spawn(switchyard_transport::run_listener(
             mqtts,
             Some(Arc::clone(tls)),

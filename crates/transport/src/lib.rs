@@ -3,8 +3,10 @@
 //!
 //! TLS handshakes run inside each connection's task under the connect timeout, never in the
 //! accept loop, so a slow handshake cannot stall other clients. On MQTTS a verified client
-//! certificate (`client_cert`) reaches the authenticator with the CONNECT credentials.
+//! certificate (`client_cert`) reaches the authenticator with the CONNECT credentials, and stays
+//! tracked (`certified`) so a reload that revokes it closes the device's connections.
 
+mod certified;
 mod client_cert;
 mod conn;
 mod handshake;
@@ -21,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use certified::{Revoked, Tracked};
 pub use client_cert::{ClientAuth, ClientCaFiles};
 pub use conn::serve;
 pub use tls::{TlsError, TlsFiles, TlsSource};
@@ -107,7 +110,11 @@ async fn serve_tls(
     let started = tokio::time::Instant::now();
     match tokio::time::timeout(timeout, Box::pin(tls.mqtt_acceptor().accept(stream))).await {
         Ok(Ok(stream)) => {
-            let cert = stream.get_ref().1.peer_certificates().and_then(|chain| tls.identify(chain)).map(Box::new);
+            // The guard keeps the chain for reloads to check again while the connection lives.
+            let (cert, _tracked) = match stream.get_ref().1.peer_certificates().and_then(|chain| tls.identify(chain)) {
+                Some((cert, tracked)) => (Some(Box::new(cert)), Some(tracked)),
+                None => (None, None),
+            };
             let left = timeout.saturating_sub(started.elapsed());
             conn::serve_holding(stream, Some(peer), cert, broker, left, shutdown, permit).await;
         }

@@ -3,11 +3,12 @@
 //! never here.
 //!
 //! Two acceptors share the server certificate: the HTTPS one never asks for a client
-//! certificate; the MQTTS one asks as [`ClientAuth`] says (see [`crate::client_cert`]).
+//! certificate; the MQTTS one asks as [`ClientAuth`] says (see [`crate::client_cert`]). A
+//! reload checks the client certificates of live connections again ([`crate::certified`]).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rustls::ServerConfig;
@@ -15,10 +16,12 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use switchyard_broker::Broker;
 use switchyard_identity::ClientCertificate;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::certified::{Certified, Revoked, Tracked};
 use crate::client_cert::{ClientAuth, ClientCaFiles, ClientCerts};
 
 /// Why certificates could not be loaded.
@@ -118,6 +121,8 @@ fn load(files: &TlsFiles) -> Result<Loaded, TlsError> {
 pub struct TlsSource {
     files: TlsFiles,
     current: RwLock<Arc<Loaded>>,
+    /// Live connections' client certificates; locked before `current` wherever both are.
+    certified: Arc<Mutex<Certified>>,
 }
 
 impl std::fmt::Debug for TlsSource {
@@ -130,7 +135,7 @@ impl TlsSource {
     /// Load the files now; fails when they are missing or invalid.
     pub fn load(files: TlsFiles) -> Result<Arc<TlsSource>, TlsError> {
         let loaded = load(&files)?;
-        Ok(Arc::new(TlsSource { files, current: RwLock::new(Arc::new(loaded)) }))
+        Ok(Arc::new(TlsSource { files, current: RwLock::new(Arc::new(loaded)), certified: Default::default() }))
     }
 
     fn current(&self) -> Arc<Loaded> {
@@ -148,32 +153,74 @@ impl TlsSource {
     }
 
     /// What a client's verified certificate chain says, checked against the tenants' CAs as
-    /// they are now; `None` without client certificates or without a chain.
-    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<ClientCertificate> {
-        self.current().clients.as_ref()?.identify(chain)
+    /// they are now; `None` without client certificates or without a chain. The chain is kept,
+    /// for reloads to check again, until the [`Tracked`] guard is dropped with the connection.
+    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<(ClientCertificate, Tracked)> {
+        let mut certified = self.certified.lock().unwrap_or_else(|e| e.into_inner());
+        let identified = self.current().clients.as_ref()?.identify(chain)?;
+        let id = certified.insert(chain, identified.clone());
+        Some((identified, Tracked { registry: Arc::clone(&self.certified), id }))
     }
 
     /// Reload if the files changed since the last load. Bad new files keep the old config.
-    pub fn reload_if_changed(&self) {
+    /// Answers the devices whose live connections' certificates the new files no longer
+    /// trust, per tenant (their connections are to be closed: [`Revoked::close`]).
+    pub fn reload_if_changed(&self) -> Vec<Revoked> {
         if stamps(&self.files) == self.current().stamps {
-            return;
+            return Vec::new();
         }
-        match load(&self.files) {
-            Ok(loaded) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
-                tracing::info!(cert = %self.files.cert.display(), "TLS certificates reloaded");
+        let loaded = match load(&self.files) {
+            Ok(loaded) => Arc::new(loaded),
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS files changed but cannot be loaded; keeping the old ones");
+                return Vec::new();
             }
-            Err(e) => tracing::warn!(error = %e, "TLS files changed but cannot be loaded; keeping the old ones"),
+        };
+        // Under the lock, so no connection is identified by the old files and tracked after
+        // the check below.
+        let mut certified = self.certified.lock().unwrap_or_else(|e| e.into_inner());
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&loaded);
+        tracing::info!(cert = %self.files.cert.display(), "TLS certificates reloaded");
+        let Some(clients) = &loaded.clients else { return Vec::new() };
+        let revoked = certified.recheck(|chain| clients.identify(chain));
+        for r in &revoked {
+            tracing::info!(
+                domain = %r.domain, resource = %r.resource,
+                "a live connection's client certificate is no longer trusted; the device's connections are closed"
+            );
         }
+        revoked
     }
 
-    /// Poll the files every `every` until shutdown.
-    pub async fn watch(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+    /// Poll the files every `every` until shutdown, closing the connections of devices whose
+    /// certificates a reload no longer trusts; again `connect_timeout` later, for a connection
+    /// that completed its handshake before the reload but had not sent CONNECT yet.
+    pub async fn watch(
+        self: Arc<Self>,
+        every: Duration,
+        broker: Broker,
+        connect_timeout: Duration,
+        shutdown: CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(every) => self.reload_if_changed(),
+                () = tokio::time::sleep(every) => {}
             }
+            let revoked = self.reload_if_changed();
+            if revoked.is_empty() {
+                continue;
+            }
+            for r in &revoked {
+                r.clone().close(&broker).await;
+            }
+            let broker = broker.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(connect_timeout).await;
+                for r in revoked {
+                    r.close(&broker).await;
+                }
+            });
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Devices authenticated by a TLS client certificate (mTLS) on a real MQTTS listener: the
 //! certificate's tenant and name decide the device, one tenant's CA never vouches for another's
 //! devices, revoked certificates fail, passwords still work in optional mode, and replaced CA
-//! and CRL files take effect for new connections.
+//! and CRL files take effect for new connections and close live ones they no longer trust.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use switchyard_codec::{Connect, Packet, Properties, Protocol, Publish, QoS};
 use switchyard_hub::{Hub, HubConfig};
 use switchyard_identity::{Domain, ResourceId};
 use switchyard_storage::NullStore;
-use switchyard_transport::{ClientAuth, ClientCaFiles, ListenerLimits, TlsFiles, TlsSource};
+use switchyard_transport::{ClientAuth, ClientCaFiles, ListenerLimits, Revoked, TlsFiles, TlsSource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -99,6 +99,7 @@ fn replace(path: &Path, text: &str) {
 struct Running {
     addr: SocketAddr,
     hub: Arc<Hub>,
+    broker: Broker,
     tls: Arc<TlsSource>,
     server_root: CertificateDer<'static>,
     dir: tempfile::TempDir,
@@ -144,12 +145,12 @@ async fn start(mode: ClientAuth, cas: &[(&str, &Ca, Option<String>)]) -> Running
     tokio::spawn(switchyard_transport::run_listener(
         listener,
         Some(tls.clone()),
-        broker,
+        broker.clone(),
         limits,
         tracker,
         stop.clone(),
     ));
-    Running { addr, hub, tls, server_root: server.cert.der().clone(), dir, stop }
+    Running { addr, hub, broker, tls, server_root: server.cert.der().clone(), dir, stop }
 }
 
 impl Running {
@@ -164,6 +165,18 @@ impl Running {
     /// Connects over TLS (with `leaf` as client certificate, if any) and sends CONNECT; the
     /// CONNACK code, or `None` when the server closed without one (the handshake failed).
     async fn connect(&self, leaf: Option<&Leaf>, protocol: Protocol, user: Option<&str>, pass: Option<&str>) -> Conn {
+        self.connect_as("c", leaf, protocol, user, pass).await
+    }
+
+    /// [`Running::connect`] with client id `client_id`.
+    async fn connect_as(
+        &self,
+        client_id: &str,
+        leaf: Option<&Leaf>,
+        protocol: Protocol,
+        user: Option<&str>,
+        pass: Option<&str>,
+    ) -> Conn {
         let mut roots = RootCertStore::empty();
         roots.add(self.server_root.clone()).unwrap();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -186,7 +199,7 @@ impl Running {
             protocol,
             clean_start: true,
             keep_alive: 60,
-            client_id: "c".into(),
+            client_id: client_id.into(),
             will: None,
             username: user.map(Into::into),
             password: pass.map(|p| Bytes::copy_from_slice(p.as_bytes())),
@@ -362,4 +375,33 @@ async fn replaced_ca_and_crl_files_take_effect_for_new_connections() {
     replace(&b.ca_path(0, "crl"), &new.crl(&[1]));
     b.tls.reload_if_changed();
     assert_eq!(b.connect(Some(&from_new), Protocol::V5, None, None).await.connack, None);
+}
+
+#[tokio::test]
+async fn a_crl_that_revokes_a_live_connections_certificate_closes_it() {
+    let ca = Ca::new("a devices");
+    let b = start(ClientAuth::Optional, &[("a.example", &ca, Some(ca.crl(&[])))]).await;
+    b.tenant("a.example");
+    let (revoked, kept) = (ca.issue("s1", 1), ca.issue("s2", 2));
+    let mut v5 = b.connect_as("v5", Some(&revoked), Protocol::V5, None, None).await;
+    let mut v311 = b.connect_as("v311", Some(&revoked), Protocol::V311, None, None).await;
+    let mut other = b.connect_as("other", Some(&kept), Protocol::V5, None, None).await;
+    assert_eq!((v5.connack, v311.connack, other.connack), (Some(0), Some(0), Some(0)));
+    assert!(b.tls.reload_if_changed().is_empty(), "nothing changed");
+
+    replace(&b.ca_path(0, "crl"), &ca.crl(&[1]));
+    let found = b.tls.reload_if_changed();
+    let expected = Revoked { domain: Domain::parse("a.example").unwrap(), resource: ResourceId::parse("s1").unwrap() };
+    assert_eq!(found, [expected], "one device, however many connections");
+    for r in found {
+        r.close(&b.broker).await;
+    }
+    assert!(matches!(v5.recv().await, Some(Packet::Disconnect(d)) if d.reason == 0x98), "administrative action");
+    assert!(v311.recv().await.is_none(), "3.1.1 is closed");
+    assert!(other.publish("a.example/resources/s2/events").await, "another certificate stays connected");
+    assert_eq!(b.connect_as("again", Some(&revoked), Protocol::V5, None, None).await.connack, None);
+
+    // A device found revoked once is not reported again.
+    replace(&b.ca_path(0, "crl"), &ca.crl(&[1, 3]));
+    assert!(b.tls.reload_if_changed().is_empty());
 }
