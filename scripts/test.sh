@@ -108,7 +108,7 @@ step "PostgreSQL for the storage-postgres tests (scripts/postgres.sh)"
 PG_DIR=$(mktemp -d)
 PG_ENV=$(bash scripts/postgres.sh start "$PG_DIR")
 eval "$PG_ENV"
-export SWITCHYARD_TEST_PG_URL
+export SWITCHYARD_TEST_PG_URL SWITCHYARD_TEST_PG_CA
 
 if cargo nextest --version >/dev/null 2>&1; then
     step "cargo nextest run --workspace"

@@ -39,6 +39,7 @@ pub(crate) struct RawStorage {
     pool_size: usize,
     schema: Option<String>,
     connect_timeout_secs: u64,
+    ca_file: Option<std::path::PathBuf>,
     write_buffer_bytes: Option<u64>,
     cache_bytes: Option<u64>,
     max_tracked_resources: Option<usize>,
@@ -54,6 +55,7 @@ impl Default for RawStorage {
             pool_size: pg.pool_size,
             schema: None,
             connect_timeout_secs: pg.connect_timeout.as_secs(),
+            ca_file: None,
             write_buffer_bytes: None,
             cache_bytes: None,
             max_tracked_resources: None,
@@ -101,8 +103,8 @@ pub enum Backend {
 pub(crate) fn check(raw: RawStorage) -> anyhow::Result<Backend> {
     match raw.backend.as_str() {
         "embedded" => {
-            if raw.url.is_some() || raw.schema.is_some() {
-                bail!("storage.url and storage.schema apply to storage.backend = \"postgres\" only");
+            if raw.url.is_some() || raw.schema.is_some() || raw.ca_file.is_some() {
+                bail!("storage.url, storage.schema and storage.ca_file apply to storage.backend = \"postgres\" only");
             }
             let default = EmbeddedMemory::default();
             let memory = EmbeddedMemory {
@@ -142,6 +144,7 @@ pub(crate) fn check(raw: RawStorage) -> anyhow::Result<Backend> {
                 pool_size: raw.pool_size,
                 schema: raw.schema,
                 connect_timeout: Duration::from_secs(raw.connect_timeout_secs.max(1)),
+                ca_file: raw.ca_file,
             }))
         }
         other => bail!("storage.backend = {other:?}: expected \"embedded\" or \"postgres\""),
@@ -390,6 +393,14 @@ mod tests {
         let Backend::Postgres(pg) = load(file, &[]).unwrap().storage else { panic!("not postgres") };
         assert_eq!((pg.url.as_str(), pg.pool_size, pg.schema.as_deref()), ("postgres://a@h/db", 4, Some("sy")));
         assert_eq!(pg.connect_timeout, Duration::from_secs(10));
+        assert_eq!(pg.ca_file, None);
+        let tls = format!("{file}ca_file = \"db-ca.pem\"\n");
+        let Backend::Postgres(pg) = load(&tls, &[]).unwrap().storage else { panic!("not postgres") };
+        assert_eq!(pg.ca_file.as_deref(), Some(std::path::Path::new("db-ca.pem")));
+        let Backend::Postgres(pg) = load(file, &[("SWITCHYARD_STORAGE_CA_FILE", "env.pem")]).unwrap().storage else {
+            panic!("not postgres")
+        };
+        assert_eq!(pg.ca_file.as_deref(), Some(std::path::Path::new("env.pem")));
 
         let env = [
             ("SWITCHYARD_STORAGE_BACKEND", "postgres"),
@@ -411,6 +422,7 @@ mod tests {
             ("[storage]\nbackend = \"postgres\"\nurl = \"postgres://h/d\"\npool_size = 0\n", "storage.pool_size"),
             ("[storage]\nbackend = \"sqlite\"\n", "storage.backend"),
             ("[storage]\nurl = \"postgres://h/d\"\n", "storage.url"),
+            ("[storage]\nca_file = \"db-ca.pem\"\n", "storage.ca_file"),
             ("[storage]\npool = 3\n", "pool"),
             (
                 "[storage]\nbackend = \"postgres\"\nurl = \"postgres://h/d\"\n[pipeline]\nretention = \"1d\"\n",

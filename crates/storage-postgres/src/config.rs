@@ -1,6 +1,7 @@
 //! How to reach the database ([`PgConfig`]) and why opening a store failed ([`PgError`]).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use switchyard_storage::StorageError;
@@ -18,12 +19,15 @@ pub struct PgConfig {
     pub schema: Option<String>,
     /// How long connecting, and waiting for a free connection, may take.
     pub connect_timeout: Duration,
+    /// PEM certificates trusted for the server's, beside the system's roots; setting it requires
+    /// TLS, as `sslmode=require` in the URL does (see the `tls` module).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl PgConfig {
     /// A configuration for `url` with 8 connections, schema `public` and a 10 s timeout.
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), pool_size: 8, schema: None, connect_timeout: Duration::from_secs(10) }
+        Self { url: url.into(), pool_size: 8, schema: None, connect_timeout: Duration::from_secs(10), ca_file: None }
     }
 
     /// The schema name, checked: it is written into SQL as an identifier, so only what can never
@@ -48,6 +52,7 @@ impl fmt::Debug for PgConfig {
             .field("pool_size", &self.pool_size)
             .field("schema", &self.schema)
             .field("connect_timeout", &self.connect_timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -67,6 +72,8 @@ pub enum PgError {
     Connect(String),
     #[error("PostgreSQL schema migration failed: {0}")]
     Migrate(String),
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
 }
 
 impl From<PgError> for StorageError {

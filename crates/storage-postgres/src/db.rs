@@ -64,9 +64,15 @@ impl Db {
         let mut pg: tokio_postgres::Config = config.url.parse().map_err(|_| PgError::Url)?;
         // The name was checked to be a plain identifier, so it needs no quoting here.
         pg.options(format!("-c search_path={schema}"));
-        pg.application_name("switchyard");
+        if pg.get_application_name().is_none() {
+            pg.application_name("switchyard");
+        }
         pg.connect_timeout(config.connect_timeout);
-        let manager = Manager::from_config(pg, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match crate::tls::connector(config, &mut pg)? {
+            Some(tls) => Manager::from_config(pg, tls, recycling),
+            None => Manager::from_config(pg, NoTls, recycling),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("switchyard-pg")

@@ -33,6 +33,7 @@ mod registry;
 mod schema;
 mod session;
 mod sql;
+mod tls;
 
 pub use config::{PgConfig, PgError};
 pub use data::PgDataStore;

@@ -196,3 +196,48 @@ fn errors_never_show_the_password() {
     let bad_schema = PgConfig { schema: Some("x; DROP TABLE y".into()), ..PgConfig::new(super::url()) };
     assert!(matches!(PgStore::open(&bad_schema), Err(PgError::Schema(_))));
 }
+
+/// The test server's own certificate (`scripts/postgres.sh` makes it and exports its path).
+fn test_ca() -> std::path::PathBuf {
+    match std::env::var_os("SWITCHYARD_TEST_PG_CA") {
+        Some(path) if !path.is_empty() => path.into(),
+        _ => panic!("SWITCHYARD_TEST_PG_CA is not set: start the server with scripts/postgres.sh, which exports it"),
+    }
+}
+
+/// `extra` added to the test server's URL as query options.
+fn url_with(extra: &str) -> String {
+    let url = super::url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{extra}")
+}
+
+#[test]
+fn tls_to_the_database_checks_the_servers_certificate() {
+    let place = Place::fresh();
+    let name = format!("sy_tls_{}", place.schema());
+    let config = PgConfig {
+        ca_file: Some(test_ca()),
+        url: url_with(&format!("application_name={name}")),
+        ..place.config.clone()
+    };
+    let store = PgStore::open(&config).unwrap();
+    SessionStore::commit(&store, &[put_session("over-tls")]).unwrap();
+    assert_eq!(store.load().unwrap().sessions.len(), 1);
+    let sql = format!(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '{name}'"
+    );
+    let rows = admin(&sql).unwrap();
+    assert!(!rows.is_empty(), "the store's connections are open");
+    assert!(rows.iter().all(|row| row.get::<_, bool>(0)), "every connection of the store is TLS");
+    drop(store);
+
+    // Without the certificate that signed the server's, `require` is refused, not downgraded.
+    let unknown = PgConfig {
+        url: url_with("sslmode=require"),
+        connect_timeout: std::time::Duration::from_secs(5),
+        ..place.config.clone()
+    };
+    let error = PgStore::open(&unknown).err().expect("an unknown server certificate is refused");
+    assert!(matches!(error, PgError::Connect(_)), "{error}");
+}
