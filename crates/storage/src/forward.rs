@@ -60,7 +60,8 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn set_sinks(&self, sinks: &[&str]) -> Result<(), StorageError>;
     /// The registered sinks and their cursors, by name.
     fn sinks(&self) -> Result<Vec<(String, u64)>, StorageError>;
-    /// Up to `limit` records after `after`, in sequence order.
+    /// Up to `limit` records after `after`, in sequence order; only records that are durable
+    /// (a record lost in a crash would give its sequence, its forwarded `id`, to another).
     fn read(&self, after: u64, limit: usize) -> Result<Vec<OutboxRecord>, StorageError>;
     /// The sequence of the last record the sink acknowledged (`None`: no such sink).
     fn cursor(&self, sink: &str) -> Result<Option<u64>, StorageError>;
@@ -72,7 +73,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     /// Drops the records every sink has acknowledged that were stored before `before` (epoch
     /// ms); returns how many.
     fn trim(&self, before: i64) -> Result<u64, StorageError>;
-    /// The sequence of the last record ever appended (0: none).
+    /// The sequence of the last durable record ever appended (0: none).
     fn last(&self) -> u64;
     /// Bytes ([`OutboxRecord::size`]) of the tenant's records some sink has not acknowledged.
     fn pending_bytes(&self, tenant: &str) -> u64;

@@ -109,7 +109,7 @@ impl EmbeddedDataStore {
         writes.insert(&self.meta, b"seq".to_vec(), seq.to_be_bytes().to_vec());
         let forwarded = self.outbox.stage(&mut writes, batch, &written, now);
         writes.commit().map_err(|e| backend("write", e))?;
-        forwarded.applied();
+        forwarded.applied(durability.is_some());
         state.seq = seq;
         state.caches.extend(caches);
         state.series.extend(new_series);

@@ -440,7 +440,10 @@ impl DataStore for EmbeddedDataStore {
     }
 
     fn sync(&self) -> Result<(), StorageError> {
-        self.db.persist(PersistMode::SyncData).map_err(|e| backend("sync", e))
+        let covered = self.outbox.appended();
+        self.db.persist(PersistMode::SyncData).map_err(|e| backend("sync", e))?;
+        self.outbox.synced(covered);
+        Ok(())
     }
 
     fn drop_tenant(&self, tenant: &str) -> Result<(), StorageError> {

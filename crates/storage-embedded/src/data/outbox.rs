@@ -10,6 +10,10 @@
 //! In memory: the last sequence, the cursors and each tenant's pending bytes (records after the
 //! slowest cursor), counted again when the store opens. Appends are staged by the write path
 //! under the outbox lock and applied once their batch committed.
+//!
+//! Sinks see only records a sync covered (`durable`): an unsynced record lost in a crash gives
+//! its sequence, which is also its forwarded `id`, to another record after the restart, so a
+//! sink that had already received the first would drop the second as a duplicate.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,14 +40,16 @@ pub(super) struct Outbox {
 
 #[derive(Default)]
 struct State {
-    last: u64,
+    appended: u64,
+    /// The last sequence known to be on disk: `appended` once a sync that began after it returned.
+    durable: u64,
     cursors: BTreeMap<String, u64>,
     pending: HashMap<Arc<str>, u64>,
 }
 
 impl State {
     fn floor(&self) -> u64 {
-        self.cursors.values().copied().min().unwrap_or(self.last)
+        self.cursors.values().copied().min().unwrap_or(self.appended)
     }
 }
 
@@ -55,9 +61,13 @@ pub(super) struct Staged<'a> {
 }
 
 impl Staged<'_> {
-    /// The batch committed: the staged records are in the outbox.
-    pub(super) fn applied(mut self) {
-        self.state.last = self.last;
+    /// The batch committed: the staged records are in the outbox, and durable if it was
+    /// `synced` (with all appended before it: the journal is one).
+    pub(super) fn applied(mut self, synced: bool) {
+        self.state.appended = self.last;
+        if synced {
+            self.state.durable = self.last;
+        }
         for (tenant, size) in self.sizes {
             *self.state.pending.entry(tenant).or_default() += size;
         }
@@ -123,7 +133,8 @@ impl Outbox {
         {
             let mut state = outbox.lock();
             if let Some(last) = outbox.meta.get(LAST).map_err(|e| backend("read outbox", e))? {
-                state.last = u64_of(&last, "outbox sequence")?;
+                state.appended = u64_of(&last, "outbox sequence")?;
+                state.durable = state.appended;
             }
             for guard in outbox.meta.prefix(b"c/") {
                 let (key, value) = guard.into_inner().map_err(|e| backend("read outbox cursors", e))?;
@@ -133,6 +144,17 @@ impl Outbox {
             outbox.recount(&mut state)?;
         }
         Ok(outbox)
+    }
+
+    /// The last sequence appended: what a sync starting now will make durable.
+    pub(super) fn appended(&self) -> u64 {
+        self.lock().appended
+    }
+
+    /// A sync that began when [`Self::appended`] answered `covered` returned: up to it is durable.
+    pub(super) fn synced(&self, covered: u64) {
+        let mut state = self.lock();
+        state.durable = state.durable.max(covered);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -156,7 +178,7 @@ impl Outbox {
     /// forwarded, if a sink is registered; [`Staged::applied`] once `writes` committed.
     pub(super) fn stage(&self, writes: &mut WriteBatch, batch: &[Ingest], written: &[Written], now: i64) -> Staged<'_> {
         let state = self.lock();
-        let mut staged = Staged { last: state.last, sizes: Vec::new(), state };
+        let mut staged = Staged { last: state.appended, sizes: Vec::new(), state };
         if staged.state.cursors.is_empty() {
             return staged;
         }
@@ -168,7 +190,7 @@ impl Outbox {
             staged.sizes.push((ingest.resource.tenant.clone(), size));
             writes.insert(&self.records, staged.last.to_be_bytes().to_vec(), value);
         }
-        if staged.last != staged.state.last {
+        if staged.last != staged.state.appended {
             writes.insert(&self.meta, LAST.to_vec(), staged.last.to_be_bytes().to_vec());
         }
         staged
@@ -229,7 +251,7 @@ impl OutboxStore for EmbeddedDataStore {
             .map(|(n, s)| (n.clone(), *s))
             .collect();
         for sink in sinks {
-            cursors.entry(sink.to_string()).or_insert(state.last);
+            cursors.entry(sink.to_string()).or_insert(state.durable);
         }
         self.put_cursors(&mut state, cursors)
     }
@@ -239,8 +261,13 @@ impl OutboxStore for EmbeddedDataStore {
     }
 
     fn read(&self, after: u64, limit: usize) -> Result<Vec<OutboxRecord>, StorageError> {
+        let durable = self.outbox.lock().durable;
         let mut records = Vec::with_capacity(limit.min(4096));
-        for guard in self.outbox.records.range(after.saturating_add(1).to_be_bytes()..).take(limit) {
+        if after >= durable {
+            return Ok(records);
+        }
+        let range = after.saturating_add(1).to_be_bytes()..=durable.to_be_bytes();
+        for guard in self.outbox.records.range(range).take(limit) {
             let (key, value) = guard.into_inner().map_err(|e| backend("read outbox", e))?;
             records.push(decode(&key, &value)?);
         }
@@ -257,7 +284,7 @@ impl OutboxStore for EmbeddedDataStore {
             return Err(unknown(sink));
         }
         let mut cursors = state.cursors.clone();
-        cursors.insert(sink.to_string(), seq.min(state.last));
+        cursors.insert(sink.to_string(), seq.min(state.durable));
         self.put_cursors(&mut state, cursors)
     }
 
@@ -266,8 +293,8 @@ impl OutboxStore for EmbeddedDataStore {
         if !state.cursors.contains_key(sink) {
             return Err(unknown(sink));
         }
-        let mut to = state.last;
-        for guard in self.outbox.records.iter() {
+        let mut to = state.durable;
+        for guard in self.outbox.records.range(..=state.durable.to_be_bytes()) {
             let (key, value) = guard.into_inner().map_err(|e| backend("read outbox", e))?;
             let at = i64::from_be_bytes(
                 value.get(..8).ok_or_else(|| corrupt("outbox record"))?.try_into().unwrap_or_default(),
@@ -304,7 +331,7 @@ impl OutboxStore for EmbeddedDataStore {
     }
 
     fn last(&self) -> u64 {
-        self.outbox.lock().last
+        self.outbox.lock().durable
     }
 
     fn pending_bytes(&self, tenant: &str) -> u64 {
